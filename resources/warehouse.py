@@ -1,0 +1,253 @@
+"""The DuckDB warehouse: schema from the stream specs, merges, cursors, and safe access.
+
+DuckDB lets one process write a database file at a time, and a writer locks readers
+out. Every process (Dagster runs, the CLI, the web page) therefore goes through one
+advisory lock file: writers take it exclusively for short transactions after the
+fetch, readers take it shared for the length of a query. Waiting replaces failing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from assets.streams import (
+    BALANCE_COLUMNS,
+    BOOKKEEPING_COLUMNS,
+    STREAMS,
+    ChildSpec,
+    Column,
+    StreamSpec,
+)
+from resources.settings import load_settings
+
+STATE_TABLE = "meta.sync_state"
+
+
+class WarehouseBusy(TimeoutError):
+    """The warehouse stayed locked by another writer for longer than we wait."""
+
+
+@dataclass
+class StreamState:
+    client_id: str
+    stream: str
+    # Every object created before this instant has landed (epoch seconds).
+    created_cursor: int | None = None
+    # Every event before this instant has been applied (epoch seconds).
+    events_cursor: int | None = None
+    last_full_sync: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+
+    def __add__(self, other: MergeCounts) -> MergeCounts:
+        return MergeCounts(self.inserted + other.inserted, self.updated + other.updated)
+
+
+def _column_ddl(columns: tuple[Column, ...]) -> str:
+    return ",\n  ".join(f'"{c.name}" {c.type}' for c in columns)
+
+
+def _table_ddl(table: str, columns: tuple[Column, ...]) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS stripe.{table} (\n  {_column_ddl(columns)},\n"
+        "  PRIMARY KEY (client_id, id)\n)"
+    )
+
+
+def stream_columns(spec: StreamSpec) -> tuple[Column, ...]:
+    return BOOKKEEPING_COLUMNS[:1] + spec.columns + BOOKKEEPING_COLUMNS[1:]
+
+
+def child_columns(child: ChildSpec) -> tuple[Column, ...]:
+    parent = Column(child.parent_column, "VARCHAR", "Parent object id")
+    return (BOOKKEEPING_COLUMNS[0], parent, *child.columns, *BOOKKEEPING_COLUMNS[1:])
+
+
+def schema_statements() -> list[str]:
+    statements = ["CREATE SCHEMA IF NOT EXISTS stripe", "CREATE SCHEMA IF NOT EXISTS meta"]
+    for spec in STREAMS:
+        statements.append(_table_ddl(spec.table, stream_columns(spec)))
+        statements += _add_missing_columns(spec.table, stream_columns(spec))
+        for child in spec.children:
+            statements.append(_table_ddl(child.table, child_columns(child)))
+            statements += _add_missing_columns(child.table, child_columns(child))
+    statements.append(_table_ddl("balance", BALANCE_COLUMNS))
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (client_id VARCHAR, stream VARCHAR, "
+        "created_cursor BIGINT, events_cursor BIGINT, last_full_sync TIMESTAMPTZ, "
+        "updated_at TIMESTAMPTZ, PRIMARY KEY (client_id, stream))"
+    )
+    return statements
+
+
+def _add_missing_columns(table: str, columns: tuple[Column, ...]) -> list[str]:
+    # Specs grow; existing warehouses gain the new columns on the next write.
+    return [
+        f'ALTER TABLE stripe.{table} ADD COLUMN IF NOT EXISTS "{c.name}" {c.type}'
+        for c in columns
+    ]
+
+
+class Warehouse:
+    def __init__(self, path: Path | str, lock_timeout: float = 900.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self._schema_ready = False
+
+    @classmethod
+    def from_settings(cls) -> Warehouse:
+        return cls(load_settings().warehouse_path)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + self.lock_timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise WarehouseBusy(
+                            f"The warehouse {self.path} stayed locked by another writer for "
+                            f"{self.lock_timeout:.0f}s; try again when the running sync ends."
+                        ) from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive, short-lived read-write connection. Keep the work inside small."""
+        with self._locked(exclusive=True):
+            conn = duckdb.connect(str(self.path))
+            try:
+                if not self._schema_ready:
+                    for statement in schema_statements():
+                        conn.execute(statement)
+                    self._schema_ready = True
+                yield conn
+            finally:
+                conn.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection; waits while a writer holds the file."""
+        if not self.path.exists():
+            with self.writer():
+                pass
+        with self._locked(exclusive=False):
+            conn = duckdb.connect(str(self.path), read_only=True)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+    def ensure_schema(self) -> None:
+        with self.writer():
+            pass
+
+    def read_state(self, client_id: str, stream: str) -> StreamState:
+        with self.reader() as conn:
+            return read_state(conn, client_id, stream)
+
+
+def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:
+    row = conn.execute(
+        f"SELECT created_cursor, events_cursor, last_full_sync FROM {STATE_TABLE} "
+        "WHERE client_id = ? AND stream = ?",
+        [client_id, stream],
+    ).fetchone()
+    if row is None:
+        return StreamState(client_id, stream)
+    return StreamState(client_id, stream, row[0], row[1], row[2])
+
+
+def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            state.client_id, state.stream, state.created_cursor, state.events_cursor,
+            state.last_full_sync, datetime.now(UTC),
+        ],
+    )
+
+
+def merge_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> MergeCounts:
+    """Upsert rows into stripe.<table> by (client_id, id); counts what was new."""
+    if rows.num_rows == 0:
+        return MergeCounts()
+    conn.register("incoming", rows)
+    try:
+        existing = conn.execute(
+            f"SELECT count(*) FROM incoming i JOIN stripe.{table} t "
+            "ON t.client_id = i.client_id AND t.id = i.id"
+        ).fetchone()[0]
+        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming")
+    finally:
+        conn.unregister("incoming")
+    return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
+
+
+def replace_children(
+    conn: duckdb.DuckDBPyConnection,
+    child: ChildSpec,
+    client_id: str,
+    parent_ids: list[str],
+    rows: pa.Table,
+) -> None:
+    """A parent's child list is replaced whole: items removed in Stripe disappear here too."""
+    if not parent_ids:
+        return
+    conn.register("parent_ids", pa.table({"id": parent_ids}))
+    try:
+        conn.execute(
+            f"DELETE FROM stripe.{child.table} WHERE client_id = ? AND "
+            f"{child.parent_column} IN (SELECT id FROM parent_ids)",
+            [client_id],
+        )
+    finally:
+        conn.unregister("parent_ids")
+    if rows.num_rows:
+        conn.register("incoming_children", rows)
+        try:
+            conn.execute(
+                f"INSERT OR REPLACE INTO stripe.{child.table} BY NAME "
+                "SELECT * FROM incoming_children"
+            )
+        finally:
+            conn.unregister("incoming_children")
+
+
+def flag_unseen_as_deleted(
+    conn: duckdb.DuckDBPyConnection, table: str, client_id: str, listed_since: datetime
+) -> int:
+    """After a complete full listing: rows it did not touch are gone from Stripe."""
+    result = conn.execute(
+        f"UPDATE stripe.{table} SET is_deleted = true WHERE client_id = ? "
+        "AND _synced_at < ? AND NOT coalesce(is_deleted, false)",
+        [client_id, listed_since],
+    ).fetchone()
+    return int(result[0]) if result else 0
