@@ -1,0 +1,499 @@
+"""The connection store: each client's Stripe account, its encrypted key and its health.
+
+One row per client in `stripe_connections`, and one row per credential check in
+`credential_checks`. Any SQLAlchemy URL works; SQLite (the default) and PostgreSQL are
+tested. Several processes (the CLI, Dagster runs) use the store at once: on SQLite every
+write takes the write lock up front (`BEGIN IMMEDIATE`) and waits for it (busy timeout)
+rather than failing with "database is locked", and WAL lets readers carry on meanwhile.
+
+Stripe secret keys leave this module only through `ConnectionStore.secret_key`; they are
+never logged, never put in an exception, and only ever stored encrypted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
+
+from resources.encryption import KeyCipher, WrongMasterKey
+from resources.keys import mask_key
+from resources.settings import Settings, load_settings
+
+CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
+_IMMEDIATE = "stripe_reports_immediate"  # execution option: take SQLite's write lock at BEGIN
+_PG_CREATE_LOCK = 0x5354_5250  # advisory lock id serialising CREATE TABLE on PostgreSQL
+
+
+class ConnectionState(str, Enum):
+    CONNECTED = "connected"
+    FAILED = "failed"
+    DISCONNECTED = "disconnected"
+
+
+class ClientNotConnected(LookupError):
+    """No usable Stripe key is stored for a client; the message says how to connect it."""
+
+    def __init__(self, client_id: str, detail: str = "has no stored Stripe key") -> None:
+        self.client_id = client_id
+        super().__init__(
+            f"Client '{client_id}' {detail}. Run `stripe-reports connect {client_id}` and paste "
+            "the client's Stripe Secret key (Stripe Dashboard: Developers → API keys)."
+        )
+
+
+def check_client_id(client_id: str) -> str:
+    """The client id if it is a slug ([a-z0-9_-], starting with a letter or digit)."""
+    if not CLIENT_ID_PATTERN.fullmatch(client_id):
+        raise ValueError(
+            f"Invalid client id {client_id!r}: use 1 to 63 lower-case letters, digits, '-' or "
+            "'_', starting with a letter or a digit (for example 'acme-shop')."
+        )
+    return client_id
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"timestamps must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (no time zones) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite hands back what we wrote: UTC without the zone
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _utc_column(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class StripeConnection(SQLModel, table=True):
+    __tablename__ = "stripe_connections"
+
+    client_id: str = Field(primary_key=True, max_length=63)
+    name: str
+    account_id: str
+    account_name: str | None = None
+    livemode: bool
+    stripe_account: str | None = None  # Connect account id, sent as the Stripe-Account header
+    encrypted_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    masked_key: str | None = None
+    state: str = ConnectionState.CONNECTED.value
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    steps: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error_code: str | None = None
+    request_id: str | None = None
+    last_check_at: datetime | None = _utc_column()
+    last_check_ok: bool | None = None
+    missing_permissions: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    last_sync_at: datetime | None = _utc_column()
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class CredentialCheck(SQLModel, table=True):
+    """One credential check's outcome: the history behind `last_check_*`."""
+
+    __tablename__ = "credential_checks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(index=True, max_length=63)
+    checked_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    ok: bool
+    error_code: str | None = None
+    request_id: str | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+_TABLES = [StripeConnection.__table__, CredentialCheck.__table__]  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ClientConnection:
+    """What the store knows about a client, without its key."""
+
+    client_id: str
+    name: str
+    account_id: str
+    account_name: str | None
+    livemode: bool
+    stripe_account: str | None
+    masked_key: str | None
+    state: ConnectionState
+    reason: str | None
+    steps: tuple[str, ...]
+    error_code: str | None
+    request_id: str | None
+    missing_permissions: tuple[str, ...]
+    last_check_at: datetime | None
+    last_check_ok: bool | None
+    last_sync_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def connected(self) -> bool:
+        return self.state is ConnectionState.CONNECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ISO 8601 timestamps, the state as its name, lists for tuples."""
+        data = asdict(self)
+        for field, value in data.items():
+            if isinstance(value, datetime):
+                data[field] = value.isoformat()
+            elif isinstance(value, tuple):
+                data[field] = list(value)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    client_id: str
+    checked_at: datetime
+    ok: bool
+    error_code: str | None
+    request_id: str | None
+    reason: str | None
+
+
+def _to_connection(row: StripeConnection) -> ClientConnection:
+    return ClientConnection(
+        client_id=row.client_id,
+        name=row.name,
+        account_id=row.account_id,
+        account_name=row.account_name,
+        livemode=row.livemode,
+        stripe_account=row.stripe_account,
+        masked_key=row.masked_key,
+        state=ConnectionState(row.state),
+        reason=row.reason,
+        steps=tuple(row.steps or ()),
+        error_code=row.error_code,
+        request_id=row.request_id,
+        missing_permissions=tuple(row.missing_permissions or ()),
+        last_check_at=row.last_check_at,
+        last_check_ok=row.last_check_ok,
+        last_sync_at=row.last_sync_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    in_memory = parsed.database in (None, "", ":memory:")
+    if not in_memory:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        hide_parameters=True,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        **({"poolclass": StaticPool} if in_memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy say BEGIN itself (below), so writes can say BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the lock (SQLite
+        # answers "database is locked" at once), so writers take it when they begin.
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _engine_for(url: str) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    # hide_parameters: a failed statement's message must not quote the stored values.
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+
+
+class ConnectionStore:
+    """Clients' Stripe connections, stored with their keys encrypted."""
+
+    def __init__(self, url: str, cipher: KeyCipher) -> None:
+        self._cipher = cipher
+        self._engine = _engine_for(url)
+        self._create_tables()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ConnectionStore:
+        settings = settings or load_settings()
+        return cls(settings.connections_url, KeyCipher.from_settings(settings))
+
+    def __repr__(self) -> str:
+        return f"ConnectionStore({self._engine.url!r})"  # SQLAlchemy masks a password
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> ConnectionStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def _create_tables(self) -> None:
+        """Create the tables once, even when several processes open a new store at once."""
+        with self._engine.connect() as connection:
+            connection = connection.execution_options(**{_IMMEDIATE: True})
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_CREATE_LOCK})"))
+                SQLModel.metadata.create_all(connection, tables=_TABLES)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        with Session(self._engine) as session:
+            yield session
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """One atomic write: committed when the block ends, rolled back if it raises."""
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            session.connection(execution_options={_IMMEDIATE: True})
+            yield session
+
+    @staticmethod
+    def _locked_row(session: Session, client_id: str) -> StripeConnection:
+        row = session.get(StripeConnection, client_id, with_for_update=True)
+        if row is None:
+            raise ClientNotConnected(client_id, "is not connected")
+        return row
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, client_id: str) -> ClientConnection | None:
+        with self._reading() as session:
+            row = session.get(StripeConnection, client_id)
+            return None if row is None else _to_connection(row)
+
+    def list(self) -> list[ClientConnection]:
+        with self._reading() as session:
+            rows = session.exec(select(StripeConnection).order_by(StripeConnection.client_id))
+            return [_to_connection(row) for row in rows]
+
+    def secret_key(self, client_id: str) -> str:
+        """The client's Stripe secret key, decrypted. Keep it out of logs and messages."""
+        with self._reading() as session:
+            row = session.get(StripeConnection, client_id)
+            if row is None:
+                raise ClientNotConnected(client_id, "is not connected")
+            if row.encrypted_key is None:
+                raise ClientNotConnected(client_id, "was disconnected and has no stored key")
+            token = row.encrypted_key
+        try:
+            return self._cipher.decrypt(token)
+        except WrongMasterKey as error:
+            raise WrongMasterKey(f"Cannot read the key of client '{client_id}': {error}") from None
+
+    def check_history(self, client_id: str, limit: int = 20) -> list[CheckRecord]:
+        """The client's latest credential checks, newest first."""
+        with self._reading() as session:
+            rows = session.exec(
+                select(CredentialCheck)
+                .where(CredentialCheck.client_id == client_id)
+                .order_by(col(CredentialCheck.checked_at).desc(), col(CredentialCheck.id).desc())
+                .limit(limit)
+            )
+            return [
+                CheckRecord(
+                    client_id=row.client_id,
+                    checked_at=row.checked_at,
+                    ok=row.ok,
+                    error_code=row.error_code,
+                    request_id=row.request_id,
+                    reason=row.reason,
+                )
+                for row in rows
+            ]
+
+    # -- writing ----------------------------------------------------------------------
+
+    def save_connection(
+        self,
+        client_id: str,
+        *,
+        secret_key: str,
+        account_id: str,
+        account_name: str | None = None,
+        livemode: bool,
+        name: str | None = None,
+        stripe_account: str | None = None,
+        missing_permissions: tuple[str, ...] | list[str] = (),
+    ) -> ClientConnection:
+        """Store a validated key: the client is `connected` and the check is recorded ok.
+
+        Connecting an existing client again replaces its key, account and state and keeps
+        its creation time, name (unless a new one is given) and last sync.
+        """
+        check_client_id(client_id)
+        now = utc_now()
+        encrypted = self._cipher.encrypt(secret_key)
+        with self._writing() as session:
+            row = session.get(StripeConnection, client_id, with_for_update=True)
+            if row is None:
+                row = StripeConnection(
+                    client_id=client_id,
+                    name=name or client_id,
+                    account_id=account_id,
+                    livemode=livemode,
+                    created_at=now,
+                    updated_at=now,
+                )
+            row.name = name or row.name
+            row.account_id = account_id
+            row.account_name = account_name
+            row.livemode = livemode
+            row.stripe_account = stripe_account
+            row.encrypted_key = encrypted
+            row.masked_key = mask_key(secret_key)
+            row.missing_permissions = list(missing_permissions)
+            _mark_checked(row, now, ok=True)
+            session.add(row)
+            session.add(CredentialCheck(client_id=client_id, checked_at=now, ok=True))
+            session.flush()
+            return _to_connection(row)
+
+    def record_check(
+        self,
+        client_id: str,
+        *,
+        ok: bool,
+        reason: str | None = None,
+        steps: tuple[str, ...] | list[str] = (),
+        error_code: str | None = None,
+        request_id: str | None = None,
+        missing_permissions: tuple[str, ...] | list[str] | None = None,
+    ) -> ClientConnection:
+        """Record a credential check: ok makes the client `connected`, not ok `failed`.
+
+        `missing_permissions=None` keeps the ones already recorded.
+        """
+        now = utc_now()
+        with self._writing() as session:
+            row = self._locked_row(session, client_id)
+            if row.encrypted_key is None:  # disconnected meanwhile: nothing to mark healthy
+                raise ClientNotConnected(client_id, "was disconnected and has no stored key")
+            _mark_checked(
+                row,
+                now,
+                ok=ok,
+                reason=reason,
+                steps=steps,
+                error_code=error_code,
+                request_id=request_id,
+            )
+            if missing_permissions is not None:
+                row.missing_permissions = list(missing_permissions)
+            session.add(row)
+            session.add(
+                CredentialCheck(
+                    client_id=client_id,
+                    checked_at=now,
+                    ok=ok,
+                    error_code=error_code,
+                    request_id=request_id,
+                    reason=reason,
+                )
+            )
+            session.flush()
+            return _to_connection(row)
+
+    def record_sync(self, client_id: str, at: datetime) -> None:
+        """Remember a successful sync; runs finishing out of order never move it back."""
+        at = _as_utc(at)
+        with self._writing() as session:
+            row = self._locked_row(session, client_id)
+            if row.last_sync_at is None or at > row.last_sync_at:
+                row.last_sync_at = at
+                row.updated_at = utc_now()
+                session.add(row)
+
+    def disconnect(self, client_id: str) -> ClientConnection:
+        """Drop the stored key; the client stays listed as `disconnected`."""
+        now = utc_now()
+        with self._writing() as session:
+            row = self._locked_row(session, client_id)
+            row.encrypted_key = None
+            row.state = ConnectionState.DISCONNECTED.value
+            row.reason = "The Stripe key was removed (stripe-reports disconnect)."
+            row.steps = [f"Run `stripe-reports connect {client_id}` and paste a Stripe Secret key."]
+            row.error_code = None
+            row.request_id = None
+            row.updated_at = now
+            session.add(row)
+            session.flush()
+            return _to_connection(row)
+
+    def remove(self, client_id: str) -> None:
+        """Forget the client entirely, with its check history. Nothing to do if unknown."""
+        with self._writing() as session:
+            session.exec(delete(CredentialCheck).where(col(CredentialCheck.client_id) == client_id))
+            session.exec(
+                delete(StripeConnection).where(col(StripeConnection.client_id) == client_id)
+            )
+
+
+def _mark_checked(
+    row: StripeConnection,
+    now: datetime,
+    *,
+    ok: bool,
+    reason: str | None = None,
+    steps: tuple[str, ...] | list[str] = (),
+    error_code: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    """A check's outcome on the row: a passing check clears the last failure's details."""
+    row.state = (ConnectionState.CONNECTED if ok else ConnectionState.FAILED).value
+    row.reason = None if ok else reason
+    row.steps = [] if ok else list(steps)
+    row.error_code = None if ok else error_code
+    row.request_id = None if ok else request_id
+    row.last_check_at = now
+    row.last_check_ok = ok
+    row.updated_at = now
