@@ -1,0 +1,58 @@
+"""Pacing for one Stripe account: a token bucket that backs off on 429 and recovers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+# Stripe's documented read limits per account.
+LIVE_REQUESTS_PER_SECOND = 100.0
+TEST_REQUESTS_PER_SECOND = 25.0
+
+
+class AdaptiveRateLimiter:
+    """Token bucket shared by every thread fetching for one account.
+
+    On a 429 the rate halves; it then climbs back by `recovery_per_second` each second
+    without a 429, never above the configured ceiling.
+    """
+
+    def __init__(
+        self, requests_per_second: float, burst: float | None = None,
+        floor: float = 1.0, recovery_per_second: float = 2.0,
+    ) -> None:
+        self.ceiling = requests_per_second
+        self.rate = requests_per_second
+        self.floor = min(floor, requests_per_second)
+        self.recovery_per_second = recovery_per_second
+        self.capacity = burst if burst is not None else max(1.0, requests_per_second / 10)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._last_throttle = 0.0
+        self._lock = threading.Lock()
+        self.throttled = 0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._recover(now)
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+    def on_throttled(self) -> None:
+        with self._lock:
+            self.throttled += 1
+            self.rate = max(self.floor, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+            self._last_throttle = time.monotonic()
+
+    def _recover(self, now: float) -> None:
+        if self.rate < self.ceiling and now - self._last_throttle > 1.0:
+            elapsed = now - max(self._last_throttle, self._updated)
+            self.rate = min(self.ceiling, self.rate + self.recovery_per_second * max(elapsed, 0))

@@ -1,0 +1,167 @@
+"""Access to one client's Stripe account through the official SDK.
+
+One `stripe.StripeClient` per client (never the module-global key), pointed at
+`STRIPE_API_BASE`, with the SDK's own retries for dropped connections and 5xx,
+our pacing on top, and every Stripe error mapped to resources.failures.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import stripe
+
+from resources.failures import (
+    KeyExpired,
+    KeyRejected,
+    PermissionMissing,
+    StripeAccessError,
+    TransientStripeError,
+    permission_steps,
+    reconnect_steps,
+)
+from resources.keys import mask_key
+from resources.rate_limit import (
+    LIVE_REQUESTS_PER_SECOND,
+    TEST_REQUESTS_PER_SECOND,
+    AdaptiveRateLimiter,
+)
+
+PAGE_SIZE = 100  # Stripe's maximum
+
+
+def resource_label(path: str) -> str:
+    """'/v1/balance_transactions' -> 'Balance transactions' (as the Dashboard names it)."""
+    name = path.split("?")[0].removeprefix("/v1/").split("/")[0]
+    return name.replace("_", " ").capitalize()
+
+
+class StripeAccount:
+    """A client's Stripe account: paced, retried, and speaking in typed failures."""
+
+    def __init__(
+        self,
+        client_id: str,
+        secret_key: str,
+        *,
+        api_base: str,
+        stripe_account: str | None = None,
+        requests_per_second: float | None = None,
+        max_network_retries: int = 2,
+        max_throttle_retries: int = 8,
+        timeout: float = 60.0,
+    ) -> None:
+        self.client_id = client_id
+        self.masked_key = mask_key(secret_key)
+        self.livemode = "_live_" in secret_key
+        default_rate = LIVE_REQUESTS_PER_SECOND if self.livemode else TEST_REQUESTS_PER_SECOND
+        self.limiter = AdaptiveRateLimiter(requests_per_second or default_rate)
+        self.max_throttle_retries = max_throttle_retries
+        self._client = stripe.StripeClient(
+            secret_key,
+            stripe_account=stripe_account,
+            base_addresses={"api": api_base},
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+        self._count_lock = threading.Lock()
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"StripeAccount({self.client_id!r}, {self.masked_key})"
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET a Stripe path; 429s back off and retry, credential errors raise at once."""
+        for attempt in range(self.max_throttle_retries + 1):
+            self.limiter.acquire()
+            self._count()
+            try:
+                response = self._client.raw_request("get", path, **(params or {}))
+                return response.data
+            except stripe.RateLimitError as error:
+                self.limiter.on_throttled()
+                if attempt == self.max_throttle_retries:
+                    raise self._transient(error, "Stripe kept rate-limiting our requests") from None
+                time.sleep(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+            except stripe.AuthenticationError as error:
+                raise self._rejected(error) from None
+            except stripe.PermissionError as error:
+                raise self._permission(error, path) from None
+            except (stripe.APIConnectionError, stripe.APIError) as error:
+                # The SDK already retried these; one failure here ends the run, key untouched.
+                raise self._transient(error, "Stripe could not be reached") from None
+            except stripe.StripeError as error:
+                raise StripeAccessError(
+                    message=f"Stripe refused the request to {path}: {error.user_message}",
+                    client_id=self.client_id, masked_key=self.masked_key,
+                    code=error.code, request_id=error.request_id, http_status=error.http_status,
+                ) from None
+        raise AssertionError("unreachable")
+
+    def iter_pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list[dict]]:
+        """Every page of a list, newest first, following `starting_after`."""
+        query = {"limit": PAGE_SIZE, **(params or {})}
+        while True:
+            page = self.get(path, query)
+            data = page.get("data") or []
+            if data:
+                yield data
+            if not page.get("has_more") or not data:
+                return
+            query = {**query, "starting_after": data[-1]["id"]}
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def _rejected(self, error: stripe.StripeError) -> KeyRejected | KeyExpired:
+        steps = reconnect_steps(self.client_id)
+        if error.code == "api_key_expired":
+            return KeyExpired(
+                message=f"Stripe says the key {self.masked_key} for client "
+                f"{self.client_id!r} has expired.",
+                steps=steps, client_id=self.client_id, masked_key=self.masked_key,
+                code=error.code, request_id=error.request_id, http_status=error.http_status,
+            )
+        return KeyRejected(
+            message=f"Stripe rejected the key {self.masked_key} for client {self.client_id!r}: "
+            "it is invalid or has been revoked or rolled.",
+            steps=steps, client_id=self.client_id, masked_key=self.masked_key,
+            code=error.code or "invalid_api_key", request_id=error.request_id,
+            http_status=error.http_status,
+        )
+
+    def _permission(self, error: stripe.StripeError, path: str) -> PermissionMissing:
+        label = resource_label(path)
+        permission = _permission_named_in(error.user_message or "") or f"read {label}"
+        return PermissionMissing(
+            message=f"The restricted key {self.masked_key} for client {self.client_id!r} "
+            f"lacks permission to read {label} ({permission}).",
+            steps=permission_steps(self.client_id, permission, label),
+            client_id=self.client_id, masked_key=self.masked_key,
+            code=error.code or "permission_denied", request_id=error.request_id,
+            http_status=error.http_status, details={"missing_permission": permission},
+        )
+
+    def _transient(self, error: stripe.StripeError, what: str) -> TransientStripeError:
+        return TransientStripeError(
+            message=f"{what} for client {self.client_id!r} "
+            f"({error.http_status or 'no response'}); the key was not marked failed. "
+            "The next scheduled sync retries.",
+            client_id=self.client_id, masked_key=self.masked_key, code=error.code,
+            request_id=error.request_id, http_status=error.http_status,
+        )
+
+
+def _permission_named_in(message: str) -> str | None:
+    """Stripe's 403 names the permission: "Having the 'rak_charge_read' permission ..."."""
+    marker = "'rak_"
+    start = message.find(marker)
+    if start < 0:
+        return None
+    end = message.find("'", start + 1)
+    return message[start + 1 : end] if end > start else None
