@@ -7,6 +7,7 @@ our pacing on top, and every Stripe error mapped to resources.failures.
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
@@ -69,7 +70,18 @@ class StripeAccount:
             http_client=stripe.RequestsClient(timeout=timeout),
         )
         self._count_lock = threading.Lock()
-        self.requests = 0
+        self.requests_by_tag: dict[str, int] = {}
+        self.tag = "account"
+
+    @property
+    def requests(self) -> int:
+        return sum(self.requests_by_tag.values())
+
+    def tagged(self, tag: str) -> StripeAccount:
+        """The same account (client, pacing, counters) counting its requests under `tag`."""
+        view = copy.copy(self)
+        view.tag = tag
+        return view
 
     def __repr__(self) -> str:
         return f"StripeAccount({self.client_id!r}, {self.masked_key})"
@@ -116,7 +128,7 @@ class StripeAccount:
 
     def _count(self) -> None:
         with self._count_lock:
-            self.requests += 1
+            self.requests_by_tag[self.tag] = self.requests_by_tag.get(self.tag, 0) + 1
 
     def _rejected(self, error: stripe.StripeError) -> KeyRejected | KeyExpired:
         steps = reconnect_steps(self.client_id)

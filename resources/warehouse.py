@@ -46,6 +46,8 @@ class StreamState:
     # Every event before this instant has been applied (epoch seconds).
     events_cursor: int | None = None
     last_full_sync: datetime | None = None
+    # Set while a full refresh is under way (it may span runs if one dies).
+    full_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ def schema_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (client_id VARCHAR, stream VARCHAR, "
         "created_cursor BIGINT, events_cursor BIGINT, last_full_sync TIMESTAMPTZ, "
         "updated_at TIMESTAMPTZ, PRIMARY KEY (client_id, stream))"
+    )
+    statements.append(
+        f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS full_started_at TIMESTAMPTZ"
     )
     return statements
 
@@ -176,21 +181,24 @@ class Warehouse:
 
 def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:
     row = conn.execute(
-        f"SELECT created_cursor, events_cursor, last_full_sync FROM {STATE_TABLE} "
+        "SELECT created_cursor, events_cursor, last_full_sync, full_started_at "
+        f"FROM {STATE_TABLE} "
         "WHERE client_id = ? AND stream = ?",
         [client_id, stream],
     ).fetchone()
     if row is None:
         return StreamState(client_id, stream)
-    return StreamState(client_id, stream, row[0], row[1], row[2])
+    return StreamState(client_id, stream, *row)
 
 
 def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
     conn.execute(
-        f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {STATE_TABLE} BY NAME SELECT ? AS client_id, ? AS stream, "
+        "? AS created_cursor, ? AS events_cursor, ? AS last_full_sync, ? AS updated_at, "
+        "? AS full_started_at",
         [
             state.client_id, state.stream, state.created_cursor, state.events_cursor,
-            state.last_full_sync, datetime.now(UTC),
+            state.last_full_sync, datetime.now(UTC), state.full_started_at,
         ],
     )
 
