@@ -1,0 +1,208 @@
+"""The Stripe assets: one asset per stream table, all filled by one subsettable op per client.
+
+One op per client run (not one per stream) so that every stream shares the account's
+single rate limiter and the credential check runs once, first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+
+from assets.partitions import clients_partitions
+from assets.stream_sync import StreamResult, SyncReport, sync_client
+from assets.streams import BALANCE_COLUMNS, STREAMS, Column, StreamSpec
+from resources.client_config import client_config
+from resources.connection_store import ClientNotConnected, ConnectionStore
+from resources.dagster_resources import StripeResource, WarehouseResource
+from resources.failures import CredentialFailure, StripeAccessError
+from resources.stripe_api import StripeAccount
+from resources.warehouse import child_columns, stream_columns
+
+STRIPE_GROUP = "stripe"
+BALANCE_KEY = AssetKey(["stripe", "balance"])
+CREDENTIAL_CHECK = "stripe_credentials_valid"
+
+
+def stream_asset_key(spec: StreamSpec) -> AssetKey:
+    return AssetKey(["stripe", spec.table])
+
+
+def _schema(columns: tuple[Column, ...]) -> TableSchema:
+    return TableSchema(
+        columns=[TableColumn(c.name, c.type, description=c.description) for c in columns]
+    )
+
+
+def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
+    columns = stream_columns(spec)
+    children = "".join(
+        f" Its `{child.path[0]}` land in `stripe.{child.table}`." for child in spec.children
+    )
+    return AssetSpec(
+        key=stream_asset_key(spec),
+        description=f"{spec.description}{children} Source: GET {spec.endpoint}.",
+        group_name=STRIPE_GROUP,
+        kinds={"stripe", "duckdb"},
+        skippable=True,
+        metadata={
+            "dagster/column_schema": _schema(columns),
+            "dagster/table_name": f"stripe.{spec.table}",
+            "stripe_endpoint": spec.endpoint,
+            "event_types": ", ".join(spec.event_types) or "(none: immutable objects)",
+            **{
+                f"child_table/{child.table}": _schema(child_columns(child))
+                for child in spec.children
+            },
+        },
+    )
+
+
+BALANCE_SPEC = AssetSpec(
+    key=BALANCE_KEY,
+    description="A snapshot of the Stripe balance (available and pending, per currency) taken "
+    "at every sync; the credential check runs first and is attached here.",
+    group_name=STRIPE_GROUP,
+    kinds={"stripe", "duckdb"},
+    skippable=True,
+    metadata={
+        "dagster/column_schema": _schema(BALANCE_COLUMNS),
+        "dagster/table_name": "stripe.balance",
+    },
+)
+
+
+def _stream_metadata(result: StreamResult) -> dict[str, Any]:
+    cursor = (
+        datetime.fromtimestamp(result.created_cursor, UTC).isoformat()
+        if result.created_cursor else ""
+    )
+    return {
+        "rows_inserted": result.inserted,
+        "rows_updated": result.updated,
+        "rows_deleted": result.deleted,
+        "events_applied": result.events_applied,
+        "api_requests": result.requests,
+        "cursor": cursor,
+        "full_refresh": result.full_refresh_reason or "no (incremental)",
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def _record_success(store: ConnectionStore, account: StripeAccount, report: SyncReport,
+                    known: bool, secret_key: str | None) -> None:
+    if not known and secret_key:
+        # A client declared in clients.yaml: the store tracks its health like any other.
+        store.save_connection(account.client_id, secret_key=secret_key,
+                              account_id=report.account_id or "", livemode=account.livemode)
+    else:
+        store.record_check(account.client_id, ok=True)
+    if not report.errors:
+        store.record_sync(account.client_id, datetime.now(UTC))
+
+
+def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
+                        failure: CredentialFailure) -> Failure:
+    # An env-only client has no stored row to mark; the failure still fails the run.
+    with contextlib.suppress(ClientNotConnected):
+        store.record_check(failure.client_id or context.partition_key, ok=False,
+                           reason=failure.message, steps=failure.steps,
+                           error_code=failure.code, request_id=failure.request_id)
+    context.log.error(f"Credential check failed: {failure.message}")
+    return Failure(
+        description=f"{failure.guidance()}",
+        metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
+        allow_retries=False,
+    )
+
+
+@multi_asset(
+    name="stripe_sync",
+    specs=[*(_stream_asset_spec(spec) for spec in STREAMS), BALANCE_SPEC],
+    check_specs=[
+        AssetCheckSpec(
+            CREDENTIAL_CHECK, asset=BALANCE_KEY,
+            description="Stripe accepts the client's key and it belongs to the client's account.",
+        )
+    ],
+    partitions_def=clients_partitions,
+    can_subset=True,
+    description="Pulls the client's Stripe objects into DuckDB incrementally (events for "
+    "updates and deletions, new objects since the cursor), after checking the key.",
+)
+def stripe_sync(
+    context: AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    client_id = context.partition_key
+    selected = context.selected_asset_keys
+    specs = [spec for spec in STREAMS if stream_asset_key(spec) in selected]
+    store = stripe.store()
+    try:
+        account, connection = stripe.account_for(client_id)
+    except ClientNotConnected as missing:
+        raise Failure(description=str(missing), allow_retries=False) from None
+    full_refresh = bool(context.run.tags.get("stripe_reports/full_refresh") == "true")
+
+    def progress(stream: str, rows: int, requests: int) -> None:
+        context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
+
+    try:
+        report = sync_client(
+            account, warehouse.open(), specs,
+            expected_account_id=connection.account_id if connection else None,
+            full_refresh=full_refresh, include_balance=BALANCE_KEY in selected,
+            concurrency=stripe.concurrency, progress=progress,
+        )
+    except CredentialFailure as failure:
+        if BALANCE_KEY in selected:
+            yield AssetCheckResult(
+                check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=False,
+                severity=AssetCheckSeverity.ERROR, description=failure.message,
+                metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
+            )
+        raise _credential_failure(context, store, failure) from None
+
+    env_key = None if connection else client_config(client_id).key_from_env()
+    _record_success(store, account, report, known=connection is not None, secret_key=env_key)
+    if BALANCE_KEY in selected:
+        yield AssetCheckResult(
+            check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
+            metadata={"account": report.account_id or "", "masked_key": account.masked_key},
+        )
+        yield MaterializeResult(
+            asset_key=BALANCE_KEY,
+            metadata={"currencies": report.balance_rows, "api_requests": report.requests},
+        )
+    for spec in specs:
+        result = report.streams[spec.name]
+        if result.error is None:
+            yield MaterializeResult(asset_key=stream_asset_key(spec),
+                                    metadata=_stream_metadata(result))
+    if report.errors:
+        raise _stream_errors_failure(report.errors)
+
+
+def _stream_errors_failure(errors: list[StripeAccessError]) -> Failure:
+    lines = [f"- {error.message}" for error in errors]
+    return Failure(
+        description="Some streams could not be synced; the others landed:\n" + "\n".join(lines),
+        metadata={"failed_streams": len(errors)},
+        allow_retries=True,
+    )
