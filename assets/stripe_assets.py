@@ -4,7 +4,6 @@ One op per client run (not one per stream) so that every stream shares the accou
 single rate limiter and the credential check runs once, first.
 """
 
-from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from resources.client_config import client_config
 from resources.connection_store import ClientNotConnected, ConnectionStore
 from resources.dagster_resources import StripeResource, WarehouseResource
 from resources.failures import CredentialFailure, StripeAccessError
+from resources.progress import report_progress
 from resources.stripe_api import StripeAccount
 from resources.warehouse import child_columns, stream_columns
 
@@ -162,6 +162,7 @@ def stripe_sync(
 
     def progress(stream: str, rows: int, requests: int) -> None:
         context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
+        report_progress(client_id, stream, rows, requests)
 
     try:
         report = sync_client(

@@ -1,0 +1,21 @@
+"""The one Definitions object: every asset, check, job, schedule, sensor and resource."""
+
+from dagster import Definitions
+
+from assets.stripe_assets import stripe_sync
+from pipelines.jobs import stripe_sync_job
+from pipelines.schedules import build_sync_schedules
+from pipelines.sensors import register_clients_sensor
+from resources.dagster_resources import StripeResource, WarehouseResource
+
+RESOURCES = {"stripe": StripeResource(), "warehouse": WarehouseResource()}
+
+ASSETS = [stripe_sync]
+
+defs = Definitions(
+    assets=ASSETS,
+    jobs=[stripe_sync_job],
+    schedules=build_sync_schedules(),
+    sensors=[register_clients_sensor],
+    resources=RESOURCES,
+)

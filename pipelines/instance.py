@@ -1,0 +1,43 @@
+"""The Dagster instance the CLI records runs in (the same one `dagster dev` shows)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from assets.partitions import CLIENTS_PARTITION_NAME
+from resources.settings import load_settings
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def ensure_dagster_home() -> Path:
+    """Use $DAGSTER_HOME, or $STRIPE_REPORTS_HOME/dagster_home, seeded from dagster.yaml."""
+    home = load_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    config = home / "dagster.yaml"
+    if not config.exists() and TEMPLATE.exists():
+        shutil.copyfile(TEMPLATE, config)
+    return home
+
+
+def get_instance() -> DagsterInstance:
+    ensure_dagster_home()
+    return DagsterInstance.get()
+
+
+def register_clients(instance: DagsterInstance, client_ids: list[str]) -> None:
+    """Make each client a partition key (idempotent)."""
+    known = set(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
+    missing = [c for c in client_ids if c not in known]
+    if missing:
+        instance.add_dynamic_partitions(CLIENTS_PARTITION_NAME, missing)
+
+
+def unregister_client(instance: DagsterInstance, client_id: str) -> None:
+    if instance.has_dynamic_partition(CLIENTS_PARTITION_NAME, client_id):
+        instance.delete_dynamic_partition(CLIENTS_PARTITION_NAME, client_id)
