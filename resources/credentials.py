@@ -1,0 +1,170 @@
+"""Connecting a client: validate a pasted key against Stripe, then store it encrypted.
+
+The same function serves `stripe-reports connect` and the report page's reconnect
+form, so both accept and refuse exactly the same keys with the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from assets.streams import STREAMS
+from resources.connection_store import ClientConnection, ConnectionStore, check_client_id
+from resources.failures import (
+    CredentialFailure,
+    PermissionMissing,
+    StripeAccessError,
+    WrongAccount,
+    reconnect_steps,
+)
+from resources.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
+from resources.settings import load_settings
+from resources.stripe_api import StripeAccount
+
+# What callers catch: every refusal carries `message` and `steps`.
+CredentialError = StripeAccessError
+
+
+class KeyRefused(StripeAccessError):
+    """The pasted value is not a usable secret key, or policy refuses it."""
+
+
+@dataclass(frozen=True)
+class MissingPermission:
+    stream: str
+    permission: str
+    widgets: tuple[str, ...]
+
+
+@dataclass
+class ConnectOutcome:
+    connection: ClientConnection
+    account_id: str
+    account_name: str | None
+    livemode: bool
+    missing: list[MissingPermission] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        lines = []
+        if not self.livemode:
+            lines.append("This is a test-mode key: the reports will show test data.")
+        for gap in self.missing:
+            widgets = ", ".join(gap.widgets) or "none"
+            lines.append(
+                f"The restricted key cannot read {gap.stream} ({gap.permission}); "
+                f"these widgets will lack data: {widgets}."
+            )
+        return lines
+
+
+def probe_permissions(account: StripeAccount) -> list[MissingPermission]:
+    """Read one object of every stream; a 403 names a permission the key lacks."""
+    missing = []
+    for spec in STREAMS:
+        try:
+            account.get(spec.endpoint, {"limit": 1})
+        except PermissionMissing as gap:
+            missing.append(MissingPermission(
+                spec.name, gap.details.get("missing_permission", spec.permission), spec.widgets))
+    for path, name in (("/v1/events", "events"), ("/v1/balance", "balance")):
+        try:
+            account.get(path, {"limit": 1} if name == "events" else None)
+        except PermissionMissing as gap:
+            widgets = ("available_balance", "pending_balance") if name == "balance" else ()
+            missing.append(MissingPermission(
+                name, gap.details.get("missing_permission", f"rak_{name}_read"), widgets))
+    return missing
+
+
+def _parse(client_id: str, raw_key: str) -> ParsedKey:
+    try:
+        return parse_key(raw_key)
+    except KeyFormatError as error:
+        raise KeyRefused(
+            message=str(error), client_id=client_id, code="not_a_secret_key",
+            steps=("In the Stripe Dashboard open Developers → API keys.",
+                   "Reveal or create the Secret key (sk_live_… or sk_test_…).",
+                   f"Run `stripe-reports connect {client_id}` again and paste it."),
+        ) from None
+
+
+def connect_client(
+    client_id: str,
+    raw_key: str,
+    *,
+    name: str | None = None,
+    strict: bool = False,
+    replace_account: bool = False,
+    stripe_account: str | None = None,
+    store: ConnectionStore | None = None,
+    api_base: str | None = None,
+) -> ConnectOutcome:
+    """Validate and store a client's key. Nothing is stored unless every check passes."""
+    check_client_id(client_id)
+    parsed = _parse(client_id, raw_key)
+    store = store or ConnectionStore.from_settings()
+    account = StripeAccount(client_id, parsed.key, stripe_account=stripe_account,
+                            api_base=api_base or load_settings().api_base)
+    info = account.get("/v1/account")  # 401 -> KeyRejected / KeyExpired, stored data untouched
+    account_id = info.get("id") or ""
+    previous = store.get(client_id)
+    if previous and previous.account_id and previous.account_id != account_id \
+            and not replace_account:
+        raise WrongAccount(
+            message=f"That key belongs to Stripe account {account_id}, but client "
+            f"{client_id!r} was connected to {previous.account_id}; mixing two accounts would "
+            "corrupt the client's history. Nothing was changed.",
+            steps=(
+                f"Check that the key comes from account {previous.account_id} "
+                "(the account switcher at the top left of the Stripe Dashboard).",
+                f"If the client really moved accounts, run `stripe-reports connect {client_id} "
+                "--replace-account`.",
+            ),
+            client_id=client_id, masked_key=parsed.masked, code="account_mismatch",
+        )
+    missing = probe_permissions(account) if parsed.kind == KeyKind.RESTRICTED else []
+    if missing and strict:
+        names = ", ".join(f"{m.stream} ({m.permission})" for m in missing)
+        raise KeyRefused(
+            message=f"The restricted key {parsed.masked} cannot read: {names}. "
+            "Refused because of --strict; nothing was stored.",
+            steps=("In the Stripe Dashboard edit the restricted key and grant Read on those "
+                   "resources, or use the full Secret key.",
+                   f"Run `stripe-reports connect {client_id}` again."),
+            client_id=client_id, masked_key=parsed.masked, code="missing_permissions",
+        )
+    settings = info.get("settings") or {}
+    dashboard = settings.get("dashboard") or {}
+    account_name = (dashboard.get("display_name")
+                    or (info.get("business_profile") or {}).get("name"))
+    connection = store.save_connection(
+        client_id, secret_key=parsed.key, account_id=account_id, account_name=account_name,
+        livemode=parsed.livemode, name=name, stripe_account=stripe_account,
+        missing_permissions=[m.permission for m in missing],
+    )
+    _register_partition(client_id)
+    return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing)
+
+
+def _register_partition(client_id: str) -> None:
+    from pipelines.instance import get_instance, register_clients
+
+    register_clients(get_instance(), [client_id])
+
+
+def check_client(client_id: str, *, store: ConnectionStore | None = None,
+                 api_base: str | None = None) -> ClientConnection:
+    """The credential check on demand: who the key belongs to; the result is recorded."""
+    from assets.stream_sync import verify_account
+    from resources.dagster_resources import open_account
+
+    store = store or ConnectionStore.from_settings()
+    account, connection = open_account(client_id, api_base=api_base, store=store)
+    try:
+        verify_account(account, connection.account_id if connection else None)
+    except CredentialFailure as failure:  # a 429 or an outage says nothing about the key
+        return store.record_check(client_id, ok=False, reason=failure.message,
+                                  steps=failure.steps or reconnect_steps(client_id),
+                                  error_code=failure.code, request_id=failure.request_id)
+    return store.record_check(client_id, ok=True)
