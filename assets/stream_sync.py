@@ -177,6 +177,7 @@ def sync_stream(
     concurrency: int = 8,
     progress: Progress | None = None,
     now: float | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> StreamResult:
     started = time.monotonic()
     account = account.tagged(spec.name)
@@ -212,7 +213,7 @@ def sync_stream(
         for done in page.completed:
             coverage.add(*done)
         due = time.monotonic() - last_flush > FLUSH_SECONDS
-        if len(buffer) >= CHUNK_ROWS or (due and coverage.frontier > (state.created_cursor or lo)):
+        if len(buffer) >= chunk_rows or (due and coverage.frontier > (state.created_cursor or lo)):
             state.created_cursor = coverage.frontier
             loader.flush(buffer)
             buffer = []
@@ -289,6 +290,7 @@ def sync_client(
     include_balance: bool = True,
     concurrency: int = 8,
     progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> SyncReport:
     """Check the key, then sync every stream side by side under the account's one pacer.
 
@@ -307,7 +309,7 @@ def sync_client(
         try:
             return sync_stream(account, warehouse, spec, full_refresh=full_refresh,
                                account_created=info.get("created"), concurrency=concurrency,
-                               progress=progress)
+                               progress=progress, chunk_rows=chunk_rows)
         except CredentialFailure:
             failed.set()
             raise
