@@ -116,7 +116,7 @@ class _StreamLoader:
         self.synced_at = synced_at
 
     def flush(self, objects: list[dict], deleted_ids: frozenset[str] = frozenset(),
-              sweep: bool = False) -> None:
+              final: bool = False) -> None:
         objects = _newest_first_unique(objects)
         rows = to_arrow(self.spec.columns, self.client_id, objects, self.synced_at, deleted_ids)
         children = [
@@ -129,10 +129,12 @@ class _StreamLoader:
             for child, child_rows in children:
                 replace_children(conn, child, self.client_id, [o["id"] for o in objects],
                                  child_rows)
-            if sweep and self.state.full_started_at is not None:
-                self.result.deleted += flag_unseen_as_deleted(
-                    conn, self.spec.table, self.client_id, self.state.full_started_at
-                )
+            if final and self.state.full_started_at is not None:
+                # A full listing has just completed: what it did not see is gone from Stripe.
+                if self.spec.deletable:
+                    self.result.deleted += flag_unseen_as_deleted(
+                        conn, self.spec.table, self.client_id, self.state.full_started_at
+                    )
                 self.state.full_started_at = None
                 self.state.last_full_sync = self.synced_at
             save_state(conn, self.state)
@@ -221,7 +223,7 @@ def sync_stream(
             if progress:
                 progress(spec.name, result.rows_landed, account.requests_by_tag.get(spec.name, 0))
     state.created_cursor = hi
-    loader.flush(buffer, sweep=spec.deletable)
+    loader.flush(buffer, final=True)
     result.requests = account.requests_by_tag.get(spec.name, 0)
     result.seconds = time.monotonic() - started
     if progress:
