@@ -1,0 +1,64 @@
+"""The reporting tables as Dagster assets: one per table, all built by one op per client.
+
+One op (not one per table) because a client's tables are replaced in a single warehouse
+transaction: the widgets never see MRR from one build beside revenue from another.
+"""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+
+from assets.partitions import clients_partitions
+from assets.reporting.build import build_reporting_tables
+from assets.reporting.tables import REPORTING_TABLES, ReportingTable
+from resources.dagster_resources import WarehouseResource
+
+REPORTING_GROUP = "reporting"
+
+
+def reporting_asset_key(table: ReportingTable) -> AssetKey:
+    return AssetKey(["reporting", table.name])
+
+
+def _spec(table: ReportingTable) -> AssetSpec:
+    return AssetSpec(
+        key=reporting_asset_key(table),
+        description=f"{table.description} Built by assets/reporting/sql/{table.name}.sql.",
+        group_name=REPORTING_GROUP,
+        kinds={"duckdb"},
+        deps=[AssetKey(["stripe", name]) for name in table.reads],
+        metadata={
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(c.name, c.type, description=c.description)
+                         for c in table.columns]
+            ),
+            "dagster/table_name": table.qualified,
+            "build_mode": table.mode,
+        },
+    )
+
+
+@multi_asset(
+    name="reporting_tables",
+    specs=[_spec(table) for table in REPORTING_TABLES],
+    partitions_def=clients_partitions,
+    description="Rebuild the client's reporting.* tables from its stripe.* rows.",
+)
+def reporting_tables(context: AssetExecutionContext, warehouse: WarehouseResource):
+    client_id = context.partition_key
+    with warehouse.open().writer() as conn:
+        result = build_reporting_tables(conn, client_id)
+    for table in REPORTING_TABLES:
+        yield MaterializeResult(
+            asset_key=reporting_asset_key(table),
+            metadata={"dagster/row_count": result.rows[table.name], "client": client_id},
+        )
+
+
+reporting_assets: list = [reporting_tables]

@@ -1,0 +1,10 @@
+-- Every balance read, per currency, in major units.
+SELECT
+    client_id,
+    captured_at,
+    reporting.utc_day(captured_at) AS day,
+    lower(currency) AS currency,
+    reporting.to_major(coalesce(available, 0), currency) AS available,
+    reporting.to_major(coalesce(pending, 0), currency) AS pending
+FROM stripe.balance
+WHERE client_id = $client_id

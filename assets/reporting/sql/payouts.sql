@@ -1,0 +1,12 @@
+-- Payouts to the bank, by the day they are expected to arrive.
+SELECT
+    client_id,
+    id,
+    created,
+    reporting.utc_day(coalesce(arrival_date, created)) AS arrival_day,
+    lower(currency) AS currency,
+    reporting.to_major(amount, currency) AS amount,
+    status,
+    method
+FROM stripe.payouts
+WHERE client_id = $client_id AND NOT coalesce(is_deleted, false)

@@ -1,0 +1,245 @@
+"""The prepared reporting tables, declared as data.
+
+Each table names its columns (with types and meanings), the SQL file beside this module
+that computes one client's rows, and the stripe.* tables it reads. The DDL, the Dagster
+asset specs (with their column schema) and the build order all come from this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+SQL_DIR = Path(__file__).with_name("sql")
+MONEY = "DECIMAL(18,4)"
+
+# replace: the client's rows are deleted and computed afresh.
+# snapshot: only today's rows are replaced; earlier days are history no rebuild can recompute.
+BuildMode = Literal["replace", "snapshot"]
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    name: str
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ReportingTable:
+    name: str
+    description: str
+    columns: tuple[ReportColumn, ...]
+    reads: tuple[str, ...]  # stripe.* tables
+    mode: BuildMode = "replace"
+    # Rows are inserted in this order so DuckDB's min/max zone maps skip other clients' rows.
+    order_by: str = "client_id"
+
+    @property
+    def qualified(self) -> str:
+        return f"reporting.{self.name}"
+
+    @property
+    def sql_path(self) -> Path:
+        return SQL_DIR / f"{self.name}.sql"
+
+    def select_sql(self) -> str:
+        return self.sql_path.read_text()
+
+    def ddl(self) -> str:
+        columns = ",\n  ".join(f'"{c.name}" {c.type}' for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n  {columns}\n)"
+
+
+def _c(name: str, type_: str, description: str) -> ReportColumn:
+    return ReportColumn(name, type_, description)
+
+
+CLIENT = _c("client_id", "VARCHAR", "The agency's client")
+CURRENCY = _c("currency", "VARCHAR", "Three-letter ISO code, lower case")
+DAY = _c("day", "DATE", "Calendar day (UTC)")
+
+
+def _money(name: str, description: str) -> ReportColumn:
+    return _c(name, MONEY, f"{description}, in major units of the currency (12.34 USD, 1234 JPY)")
+
+
+REPORTING_TABLES: tuple[ReportingTable, ...] = (
+    ReportingTable(
+        name="daily_revenue",
+        description="Payments per day and currency: gross volume of successful charges, "
+        "refunds, disputes, Stripe fees and net volume, with payment counts.",
+        columns=(
+            CLIENT, DAY, CURRENCY,
+            _money("gross", "Captured amount of successful charges created that day"),
+            _money("refunds", "Refunds created that day (not failed or canceled)"),
+            _money("disputes", "Disputed amounts withdrawn that day, less dispute reversals"),
+            _money("fees", "Stripe fees of balance transactions created that day "
+                   "(settlement currency)"),
+            _money("net", "gross - refunds - disputes - fees"),
+            _c("successful_payments", "BIGINT", "Charges that succeeded"),
+            _c("failed_payments", "BIGINT", "Charges that failed"),
+            _c("refund_count", "BIGINT", "Refunds created"),
+        ),
+        reads=("charges", "refunds", "balance_transactions"),
+        order_by="client_id, currency, day",
+    ),
+    ReportingTable(
+        name="payments",
+        description="One row per charge without its raw JSON, with the customer's name and "
+        "email: the recent payments table and payment drill-downs.",
+        columns=(
+            CLIENT,
+            _c("id", "VARCHAR", "Charge id"),
+            _c("created", "TIMESTAMPTZ", "When the charge was created (UTC)"),
+            DAY, CURRENCY,
+            _money("amount", "Amount charged"),
+            _money("amount_refunded", "Amount refunded so far"),
+            _c("status", "VARCHAR", "succeeded, pending or failed"),
+            _c("refunded", "BOOLEAN", "Fully refunded"),
+            _c("disputed", "BOOLEAN", "Disputed"),
+            _c("customer", "VARCHAR", "Customer id"),
+            _c("customer_name", "VARCHAR", "Customer name"),
+            _c("customer_email", "VARCHAR", "Customer email"),
+            _c("description", "VARCHAR", "Charge description"),
+            _c("failure_code", "VARCHAR", "Why it failed"),
+        ),
+        reads=("charges", "customers"),
+        order_by="client_id, created",
+    ),
+    ReportingTable(
+        name="customer_counts",
+        description="New customers per day and the running total (deleted customers excluded).",
+        columns=(
+            CLIENT, DAY,
+            _c("new_customers", "BIGINT", "Customers created that day"),
+            _c("total_customers", "BIGINT", "Customers created up to that day"),
+        ),
+        reads=("customers",),
+        order_by="client_id, day",
+    ),
+    ReportingTable(
+        name="subscription_mrr",
+        description="Each subscription's monthly recurring revenue now (intervals normalised to "
+        "a month, quantities, forever discounts) and the time span it counts in MRR. "
+        "See docs/metrics.md.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("customer", "VARCHAR", "Customer id"),
+            _c("status", "VARCHAR", "Subscription status now"),
+            CURRENCY,
+            _c("interval", "VARCHAR", "Billing interval (day, week, month, year)"),
+            _c("interval_count", "BIGINT", "Intervals between billings"),
+            _c("items", "BIGINT", "Licensed recurring items counted"),
+            _c("quantity", "BIGINT", "Total quantity of those items"),
+            _money("list_mrr", "Monthly value before discounts"),
+            _money("discount_mrr", "Monthly value of forever discounts"),
+            _money("mrr", "Monthly value after forever discounts"),
+            _c("counted_from", "TIMESTAMPTZ", "Start of the span it counts in MRR "
+               "(start, or trial end); null when it never counts"),
+            _c("counted_until", "TIMESTAMPTZ", "When it stopped counting (ended); null if not"),
+            _c("in_mrr", "BOOLEAN", "Counted in MRR at build time"),
+            _c("cancel_at_period_end", "BOOLEAN", "Cancels when the current period ends"),
+            _c("cancel_at", "TIMESTAMPTZ", "When it is set to be canceled"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        order_by="client_id, subscription_id",
+    ),
+    ReportingTable(
+        name="subscription_mrr_history",
+        description="What each build saw: a subscription's MRR and status from the day a build "
+        "first saw them. Stripe keeps only current items, so plan changes come from here.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("day", "DATE", "First day (UTC) this MRR and status were seen"),
+            CURRENCY,
+            _money("mrr", "Monthly value after forever discounts"),
+            _c("status", "VARCHAR", "Subscription status seen"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        mode="snapshot",
+        order_by="client_id, subscription_id, day",
+    ),
+    ReportingTable(
+        name="mrr_daily",
+        description="MRR per day and currency (end of the UTC day) with its movements "
+        "(new, expansion, contraction, churn, reactivation), active subscriptions and "
+        "paying customers. Currencies are never added together.",
+        columns=(
+            CLIENT, DAY, CURRENCY,
+            _money("mrr", "Monthly recurring revenue at the end of the day"),
+            _money("new_mrr", "MRR of customers paying for the first time"),
+            _money("expansion_mrr", "Increases of paying customers' MRR"),
+            _money("contraction_mrr", "Decreases of paying customers' MRR (negative)"),
+            _money("churned_mrr", "MRR of customers who stopped paying (negative)"),
+            _money("reactivation_mrr", "MRR of customers paying again after churning"),
+            _money("net_new_mrr", "Sum of the movements: mrr minus the previous day's"),
+            _c("active_subscriptions", "BIGINT", "Subscriptions counted in MRR"),
+            _c("new_subscriptions", "BIGINT", "Subscriptions counted for the first time"),
+            _c("churned_subscriptions", "BIGINT", "Subscriptions that stopped counting"),
+            _c("paying_customers", "BIGINT", "Customers with MRR above zero"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        order_by="client_id, currency, day",
+    ),
+    ReportingTable(
+        name="balance",
+        description="The Stripe balance per currency at every sync: available and pending.",
+        columns=(
+            CLIENT,
+            _c("captured_at", "TIMESTAMPTZ", "When the balance was read"),
+            DAY, CURRENCY,
+            _money("available", "Available balance"),
+            _money("pending", "Pending balance"),
+        ),
+        reads=("balance",),
+        order_by="client_id, currency, captured_at",
+    ),
+    ReportingTable(
+        name="payouts",
+        description="Payouts to the bank with their expected arrival day.",
+        columns=(
+            CLIENT,
+            _c("id", "VARCHAR", "Payout id"),
+            _c("created", "TIMESTAMPTZ", "When the payout was created"),
+            _c("arrival_day", "DATE", "Expected arrival at the bank (UTC day)"),
+            CURRENCY,
+            _money("amount", "Amount paid out"),
+            _c("status", "VARCHAR", "paid, pending, in_transit, canceled or failed"),
+            _c("method", "VARCHAR", "standard or instant"),
+        ),
+        reads=("payouts",),
+        order_by="client_id, currency, arrival_day",
+    ),
+    ReportingTable(
+        name="currencies",
+        description="The client's currencies with their decimals; the main currency (most "
+        "successful payments, then most active subscriptions) is what widgets default to.",
+        columns=(
+            CLIENT, CURRENCY,
+            _c("exponent", "BIGINT", "Decimals of the major unit (0 for JPY, 2 for USD)"),
+            _c("successful_payments", "BIGINT", "Successful charges ever"),
+            _c("active_subscriptions", "BIGINT", "Subscriptions in MRR now"),
+            _c("is_main", "BOOLEAN", "The default currency of the client's widgets"),
+        ),
+        reads=("charges", "subscriptions", "balance", "payouts"),
+        order_by="client_id, currency",
+    ),
+    ReportingTable(
+        name="freshness",
+        description="When the client's reporting tables were built and how recent the synced "
+        "data they were built from is.",
+        columns=(
+            CLIENT,
+            _c("built_at", "TIMESTAMPTZ", "When the reporting tables were built"),
+            _c("synced_at", "TIMESTAMPTZ", "Latest write of a sync to the client's stripe.* rows"),
+        ),
+        reads=("charges", "refunds", "customers", "subscriptions", "balance_transactions",
+               "payouts", "balance"),
+    ),
+)
+
+REPORTING_TABLES_BY_NAME = {table.name: table for table in REPORTING_TABLES}
