@@ -85,7 +85,7 @@ def materialize_client(
     )
     assets = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.materialization
         assets[materialization.asset_key.to_user_string()] = {
             key: value.value for key, value in materialization.metadata.items()
         }
