@@ -27,7 +27,7 @@ from dagster import (
 
 from assets.partitions import clients_partitions
 from assets.stream_sync import StreamResult, SyncReport, sync_client
-from assets.streams import BALANCE_COLUMNS, STREAMS, Column, StreamSpec
+from assets.streams import BALANCE_COLUMNS, STREAMS, ChildSpec, Column, StreamSpec
 from resources.client_config import client_config
 from resources.connection_store import ClientNotConnected, ConnectionStore
 from resources.dagster_resources import StripeResource, WarehouseResource
@@ -67,13 +67,26 @@ def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
             "dagster/table_name": f"stripe.{spec.table}",
             "stripe_endpoint": spec.endpoint,
             "event_types": ", ".join(spec.event_types) or "(none: immutable objects)",
-            **{
-                f"child_table/{child.table}": _schema(child_columns(child))
-                for child in spec.children
-            },
         },
     )
 
+
+def _child_asset_spec(spec: StreamSpec, child: ChildSpec) -> AssetSpec:
+    return AssetSpec(
+        key=AssetKey(["stripe", child.table]),
+        description=f"{child.description} Filled with stripe.{spec.table}, from each "
+        f"object's `{'.'.join(child.path)}`; replaced whole when its parent changes.",
+        group_name=STRIPE_GROUP,
+        kinds={"stripe", "duckdb"},
+        skippable=True,
+        metadata={
+            "dagster/column_schema": _schema(child_columns(child)),
+            "dagster/table_name": f"stripe.{child.table}",
+        },
+    )
+
+
+CHILD_SPECS = [(spec, child) for spec in STREAMS for child in spec.children]
 
 BALANCE_SPEC = AssetSpec(
     key=BALANCE_KEY,
@@ -135,7 +148,11 @@ def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
 
 @multi_asset(
     name="stripe_sync",
-    specs=[*(_stream_asset_spec(spec) for spec in STREAMS), BALANCE_SPEC],
+    specs=[
+        *(_stream_asset_spec(spec) for spec in STREAMS),
+        *(_child_asset_spec(spec, child) for spec, child in CHILD_SPECS),
+        BALANCE_SPEC,
+    ],
     check_specs=[
         AssetCheckSpec(
             CREDENTIAL_CHECK, asset=BALANCE_KEY,
@@ -152,7 +169,11 @@ def stripe_sync(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     client_id = context.partition_key
     selected = context.selected_asset_keys
-    specs = [spec for spec in STREAMS if stream_asset_key(spec) in selected]
+    specs = [
+        spec for spec in STREAMS
+        if stream_asset_key(spec) in selected
+        or any(AssetKey(["stripe", child.table]) in selected for child in spec.children)
+    ]
     store = stripe.store()
     try:
         account, connection = stripe.account_for(client_id)
@@ -196,6 +217,9 @@ def stripe_sync(
         if result.error is None:
             yield MaterializeResult(asset_key=stream_asset_key(spec),
                                     metadata=_stream_metadata(result))
+            for child in spec.children:
+                yield MaterializeResult(asset_key=AssetKey(["stripe", child.table]),
+                                        metadata={"parent_rows_written": result.rows_landed})
     if report.errors:
         raise _stream_errors_failure(report.errors)
 

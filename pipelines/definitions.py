@@ -2,6 +2,7 @@
 
 from dagster import Definitions
 
+from assets.reporting import reporting_assets
 from assets.stripe_assets import stripe_sync
 from pipelines.jobs import stripe_sync_job
 from pipelines.schedules import build_sync_schedules
@@ -10,7 +11,7 @@ from resources.dagster_resources import StripeResource, WarehouseResource
 
 RESOURCES = {"stripe": StripeResource(), "warehouse": WarehouseResource()}
 
-ASSETS = [stripe_sync]
+ASSETS = [stripe_sync, *reporting_assets]
 
 defs = Definitions(
     assets=ASSETS,
