@@ -148,3 +148,15 @@ class SandboxAccount:
 
     def table(self, path: str) -> Table:
         return self.tables[path]
+
+    def find(self, object_id: str) -> Obj | None:
+        """Any object of this account by id (what `expand[]` resolves), or None."""
+        for table in self.tables.values():
+            if object_id.startswith(table.codec.head):
+                index = table.index_of(object_id)
+                if index is None:
+                    return None
+                if index in table.deleted:
+                    return {"id": object_id, "object": table.object_name, "deleted": True}
+                return table.get(index)
+        return None

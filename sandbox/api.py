@@ -13,6 +13,7 @@ from sandbox.account import PERMISSIONS, SandboxAccount
 from sandbox.billing import NOT_ENDED
 from sandbox.errors import ApiError
 from sandbox.events import RETENTION
+from sandbox.expand import expand
 from sandbox.listing import build_query, page_indices, parse_limit, render_list
 from sandbox.params import Params
 from sandbox.tables import Table
@@ -146,12 +147,12 @@ class Api:
             return None
         table = account.tables[resource]
         if not rest:
-            return lambda: self._list(table, resource, params)
+            return lambda: self._list(account, table, resource, params)
         if len(rest) == 1:
-            return lambda: self._retrieve(table, rest[0])
+            return lambda: self._retrieve(account, table, rest[0], params.many("expand"))
         return None
 
-    def _list(self, table: Table, resource: str, params: Params) -> bytes:
+    def _list(self, account: SandboxAccount, table: Table, resource: str, params: Params) -> bytes:
         extra = []
         min_created = None
         if resource == "subscriptions" and not params.one("status"):
@@ -164,9 +165,16 @@ class Api:
             min_created = int(time.time()) - RETENTION
         query = build_query(table, params, extra)
         indices, has_more = page_indices(table, query, min_created=min_created)
-        return render_list(table, indices, has_more, f"/v1/{resource}")
+        paths = [p[5:] for p in params.many("expand") if p.startswith("data.")]
+        dump = None
+        if paths:
+            find = account.find
+            dump = lambda i: orjson.dumps(expand(table.get(i), paths, find))  # noqa: E731
+        return render_list(table, indices, has_more, f"/v1/{resource}", dump)
 
-    def _retrieve(self, table: Table, object_id: str) -> bytes:
+    def _retrieve(
+        self, account: SandboxAccount, table: Table, object_id: str, paths: list[str]
+    ) -> bytes:
         index = table.index_of(object_id)
         if index is None:
             raise errors.resource_missing(table.object_name, object_id)
@@ -174,6 +182,8 @@ class Api:
             return orjson.dumps({"id": object_id, "object": table.object_name, "deleted": True})
         if table.path == "events" and table.created_at(index) < time.time() - RETENTION:
             raise errors.resource_missing(table.object_name, object_id)
+        if paths:
+            return orjson.dumps(expand(table.get(index), paths, account.find))
         return table.dumps(index)
 
     def _subscription_items(self, account: SandboxAccount, params: Params) -> bytes:

@@ -91,7 +91,7 @@ def build_billing(ctx: Ctx, catalog: Catalog) -> Billing:
     n_customers = max(1, ctx.spec.customers)
     rng = ctx.rng
     span = ctx.end - ctx.start
-    created = np.sort(ctx.start + (rng.random(n_customers) ** 0.9 * span).astype(np.int64))
+    created = np.sort(ctx.start + (rng.random(n_customers) * span).astype(np.int64))
     created[0] = ctx.start
     named = rng.random(n_customers) < 0.85
     subs = [_subscription(ctx, catalog, created) for _ in range(max(0, ctx.spec.subscriptions))]
@@ -112,35 +112,39 @@ def _subscription(ctx: Ctx, catalog: Catalog, customer_created: np.ndarray) -> S
     status = r.choices(STATUSES, _STATUS_WEIGHTS)[0]
     if not catalog.recurring:
         status = "incomplete"
-    customer = r.randrange(len(customer_created))
-    since = int(customer_created[customer])
-    price_index = r.choice(catalog.recurring) if catalog.recurring else 0
+    # Start dates are spread evenly over the history; the subscriber is someone who was a
+    # customer by then (customer 0 exists from the first day).
+    if status == "trialing":
+        created = ctx.end - r.randrange(0, 13 * DAY)
+    elif status == "incomplete":
+        created = ctx.end - r.randrange(0, 20 * 3600)
+    else:
+        created = ctx.start + r.randrange(0, max(1, ctx.end - ctx.start - DAY))
+    known = int(np.searchsorted(customer_created, created, side="right"))
+    customer = r.randrange(max(1, known))
+    price_index = _pick_price(r, catalog)
     items = [(price_index, r.choices((1, 2, 3), (0.7, 0.2, 0.1))[0])]
     partners = [
         p for p in catalog.recurring if p != price_index and _same_cycle(catalog, p, price_index)
     ]
     if partners and r.random() < 0.15:
         items.append((r.choice(partners), 1))
-    sub = SubRow(customer=customer, created=0, status=status, items=items)
+    sub = SubRow(customer=customer, created=created, status=status, items=items)
     if r.random() < 0.15:
         sub.coupon = r.randrange(len(catalog.coupons))
     interval, count = _cycle(catalog, price_index)
     if status == "trialing":
-        sub.created = ctx.end - r.randrange(0, 13 * DAY)
         sub.trial = (sub.created, sub.created + 14 * DAY)
         sub.period = sub.trial
     elif status == "incomplete":
-        sub.created = ctx.end - r.randrange(0, 20 * 3600)
         sub.period = (sub.created, add_interval(sub.created, interval, count))
     elif status == "canceled":
-        sub.created = since + r.randrange(0, max(1, ctx.end - since - DAY))
         first_end = add_interval(sub.created, interval, count)
         low = min(first_end, ctx.end - 60)
         sub.ended_at = low + r.randrange(0, max(1, ctx.end - low))
         sub.canceled_at = sub.ended_at
         sub.period = _period_containing(sub.created, interval, count, sub.ended_at)
     else:
-        sub.created = since + r.randrange(0, max(1, ctx.end - since))
         sub.period = _period_containing(sub.created, interval, count, ctx.now)
         if status == "active" and r.random() < 0.12:
             sub.cancel_at_period_end = True
@@ -148,6 +152,17 @@ def _subscription(ctx: Ctx, catalog: Catalog, customer_created: np.ndarray) -> S
                 r.randrange(sub.period[0], ctx.end) if sub.period[0] < ctx.end else ctx.end
             )
     return sub
+
+
+# Monthly plans dominate real SaaS books; the other cadences are there but rarer.
+_CADENCE_WEIGHT = {("month", 1): 4.0, ("year", 1): 1.5, ("month", 3): 1.0, ("week", 1): 1.0}
+
+
+def _pick_price(r, catalog: Catalog) -> int:
+    if not catalog.recurring:
+        return 0
+    weights = [_CADENCE_WEIGHT.get(_cycle(catalog, p), 0.5) for p in catalog.recurring]
+    return r.choices(catalog.recurring, weights)[0]
 
 
 def _cycle(catalog: Catalog, price_index: int) -> tuple[str, int]:

@@ -146,8 +146,14 @@ def _cursor(table: Table, object_id: str, param: str) -> int:
     return index
 
 
-def render_list(table: Table, indices: list[int], has_more: bool, url: str) -> bytes:
-    items = b",".join(table.dumps(i) for i in indices)
+def render_list(
+    table: Table,
+    indices: list[int],
+    has_more: bool,
+    url: str,
+    dump: Callable[[int], bytes] | None = None,
+) -> bytes:
+    items = b",".join(map(dump or table.dumps, indices))
     more = b"true" if has_more else b"false"
     head = b'{"object":"list","data":['
     return head + items + b'],"has_more":' + more + b',"url":"' + url.encode() + b'"}'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import threading
@@ -81,7 +82,6 @@ class SandboxServer:
         self._stats: Counter[tuple[str, str]] = Counter()
         self._status: Counter[int] = Counter()
         self._total = 0
-        self._request_seq = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -173,11 +173,9 @@ class SandboxServer:
             self._total = 0
 
     # --- request pipeline -----------------------------------------------------------------------
-    def next_request_id(self) -> str:
-        with self._lock:
-            self._request_seq += 1
-            seq = self._request_seq
-        return "req_" + b62(self.port, 4) + b62(seq, 10)
+    @staticmethod
+    def next_request_id() -> str:
+        return "req_" + b62(int.from_bytes(os.urandom(11), "big"), 14)
 
     def record(self, account_id: str, path: str, status: int) -> None:
         with self._lock:

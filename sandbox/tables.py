@@ -151,7 +151,7 @@ class Table:
             base: Any = range(lo, split)
         else:
             base = np.flatnonzero(mask[lo:split]) + lo
-            changed = [i for i in self.overrides if lo <= i < split]
+            changed = [i for i in list(self.overrides) if lo <= i < split]  # list(): atomic copy
             if changed:
                 base = np.union1d(base, np.asarray(changed, dtype=np.int64))
             base = base.tolist()
