@@ -1,0 +1,59 @@
+"""`python -m sandbox` serves the demo world and tells the user how to reach it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_serves_demo_accounts_until_interrupted():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--port", "0", "--seed", "7", "--charges", "300"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Use it with"):
+                break
+        text = "".join(lines)
+        base_url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text).group(1)
+        keys = dict(re.findall(r"^\s+(\w+)\s+acct_\w+\s+(sk_test_\w+)", text, re.MULTILINE))
+        assert set(keys) == {"acme", "globex", "initech"}
+        assert "(revoked)" in next(line for line in lines if "initech" in line)
+
+        acme = {"Authorization": f"Bearer {keys['acme']}"}
+        charges = requests.get(f"{base_url}/v1/charges?limit=100", headers=acme, timeout=10)
+        assert charges.status_code == 200 and len(charges.json()["data"]) == 100
+        revoked = requests.get(
+            f"{base_url}/v1/charges",
+            headers={"Authorization": f"Bearer {keys['initech']}"},
+            timeout=10,
+        )
+        assert revoked.status_code == 401
+
+        charge = next(c for c in charges.json()["data"] if c["status"] == "succeeded")
+        refund = requests.post(
+            f"{base_url}/_sandbox/accounts/acme/refund",
+            data={"charge": charge["id"], "amount": 5},
+            timeout=10,
+        )
+        assert refund.status_code == 200 and refund.json()["amount"] == 5
+        events = requests.get(
+            f"{base_url}/v1/events", params={"type": "refund.created"}, headers=acme, timeout=10
+        )
+        assert events.json()["data"][0]["data"]["object"]["id"] == refund.json()["id"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
