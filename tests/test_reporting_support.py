@@ -11,12 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
-from assets.normalize import children_to_arrow, to_arrow
 from assets.reporting import build_reporting_tables
-from assets.streams import BALANCE_COLUMNS, STREAMS_BY_NAME
-from resources.warehouse import Warehouse, merge_rows, replace_children
+from assets.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
+from resources.warehouse import Warehouse
 
 _ids = itertools.count(1)
 
@@ -36,6 +36,42 @@ def _id(prefix: str) -> str:
     return f"{prefix}_{next(_ids):06d}"
 
 
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _typed(column: Column, obj: dict) -> Any:
+    """A Stripe field as the column stores it, read the way the stream spec says."""
+    value = _dig(obj, column.source_path)
+    if column.ref and isinstance(value, dict):
+        value = value.get("id")
+    if value is None:
+        return None
+    if column.type == "TIMESTAMPTZ":
+        return datetime.fromtimestamp(value, UTC)
+    if column.type == "JSON":
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _insert(conn: Any, table: str, columns: tuple[Column, ...], client_id: str,
+            objects: list[dict], synced_at: datetime, extra: dict[str, list]) -> None:
+    data: dict[str, list] = {"client_id": [client_id] * len(objects), **extra}
+    for column in columns:
+        data[column.name] = [_typed(column, o) for o in objects]
+    data["is_deleted"] = [bool(o.get("deleted")) for o in objects]
+    data["raw"] = [orjson.dumps(o).decode() for o in objects]
+    data["_synced_at"] = [synced_at] * len(objects)
+    incoming = pa.Table.from_pylist([dict(zip(data, row, strict=True))
+                                     for row in zip(*data.values(), strict=True)])
+    if incoming.num_rows:
+        conn.register("incoming", incoming)
+        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming")
+        conn.unregister("incoming")
+
+
 def land(
     warehouse: Warehouse,
     client_id: str,
@@ -43,17 +79,19 @@ def land(
     objects: list[dict],
     synced_at: datetime | None = None,
 ) -> None:
-    """Merge objects into stripe.<stream> (and child tables) as the sync does."""
+    """Write objects into stripe.<stream> (child lists replaced whole), as a sync lands them."""
     spec = STREAMS_BY_NAME[stream]
     synced_at = synced_at or datetime.now(UTC)
-    rows = to_arrow(spec.columns, client_id, objects, synced_at)
     with warehouse.writer() as conn:
-        merge_rows(conn, spec.table, rows)
+        _insert(conn, spec.table, spec.columns, client_id, objects, synced_at, {})
         for child in spec.children:
-            replace_children(
-                conn, child, client_id, [o["id"] for o in objects],
-                children_to_arrow(child, client_id, objects, synced_at),
-            )
+            parents = [o["id"] for o in objects]
+            conn.execute(
+                f"DELETE FROM stripe.{child.table} WHERE client_id = ? AND "
+                f"{child.parent_column} IN (SELECT unnest(?::VARCHAR[]))", [client_id, parents])
+            items = [(o["id"], item) for o in objects for item in _dig(o, child.path) or []]
+            _insert(conn, child.table, child.columns, client_id, [i for _, i in items],
+                    synced_at, {child.parent_column: [p for p, _ in items]})
 
 
 def land_balance(
@@ -61,7 +99,7 @@ def land_balance(
     available: int, pending: int,
 ) -> None:
     names = [c.name for c in BALANCE_COLUMNS]
-    rows = pa.table({
+    incoming = pa.table({
         "client_id": [client_id],
         "id": [f"{currency}:{int(captured_at.timestamp())}"],
         "captured_at": pa.array([captured_at], pa.timestamp("s", tz="UTC")),
@@ -71,7 +109,9 @@ def land_balance(
         "raw": ["{}"],
     }).select(names)
     with warehouse.writer() as conn:
-        merge_rows(conn, "balance", rows)
+        conn.register("incoming", incoming)
+        conn.execute("INSERT OR REPLACE INTO stripe.balance BY NAME SELECT * FROM incoming")
+        conn.unregister("incoming")
 
 
 def build(warehouse: Warehouse, client_id: str, now: datetime | str) -> Any:

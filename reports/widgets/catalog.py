@@ -1,0 +1,245 @@
+"""The widget catalog: every widget is a declared query over reporting.*.
+
+Queries take their parameters bound ($client_id, $start, $end, $currency), never pasted
+in, and every one of them filters on $client_id: a widget only reads its own client's rows.
+Sums run over the days start..end (inclusive, UTC); point-in-time widgets (MRR, balance)
+take the value at the end of the `end` day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["number", "line", "bar", "table"]
+Unit = Literal["money", "count", "percent"]
+
+_CLIENT_CURRENCY = "client_id = $client_id AND currency = $currency"
+
+
+@dataclass(frozen=True)
+class Widget:
+    name: str
+    title: str
+    kind: Kind
+    unit: Unit
+    description: str
+    # The reporting table whose rows mean "there is data" for this client (and currency).
+    source: str
+    value_sql: str
+    rows_sql: str | None = None
+    currency_scoped: bool = True
+    # Valued at the end of the period (MRR, balance) rather than summed over it.
+    point_in_time: bool = False
+    # For the arrow colour beside a change: more refunds is not good news.
+    higher_is_better: bool = True
+    # Row columns drawn as series (line and bar widgets), in drawing order.
+    series: tuple[str, ...] = ()
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        base = ("client", "start", "end")
+        return (*base, "currency") if self.currency_scoped else base
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "title": self.title, "kind": self.kind, "unit": self.unit,
+            "parameters": list(self.parameters), "description": self.description,
+        }
+
+
+def _sum(table: str, column: str, day: str = "day", where: str = "") -> str:
+    return (
+        f"SELECT coalesce(sum({column}), 0) FROM reporting.{table} "
+        f"WHERE {_CLIENT_CURRENCY} AND {day} BETWEEN $start AND $end{where}"
+    )
+
+
+def _latest_mrr(expression: str) -> str:
+    return (
+        f"SELECT coalesce((SELECT {expression} FROM reporting.mrr_daily "
+        f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1), 0)"
+    )
+
+
+def _latest_balance(column: str) -> str:
+    return (
+        f"SELECT {column} FROM reporting.balance WHERE {_CLIENT_CURRENCY} AND day <= $end "
+        "ORDER BY captured_at DESC LIMIT 1"
+    )
+
+
+def _daily(table: str, columns: str) -> str:
+    """One row per day of the period, zeros on days without any."""
+    return (
+        f"SELECT d.day::DATE AS day, {columns} "
+        "FROM generate_series($start::DATE, $end::DATE, INTERVAL 1 DAY) AS d(day) "
+        f"LEFT JOIN reporting.{table} r ON r.client_id = $client_id "
+        "AND r.currency = $currency AND r.day = d.day::DATE ORDER BY 1"
+    )
+
+
+_PAYOUTS_PAID = " AND status NOT IN ('failed', 'canceled')"
+
+WIDGETS: tuple[Widget, ...] = (
+    Widget(
+        "gross_volume", "Gross volume", "number", "money",
+        "Captured amount of successful payments created in the period.",
+        "daily_revenue", _sum("daily_revenue", "gross"),
+    ),
+    Widget(
+        "net_volume", "Net volume", "number", "money",
+        "Gross volume less refunds, disputes and Stripe fees.",
+        "daily_revenue", _sum("daily_revenue", "net"),
+    ),
+    Widget(
+        "refunds", "Refunds", "number", "money",
+        "Refunds issued in the period (failed and canceled refunds left out).",
+        "daily_revenue", _sum("daily_revenue", "refunds"), higher_is_better=False,
+    ),
+    Widget(
+        "successful_payments", "Successful payments", "number", "count",
+        "Number of charges that succeeded.",
+        "daily_revenue", _sum("daily_revenue", "successful_payments"),
+    ),
+    Widget(
+        "failed_payments", "Failed payments", "number", "count",
+        "Number of charges that failed.",
+        "daily_revenue", _sum("daily_revenue", "failed_payments"), higher_is_better=False,
+    ),
+    Widget(
+        "new_customers", "New customers", "number", "count",
+        "Customers created in the period (deleted ones left out).",
+        "customer_counts",
+        "SELECT coalesce(sum(new_customers), 0) FROM reporting.customer_counts "
+        "WHERE client_id = $client_id AND day BETWEEN $start AND $end",
+        currency_scoped=False,
+    ),
+    Widget(
+        "mrr", "MRR", "number", "money",
+        "Monthly recurring revenue at the end of the period (docs/metrics.md).",
+        "mrr_daily", _latest_mrr("mrr"), point_in_time=True,
+    ),
+    Widget(
+        "arr", "ARR", "number", "money",
+        "Annual run rate: MRR x 12.",
+        "mrr_daily", _latest_mrr("mrr * 12"), point_in_time=True,
+    ),
+    Widget(
+        "active_subscriptions", "Active subscriptions", "number", "count",
+        "Subscriptions counted in MRR at the end of the period.",
+        "mrr_daily", _latest_mrr("active_subscriptions"), point_in_time=True,
+    ),
+    Widget(
+        "new_subscriptions", "New subscriptions", "number", "count",
+        "Subscriptions that started counting in MRR during the period.",
+        "mrr_daily", _sum("mrr_daily", "new_subscriptions"),
+    ),
+    Widget(
+        "churned_subscriptions", "Churned subscriptions", "number", "count",
+        "Subscriptions that stopped counting in MRR during the period.",
+        "mrr_daily", _sum("mrr_daily", "churned_subscriptions"), higher_is_better=False,
+    ),
+    Widget(
+        "churn_rate", "Churn rate", "number", "percent",
+        "Churned subscriptions in the period as a share of the active subscriptions at its "
+        "start.",
+        "mrr_daily",
+        f"SELECT 100.0 * ({_sum('mrr_daily', 'churned_subscriptions')}) / nullif(("
+        f"SELECT active_subscriptions FROM reporting.mrr_daily WHERE {_CLIENT_CURRENCY} "
+        "AND day < $start ORDER BY day DESC LIMIT 1), 0)",
+        higher_is_better=False,
+    ),
+    Widget(
+        "arpu", "ARPU", "number", "money",
+        "Average revenue per paying customer: MRR / customers with MRR, at the period's end.",
+        "mrr_daily",
+        f"SELECT mrr / nullif(paying_customers, 0) FROM reporting.mrr_daily "
+        f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1",
+        point_in_time=True,
+    ),
+    Widget(
+        "available_balance", "Available balance", "number", "money",
+        "Funds available for payout, as read by the latest sync up to the period's end.",
+        "balance", _latest_balance("available"), point_in_time=True,
+    ),
+    Widget(
+        "pending_balance", "Pending balance", "number", "money",
+        "Funds not yet available, as read by the latest sync up to the period's end.",
+        "balance", _latest_balance("pending"), point_in_time=True,
+    ),
+    Widget(
+        "revenue_over_time", "Revenue over time", "line", "money",
+        "Gross and net volume per day; the value is the period's gross volume.",
+        "daily_revenue", _sum("daily_revenue", "gross"),
+        rows_sql=_daily("daily_revenue", "coalesce(r.gross, 0) AS gross, "
+                        "coalesce(r.net, 0) AS net, coalesce(r.refunds, 0) AS refunds"),
+        series=("gross", "net"),
+    ),
+    Widget(
+        "mrr_over_time", "MRR over time", "line", "money",
+        "MRR at the end of each day; the value is the MRR at the period's end.",
+        "mrr_daily", _latest_mrr("mrr"),
+        rows_sql="SELECT day, mrr, active_subscriptions FROM reporting.mrr_daily "
+        f"WHERE {_CLIENT_CURRENCY} AND day BETWEEN $start AND $end ORDER BY day",
+        point_in_time=True, series=("mrr",),
+    ),
+    Widget(
+        "mrr_movements", "MRR movements", "bar", "money",
+        "New, expansion, reactivation, contraction and churned MRR per day; the value is "
+        "the period's net new MRR.",
+        "mrr_daily", _sum("mrr_daily", "net_new_mrr"),
+        rows_sql="SELECT day, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, "
+        f"churned_mrr FROM reporting.mrr_daily WHERE {_CLIENT_CURRENCY} "
+        "AND day BETWEEN $start AND $end ORDER BY day",
+        series=("new_mrr", "expansion_mrr", "reactivation_mrr", "contraction_mrr",
+                "churned_mrr"),
+    ),
+    Widget(
+        "payouts", "Payouts", "bar", "money",
+        "Payouts by expected arrival day (failed and canceled left out); the value is the "
+        "period's total.",
+        "payouts", _sum("payouts", "amount", day="arrival_day", where=_PAYOUTS_PAID),
+        rows_sql="SELECT arrival_day AS day, sum(amount) AS amount, count(*) AS payouts "
+        f"FROM reporting.payouts WHERE {_CLIENT_CURRENCY} "
+        f"AND arrival_day BETWEEN $start AND $end{_PAYOUTS_PAID} GROUP BY 1 ORDER BY 1",
+        series=("amount",),
+    ),
+    Widget(
+        "recent_payments", "Recent payments", "table", "count",
+        "The 20 latest payments of the period in every currency; the value is the number of "
+        "payments in the period.",
+        "payments",
+        "SELECT count(*) FROM reporting.payments "
+        "WHERE client_id = $client_id AND day BETWEEN $start AND $end",
+        rows_sql="SELECT created, id, coalesce(customer_name, customer_email, customer) "
+        "AS customer, amount, currency, status, description FROM reporting.payments "
+        "WHERE client_id = $client_id AND day BETWEEN $start AND $end "
+        "ORDER BY created DESC, id LIMIT 20",
+        currency_scoped=False,
+    ),
+)
+
+WIDGETS_BY_NAME: dict[str, Widget] = {widget.name: widget for widget in WIDGETS}
+
+
+class UnknownWidget(KeyError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"Unknown widget '{self.name}'. Known: {', '.join(WIDGETS_BY_NAME)}."
+
+
+def widget_catalog() -> list[Widget]:
+    return list(WIDGETS)
+
+
+def get_widget(name: str | Widget) -> Widget:
+    if isinstance(name, Widget):
+        return name
+    try:
+        return WIDGETS_BY_NAME[name]
+    except KeyError:
+        raise UnknownWidget(name) from None

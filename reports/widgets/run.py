@@ -1,0 +1,326 @@
+"""Running widgets: parameters, state (ok, no_data, stale, reconnect_required) and values.
+
+The CLI, the JSON API and the report page all call run_widget / run_widgets, so the same
+client, widget and period give the same JSON everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from assets.reporting.currencies import currency_exponent
+from reports.widgets.catalog import WIDGETS, Widget, get_widget
+from resources.client_config import client_config
+from resources.connection_store import ClientConnection, ConnectionState, ConnectionStore
+from resources.warehouse import Warehouse
+
+DEFAULT_DAYS = 30
+_PARAMETER = re.compile(r"\$([a-z_]+)")
+
+OK, NO_DATA, STALE, RECONNECT = "ok", "no_data", "stale", "reconnect_required"
+
+
+@dataclass
+class WidgetResult:
+    client: str
+    widget: str
+    title: str
+    kind: str
+    unit: str
+    state: str
+    start: date
+    end: date
+    currency: str | None
+    value: float | int | None = None
+    previous: float | int | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    message: str | None = None
+    steps: list[str] = field(default_factory=list)
+    as_of: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's shape, plus `previous`, `kind` and `title`."""
+        return {
+            "client": self.client,
+            "widget": self.widget,
+            "state": self.state,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "currency": self.currency,
+            "value": self.value,
+            "rows": self.rows,
+            "message": self.message,
+            "steps": list(self.steps),
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "previous": self.previous,
+            "kind": self.kind,
+            "title": self.title,
+        }
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of equal length just before this one."""
+        end = self.start - timedelta(days=1)
+        return Period(end - timedelta(days=self.days - 1), end)
+
+
+def _as_date(value: date | str | None, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--{name} must be a date like 2024-05-31, not {value!r}.") from None
+
+
+def resolve_period(start: date | str | None, end: date | str | None, now: datetime) -> Period:
+    """Defaults: the last 30 days up to today (UTC); a lone start runs 30 days from it."""
+    start_day, end_day = _as_date(start, "start"), _as_date(end, "end")
+    if end_day is None:
+        today = now.astimezone(UTC).date()
+        end_day = start_day + timedelta(days=DEFAULT_DAYS - 1) if start_day else today
+    if start_day is None:
+        start_day = end_day - timedelta(days=DEFAULT_DAYS - 1)
+    if start_day > end_day:
+        raise ValueError(f"The start ({start_day}) is after the end ({end_day}).")
+    return Period(start_day, end_day)
+
+
+# -- reading the warehouse -----------------------------------------------------------
+
+
+def _bound(sql: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in set(_PARAMETER.findall(sql))}
+
+
+def _query(conn: duckdb.DuckDBPyConnection, sql: str, values: dict[str, Any]):
+    return conn.execute(sql, _bound(sql, values))
+
+
+def _has_reporting_tables(conn: duckdb.DuckDBPyConnection) -> bool:
+    found = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reporting' "
+        "AND table_name IN ('currencies', 'freshness')"
+    ).fetchone()
+    return bool(found and found[0] == 2)
+
+
+def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        "ORDER BY is_main DESC, currency LIMIT 1", [client_id]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _synced_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
+    row = conn.execute(
+        "SELECT synced_at FROM reporting.freshness WHERE client_id = ?", [client_id]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def client_currencies(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[str]:
+    """The client's currencies, main one first."""
+    if not _has_reporting_tables(conn):
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        "ORDER BY is_main DESC, currency", [client_id]).fetchall()]
+
+
+def _plain(value: Any, unit: str, currency: str | None) -> Any:
+    """JSON-ready numbers: money rounded to the currency's decimals, counts as integers."""
+    if value is None:
+        return None
+    if unit == "count":
+        return int(value)
+    if unit == "percent":
+        return round(float(value), 2)
+    digits = currency_exponent(currency) if currency else 2
+    rounded = round(float(value), digits)
+    return int(rounded) if digits == 0 else rounded
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(round(value, 4))
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [{n: _cell(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _has_source_rows(conn, widget: Widget, values: dict[str, Any]) -> bool:
+    sql = f"SELECT 1 FROM reporting.{widget.source} WHERE client_id = $client_id" + (
+        " AND currency = $currency" if widget.currency_scoped else "") + " LIMIT 1"
+    return _query(conn, sql, values).fetchone() is not None
+
+
+# -- states ----------------------------------------------------------------------------
+
+
+def _no_data(result: WidgetResult, message: str, steps: list[str] | None = None) -> WidgetResult:
+    result.state, result.message, result.steps = NO_DATA, message, steps or []
+    result.value = result.previous = None
+    result.rows = []
+    return result
+
+
+def _sync_steps(client_id: str) -> list[str]:
+    return [f"Run `stripe-reports sync {client_id}` to fetch the client's Stripe data and "
+            "build its reporting tables."]
+
+
+def _stale_message(client_id: str, last_sync: datetime, now: datetime) -> tuple[str, list[str]]:
+    config = client_config(client_id)
+    hours = (now - last_sync).total_seconds() / 3600
+    age = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+    message = (
+        f"The last successful sync was {age} ago ({last_sync:%Y-%m-%d %H:%M} UTC); this "
+        f"client's schedule ({config.schedule}) expects one at least every "
+        f"{config.stale_after}. Figures may be out of date."
+    )
+    steps = [
+        f"Run `stripe-reports sync {client_id}` to update now.",
+        "If syncs keep failing, see `stripe-reports clients` and the client's runs in the "
+        "Dagster UI.",
+    ]
+    return message, steps
+
+
+def _reconnect(result: WidgetResult, connection: ClientConnection) -> WidgetResult:
+    result.state = RECONNECT
+    result.message = connection.reason or (
+        "The last credential check of this client's Stripe key failed.")
+    result.steps = list(connection.steps) or [
+        f"Run `stripe-reports connect {result.client}` and paste a new Stripe Secret key."]
+    return result
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _blank(client_id: str, widget: Widget, period: Period, currency: str | None) -> WidgetResult:
+    return WidgetResult(
+        client=client_id, widget=widget.name, title=widget.title, kind=widget.kind,
+        unit=widget.unit, state=OK, start=period.start, end=period.end,
+        currency=currency if widget.currency_scoped else None,
+    )
+
+
+def _evaluate(conn, client_id: str, widget: Widget, period: Period,
+              currency: str | None) -> WidgetResult:
+    result = _blank(client_id, widget, period, currency)
+    if widget.currency_scoped and currency is None:
+        return _no_data(result, f"No payments, subscriptions or balance synced for "
+                        f"'{client_id}' yet.", _sync_steps(client_id))
+    values = {"client_id": client_id, "currency": currency,
+              "start": period.start, "end": period.end}
+    if not _has_source_rows(conn, widget, values):
+        what = f"{currency.upper()} data" if widget.currency_scoped and currency else "data"
+        return _no_data(result, f"No {what} for this widget in '{client_id}' yet.",
+                        _sync_steps(client_id))
+    before = period.previous()
+    previous_values = {**values, "start": before.start, "end": before.end}
+    value = _query(conn, widget.value_sql, values).fetchone()
+    previous = _query(conn, widget.value_sql, previous_values).fetchone()
+    result.value = _plain(value[0] if value else None, widget.unit, currency)
+    result.previous = _plain(previous[0] if previous else None, widget.unit, currency)
+    if widget.rows_sql:
+        result.rows = _rows(_query(conn, widget.rows_sql, values))
+    if result.value is None and not result.rows:
+        return _no_data(result, f"No figures for {period.start} to {period.end}.")
+    return result
+
+
+def _connection(client_id: str, store: ConnectionStore | None) -> ClientConnection | None:
+    if store is not None:
+        return store.get(client_id)
+    with ConnectionStore.from_settings() as own:
+        return own.get(client_id)
+
+
+def run_widgets(
+    client_id: str,
+    widgets: list[str | Widget] | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
+    currency: str | None = None,
+    *,
+    warehouse: Warehouse | None = None,
+    store: ConnectionStore | None = None,
+    now: datetime | None = None,
+) -> list[WidgetResult]:
+    """Several widgets of one client over one period, from one read of the warehouse."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    chosen = [get_widget(w) for w in (widgets or WIDGETS)]
+    period = resolve_period(start, end, now)
+    currency = currency.lower() if currency else None
+    connection = _connection(client_id, store)
+
+    if connection is not None and connection.state is ConnectionState.FAILED:
+        return [_reconnect(_blank(client_id, w, period, currency), connection) for w in chosen]
+
+    warehouse = warehouse or Warehouse.from_settings()
+    with warehouse.reader() as conn:
+        if not _has_reporting_tables(conn):
+            return [
+                _no_data(_blank(client_id, w, period, currency),
+                         f"The reporting tables have not been built for '{client_id}' yet.",
+                         _sync_steps(client_id))
+                for w in chosen
+            ]
+        currency = currency or _main_currency(conn, client_id)
+        synced_at = _synced_at(conn, client_id)
+        results = [_evaluate(conn, client_id, w, period, currency) for w in chosen]
+
+    last_sync = (connection.last_sync_at if connection else None) or synced_at
+    stale = last_sync is not None and now - last_sync > client_config(client_id).stale_after
+    for result in results:
+        result.as_of = last_sync
+        if stale and result.state == OK:
+            result.state = STALE
+            result.message, result.steps = _stale_message(client_id, last_sync, now)
+    return results
+
+
+def run_widget(
+    client_id: str,
+    widget: str | Widget,
+    start: date | str | None = None,
+    end: date | str | None = None,
+    currency: str | None = None,
+    *,
+    warehouse: Warehouse | None = None,
+    store: ConnectionStore | None = None,
+    now: datetime | None = None,
+) -> WidgetResult:
+    """One widget's data for a client and period (default: the last 30 days)."""
+    return run_widgets(client_id, [widget], start, end, currency,
+                       warehouse=warehouse, store=store, now=now)[0]
