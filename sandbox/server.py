@@ -8,7 +8,7 @@ import random
 import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,11 @@ FAULT_KINDS = ("500", "429", "drop")
 
 class _Drop(Exception):
     """Close the connection without answering."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # benchmarks open many connections at once
 
 
 class RateLimiter:
@@ -77,6 +82,7 @@ class SandboxServer:
         self.api = Api(world)
         self.limiter = RateLimiter()
         self._faults: dict[str, deque[str]] = {}
+        self._idempotent: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
         self._fault_rng = random.Random(f"{world.seed}:faults")
         self._lock = threading.Lock()
         self._stats: Counter[tuple[str, str]] = Counter()
@@ -90,8 +96,7 @@ class SandboxServer:
         if self._httpd is not None:
             return self
         handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
-        httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        httpd.daemon_threads = True
+        httpd = _HTTPServer((self.host, self.port), handler)
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
@@ -218,9 +223,40 @@ class SandboxServer:
             params = parse_params(url.query)
             if method == "POST":
                 params.update(parse_body(headers.get("Content-Type") or "", body))
+            idempotency_key = headers.get("Idempotency-Key") if method != "GET" else None
+            if idempotency_key:
+                return (
+                    *self._once(account_id, idempotency_key, method, path, params, request_id),
+                    {},
+                    account_id,
+                )
             return 200, self.api.handle(account, method, path, params), {}, account_id
         except ApiError as exc:
             return exc.status, orjson.dumps(exc.body(request_id)), exc.headers, account_id
+
+    def _once(
+        self,
+        account_id: str,
+        idempotency_key: str,
+        method: str,
+        path: str,
+        params: Any,
+        request_id: str,
+    ) -> tuple[int, bytes]:
+        """Run a write once per Idempotency-Key, replaying its answer to retries like Stripe."""
+        slot = (account_id, idempotency_key)
+        with self.world.lock:
+            if slot in self._idempotent:
+                return self._idempotent[slot]
+            account = self.world.by_id[account_id]
+            try:
+                result = (200, self.api.handle(account, method, path, params))
+            except ApiError as exc:
+                result = (exc.status, orjson.dumps(exc.body(request_id)))
+            self._idempotent[slot] = result
+            while len(self._idempotent) > 10_000:
+                self._idempotent.popitem(last=False)
+            return result
 
 
 class _Handler(BaseHTTPRequestHandler):

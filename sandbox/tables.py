@@ -107,8 +107,10 @@ class Table:
     def append(self, obj: Obj) -> int:
         """Add a row created now; `obj["created"]` is clamped so order stays monotonic."""
         obj["created"] = max(int(obj["created"]), self.last_created())
-        self.extra.append(obj)
+        # `created` first: readers size the table by `extra`, so they never see a row
+        # without its timestamp.
         self.extra_created.append(obj["created"])
+        self.extra.append(obj)
         return len(self) - 1
 
     def next_index(self) -> int:

@@ -384,3 +384,21 @@ def test_demo_world_has_three_clients_and_one_revoked_key():
     assert world.key_info(world.accounts["acme"].secret_key) is not None
     assert world.accounts["initech"].ctx.currency == "jpy"
     assert len(world.accounts["acme"].tables["charges"]) == 2000
+
+
+def test_idempotency_key_makes_a_retried_write_happen_once(world, server):
+    shop = world.accounts["shop"]
+    sdk = client(server, shop.secret_key)
+    charge = next(
+        c
+        for c in sdk.v1.charges.list(params={"limit": 100}).data
+        if c.status == "succeeded" and c.amount_refunded == 0 and c.amount > 10
+    )
+    first = sdk.v1.refunds.create(
+        params={"charge": charge.id, "amount": 2}, options={"idempotency_key": "retry-1"}
+    )
+    again = sdk.v1.refunds.create(
+        params={"charge": charge.id, "amount": 2}, options={"idempotency_key": "retry-1"}
+    )
+    assert first.id == again.id
+    assert sdk.v1.charges.retrieve(charge.id).amount_refunded == 2
