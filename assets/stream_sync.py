@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pyarrow as pa
 
-from assets.normalize import children_to_arrow, to_arrow
+from assets.normalize import to_arrow
 from assets.streams import BALANCE_COLUMNS, StreamSpec
 from resources.extract import Coverage, extract_events, extract_window
 from resources.failures import CredentialFailure, StripeAccessError, WrongAccount, reconnect_steps
@@ -32,6 +32,7 @@ from resources.warehouse import (
     StreamState,
     Warehouse,
     flag_unseen_as_deleted,
+    insert_rows,
     merge_rows,
     read_state,
     replace_children,
@@ -117,18 +118,13 @@ class _StreamLoader:
 
     def flush(self, objects: list[dict], deleted_ids: frozenset[str] = frozenset(),
               final: bool = False) -> None:
-        objects = _newest_first_unique(objects)
-        rows = to_arrow(self.spec.columns, self.client_id, objects, self.synced_at, deleted_ids)
-        children = [
-            (child, children_to_arrow(child, self.client_id, objects, self.synced_at))
-            for child in self.spec.children
-        ]
+        rows = to_arrow(self.client_id, _newest_first_unique(objects), self.synced_at,
+                        deleted_ids)
         with self.warehouse.writer() as conn:
             conn.begin()
-            counts: MergeCounts = merge_rows(conn, self.spec.table, rows)
-            for child, child_rows in children:
-                replace_children(conn, child, self.client_id, [o["id"] for o in objects],
-                                 child_rows)
+            counts: MergeCounts = merge_rows(conn, self.spec.table, self.spec.columns, rows)
+            for child in self.spec.children:
+                replace_children(conn, child, rows)
             if final and self.state.full_started_at is not None:
                 # A full listing has just completed: what it did not see is gone from Stripe.
                 if self.spec.deletable:
@@ -278,7 +274,7 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
         "raw": [orjson.dumps(balance).decode()] * len(currencies),
     }).select(names)
     with warehouse.writer() as conn:
-        merge_rows(conn, "balance", rows)
+        insert_rows(conn, "balance", rows)
     return len(currencies)
 
 

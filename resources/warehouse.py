@@ -203,8 +203,46 @@ def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
     )
 
 
-def merge_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> MergeCounts:
-    """Upsert rows into stripe.<table> by (client_id, id); counts what was new."""
+def _json_path(path: tuple[str, ...]) -> str:
+    return "$." + ".".join(path)
+
+
+def typed_select(columns: tuple[Column, ...], json_column: str, source: str) -> str:
+    """SELECT the spec's typed columns from a JSON column, parsing each document once."""
+    paths: list[str] = []
+    expressions: list[str] = []
+
+    def slot(path: tuple[str, ...]) -> str:
+        paths.append(_json_path(path))
+        return f"_v[{len(paths)}]"
+
+    for column in columns:
+        if column.ref:  # an id, or an expanded object whose id we keep
+            value = f"coalesce({slot((*column.source_path, 'id'))}, {slot(column.source_path)})"
+        else:
+            value = slot(column.source_path)
+        expressions.append(f'{_CAST[column.type].format(value)} AS "{column.name}"')
+    path_list = ", ".join(f"'{p}'" for p in paths)
+    return (
+        f"SELECT * EXCLUDE (_v), {', '.join(expressions)} FROM "
+        f"(SELECT *, json_extract_string({json_column}, [{path_list}]) AS _v FROM {source})"
+    )
+
+
+_CAST: dict[str, str] = {
+    "VARCHAR": "{}",
+    "BIGINT": "TRY_CAST({} AS BIGINT)",
+    "DOUBLE": "TRY_CAST({} AS DOUBLE)",
+    "BOOLEAN": "TRY_CAST({} AS BOOLEAN)",
+    "TIMESTAMPTZ": "to_timestamp(TRY_CAST({} AS BIGINT))",
+    "JSON": "CAST({} AS JSON)",
+}
+
+
+def merge_rows(
+    conn: duckdb.DuckDBPyConnection, table: str, columns: tuple[Column, ...], rows: pa.Table
+) -> MergeCounts:
+    """Upsert raw rows into stripe.<table> by (client_id, id), typed columns from `raw`."""
     if rows.num_rows == 0:
         return MergeCounts()
     conn.register("incoming", rows)
@@ -213,40 +251,43 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> M
             f"SELECT count(*) FROM incoming i JOIN stripe.{table} t "
             "ON t.client_id = i.client_id AND t.id = i.id"
         ).fetchone()[0]
-        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming")
+        typed = typed_select(tuple(c for c in columns if c.name != "id"), "raw", "incoming")
+        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME {typed}")
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
 
 
+def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    """Upsert already-typed rows (the balance snapshot)."""
+    conn.register("incoming_typed", rows)
+    try:
+        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming_typed")
+    finally:
+        conn.unregister("incoming_typed")
+
+
 def replace_children(
-    conn: duckdb.DuckDBPyConnection,
-    child: ChildSpec,
-    client_id: str,
-    parent_ids: list[str],
-    rows: pa.Table,
+    conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: pa.Table
 ) -> None:
     """A parent's child list is replaced whole: items removed in Stripe disappear here too."""
-    if not parent_ids:
+    if parents.num_rows == 0:
         return
-    conn.register("parent_ids", pa.table({"id": parent_ids}))
+    conn.register("parents", parents)
     try:
         conn.execute(
-            f"DELETE FROM stripe.{child.table} WHERE client_id = ? AND "
-            f"{child.parent_column} IN (SELECT id FROM parent_ids)",
-            [client_id],
+            f"DELETE FROM stripe.{child.table} c USING parents p "
+            f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
         )
+        items = (
+            f"SELECT client_id, id AS {child.parent_column}, _synced_at, false AS is_deleted, "
+            f"unnest(CAST(json_extract(raw, '{_json_path(child.path)}') AS JSON[])) AS raw "
+            "FROM parents"
+        )
+        typed = typed_select(child.columns, "raw", f"({items})")
+        conn.execute(f"INSERT OR REPLACE INTO stripe.{child.table} BY NAME {typed}")
     finally:
-        conn.unregister("parent_ids")
-    if rows.num_rows:
-        conn.register("incoming_children", rows)
-        try:
-            conn.execute(
-                f"INSERT OR REPLACE INTO stripe.{child.table} BY NAME "
-                "SELECT * FROM incoming_children"
-            )
-        finally:
-            conn.unregister("incoming_children")
+        conn.unregister("parents")
 
 
 def flag_unseen_as_deleted(
