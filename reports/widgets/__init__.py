@@ -11,6 +11,7 @@ from reports.widgets.formatting import (
     change_ratio,
     format_change,
     format_money,
+    format_result_line,
     format_value,
     render,
     render_csv,
@@ -33,6 +34,6 @@ from reports.widgets.run import (
 __all__ = [
     "NO_DATA", "OK", "RECONNECT", "STALE", "WIDGETS", "Period", "UnknownWidget", "Widget",
     "WidgetResult", "change_ratio", "client_currencies", "format_change", "format_money",
-    "format_value", "get_widget", "render", "render_csv", "render_json", "render_table",
-    "resolve_period", "run_widget", "run_widgets", "widget_catalog",
+    "format_result_line", "format_value", "get_widget", "render", "render_csv", "render_json",
+    "render_table", "resolve_period", "run_widget", "run_widgets", "widget_catalog",
 ]

@@ -123,3 +123,18 @@ def render(result: WidgetResult, fmt: str = "table") -> str:
     if fmt not in renderers:
         raise ValueError(f"Unknown format {fmt!r}: use table, json or csv.")
     return renderers[fmt](result)
+
+
+def format_result_line(result: WidgetResult) -> str:
+    """One line per widget, for the demo and terminal summaries."""
+    head = f"{result.widget:<22}"
+    if result.state in ("ok", "stale"):
+        line = f"{head}{format_value(result.value, result.unit, result.currency):>16}"
+        if result.previous is not None:
+            line += f"  ({format_change(result.value, result.previous)} vs previous period)"
+        if result.rows and result.kind != "number":
+            line += f"  [{len(result.rows)} rows]"
+        if result.state == "stale":
+            line += "  STALE: " + (result.message or "")
+        return line
+    return f"{head}{result.state}: {result.message or ''}"
