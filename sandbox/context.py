@@ -52,7 +52,7 @@ class AccountSpec:
     connected_to: str | None = None
     # Extensions: which recurring intervals the prices use ("day", "week", "month",
     # "quarter", "year"), and the share of failed charges.
-    price_intervals: tuple[str, ...] = ("month", "year", "quarter", "week")
+    price_intervals: tuple[str, ...] = ("month", "year", "quarter", "week", "day")
     failure_rate: float = 0.08
 
 
