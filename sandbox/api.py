@@ -37,6 +37,7 @@ _WRITE_PERMISSION = {
     "customers": "rak_customer_write",
     "subscriptions": "rak_subscription_write",
 }
+_NESTED_LISTS = {("invoices", "lines"): "lines", ("charges", "refunds"): "refunds"}
 _DECLINE_TOKENS = {"tok_chargeDeclined", "tok_visa_chargeDeclined", "pm_card_chargeDeclined"}
 
 
@@ -150,7 +151,16 @@ class Api:
             return lambda: self._list(account, table, resource, params)
         if len(rest) == 1:
             return lambda: self._retrieve(account, table, rest[0], params.many("expand"))
+        if len(rest) == 2 and (resource, rest[1]) in _NESTED_LISTS:
+            return lambda: self._nested_list(table, rest[0], _NESTED_LISTS[resource, rest[1]])
         return None
+
+    def _nested_list(self, table: Table, object_id: str, field: str) -> bytes:
+        """`/v1/invoices/{id}/lines`, `/v1/charges/{id}/refunds`: the list the object embeds."""
+        index = table.index_of(object_id)
+        if index is None or index in table.deleted:
+            raise errors.resource_missing(table.object_name, object_id)
+        return orjson.dumps(table.get(index)[field])
 
     def _list(self, account: SandboxAccount, table: Table, resource: str, params: Params) -> bytes:
         extra = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import socket
@@ -24,6 +25,7 @@ from sandbox.params import parse_body, parse_params
 from sandbox.world import SandboxWorld
 
 FAULT_KINDS = ("500", "429", "drop")
+log = logging.getLogger(__name__)
 
 
 class _Drop(Exception):
@@ -277,16 +279,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def do_PUT(self) -> None:  # Stripe has none: answered with its "Unrecognized request URL"
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         sandbox = self.sandbox
         request_id = sandbox.next_request_id()
-        if self.path.startswith("/_sandbox"):
-            status, payload = handle_admin(sandbox, method, self.path, self.headers, body)
-            self._send(status, payload, request_id, {})
-            return
         try:
+            if self.path.startswith("/_sandbox"):
+                status, payload = handle_admin(sandbox, method, self.path, self.headers, body)
+                self._send(status, payload, request_id, {})
+                return
             status, payload, extra, account_id = sandbox.respond(
                 method, self.path, self.headers, body, request_id
             )
@@ -297,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         except Exception:  # a bug must still look like Stripe's 500, not a dropped connection
+            log.exception("sandbox failed on %s %s", method, urlsplit(self.path).path)
             status, extra, account_id = 500, {}, ""
             payload = orjson.dumps(errors.server_error().body(request_id))
         sandbox.record(account_id, urlsplit(self.path).path, status)

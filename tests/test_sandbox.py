@@ -402,3 +402,16 @@ def test_idempotency_key_makes_a_retried_write_happen_once(world, server):
     )
     assert first.id == again.id
     assert sdk.v1.charges.retrieve(charge.id).amount_refunded == 2
+
+
+def test_invoice_lines_and_expand(world, server):
+    sdk = client(server, world.accounts["shop"].secret_key)
+    invoice = sdk.v1.invoices.list(params={"limit": 1}).data[0]
+    lines = sdk.v1.invoices.line_items.list(invoice.id)
+    assert [line.id for line in lines.data] == [line.id for line in invoice.lines.data]
+    assert lines.data[0].parent.subscription_item_details.subscription == invoice.subscription
+    expanded = sdk.v1.charges.list(params={"limit": 5, "expand": ["data.balance_transaction"]})
+    paid = [c for c in expanded.data if c.status == "succeeded"]
+    assert paid and all(c.balance_transaction.object == "balance_transaction" for c in paid)
+    one = sdk.v1.invoices.retrieve(invoice.id, params={"expand": ["customer"]})
+    assert one.customer.object == "customer"
