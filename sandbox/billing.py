@@ -88,11 +88,13 @@ class Billing:
 
 
 def build_billing(ctx: Ctx, catalog: Catalog) -> Billing:
-    n_customers = max(1, ctx.spec.customers)
+    # Subscriptions need a subscriber, so there is at least one customer when there are any.
+    n_customers = max(1 if ctx.spec.subscriptions > 0 else 0, ctx.spec.customers)
     rng = ctx.rng
     span = ctx.end - ctx.start
     created = np.sort(ctx.start + (rng.random(n_customers) * span).astype(np.int64))
-    created[0] = ctx.start
+    if n_customers:
+        created[0] = ctx.start
     named = rng.random(n_customers) < 0.85
     subs = [_subscription(ctx, catalog, created) for _ in range(max(0, ctx.spec.subscriptions))]
     subs.sort(key=lambda s: s.created)
