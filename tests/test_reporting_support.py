@@ -230,3 +230,62 @@ def days(start: str, count: int) -> list[date]:
 
 def temp_warehouse(tmp_path: Path) -> Warehouse:
     return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout=30)
+
+
+def seed_report_data(warehouse: Warehouse, client_id: str, now: datetime, *,
+                     seed: int = 1, scale: int = 1, currency: str = "usd") -> None:
+    """About 120 days of a small SaaS business: customers, subscriptions on monthly and
+    yearly plans, one-off charges, some failures and refunds, fees, payouts, a balance."""
+    import random
+
+    rng = random.Random(seed)
+    first = (now - timedelta(days=120)).date()
+    plans = [price(2_900), price(7_900), price(29_000, "year"), price(19_900)]
+    names = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus T.",
+             "Margaret Hamilton", "Dennis Ritchie", "Barbara Liskov", "Ken Thompson",
+             "Frances Allen", "Edsger Dijkstra", "Radia Perlman"]
+    customers, charges, refunds, fees, subs, payouts = [], [], [], [], [], []
+    for n in range(40 * scale):
+        created = first + timedelta(days=rng.randrange(0, 118))
+        who = customer(created, name=rng.choice(names), email=f"buyer{n}@example.com")
+        customers.append(who)
+        plan = rng.choice(plans)
+        ended = None
+        if rng.random() < 0.15:
+            ended = created + timedelta(days=rng.randrange(10, 60))
+            if ended >= now.date():
+                ended = None
+        subs.append(subscription(
+            who["id"], [(plan, rng.choice([1, 1, 1, 2, 3]))], start=created,
+            status="canceled" if ended else "active", ended_at=ended, currency=currency,
+        ))
+    for day in range(121):
+        when = first + timedelta(days=day)
+        for _ in range(rng.randrange(2, 6) * scale):
+            who = rng.choice(customers)
+            amount = rng.choice([2_900, 7_900, 19_900, 4_500, 12_000, 29_000])
+            at = datetime(when.year, when.month, when.day, rng.randrange(8, 20),
+                          rng.randrange(60), tzinfo=UTC)
+            failed = rng.random() < 0.06
+            paid = charge(at, amount, customer=who["id"], currency=currency,
+                          status="failed" if failed else "succeeded",
+                          description=rng.choice(["Subscription update", "Pro plan",
+                                                  "Team plan", "Consulting hours", None]))
+            charges.append(paid)
+            if not failed:
+                fees.append(balance_transaction(when, amount, 30 + amount * 29 // 1000,
+                                                currency=currency))
+                if rng.random() < 0.04:
+                    refunds.append(refund(when + timedelta(days=1), amount, paid["id"],
+                                          currency=currency))
+        if when.weekday() == 1:
+            payouts.append(payout(when, rng.randrange(80_000, 250_000),
+                                  arrival=when + timedelta(days=2), currency=currency))
+    land(warehouse, client_id, "customers", customers)
+    land(warehouse, client_id, "charges", charges)
+    land(warehouse, client_id, "refunds", refunds)
+    land(warehouse, client_id, "balance_transactions", fees)
+    land(warehouse, client_id, "subscriptions", subs)
+    land(warehouse, client_id, "payouts", payouts)
+    land_balance(warehouse, client_id, now - timedelta(hours=1), currency, 1_234_567, 345_600)
+    build(warehouse, client_id, now)

@@ -285,7 +285,11 @@ def run_widgets(
     connection = _connection(client_id, store)
 
     if connection is not None and connection.state is ConnectionState.FAILED:
-        return [_reconnect(_blank(client_id, w, period, currency), connection) for w in chosen]
+        results = [_reconnect(_blank(client_id, w, period, currency), connection)
+                   for w in chosen]
+        for result in results:
+            result.as_of = connection.last_sync_at
+        return results
 
     warehouse = warehouse or Warehouse.from_settings()
     with warehouse.reader() as conn:
