@@ -106,7 +106,7 @@ def _mutate(server: SandboxServer, name: str, action: str, params: Params) -> An
         return world.create_charge(
             name,
             amount or 1000,
-            params.one("currency") or "usd",
+            params.one("currency"),
             customer=params.one("customer"),
             status=params.one("status") or "succeeded",
         )

@@ -141,11 +141,13 @@ class SandboxWorld:
         self,
         name: str,
         amount: int,
-        currency: str = "usd",
+        currency: str | None = None,
         customer: str | None = None,
         status: str = "succeeded",
     ) -> Obj:
-        """A new charge (and, if it succeeded, its balance transaction); emits charge.<status>."""
+        """A new charge (and, if it succeeded, its balance transaction); emits charge.<status>.
+
+        `currency` defaults to the account's own (accounts are single-currency)."""
         if status not in ("succeeded", "failed"):
             raise ValueError("status must be 'succeeded' or 'failed'")
         if amount <= 0:
@@ -163,7 +165,7 @@ class SandboxWorld:
             now = self.clock()
             index = charges.next_index()
             txn_id = None
-            currency = currency.lower()
+            currency = (currency or account.ctx.currency).lower()
             if status == "succeeded":
                 t = txns.next_index()
                 txn_id = txns.id_of(t)
