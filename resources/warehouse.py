@@ -174,6 +174,22 @@ class Warehouse:
         with self.writer():
             pass
 
+    def purge_client(self, client_id: str) -> int:
+        """Delete every row of one client (stripe.*, reporting.*, cursors); returns the count."""
+        removed = 0
+        with self.writer() as conn:
+            tables = conn.execute(
+                "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+                "WHERE column_name = 'client_id' AND table_schema IN ('stripe', 'reporting', "
+                "'meta') AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
+            ).fetchall()
+            conn.begin()
+            for (table,) in tables:
+                removed += conn.execute(
+                    f"DELETE FROM {table} WHERE client_id = ?", [client_id]).fetchone()[0]
+            conn.commit()
+        return removed
+
     def read_state(self, client_id: str, stream: str) -> StreamState:
         with self.reader() as conn:
             return read_state(conn, client_id, stream)
