@@ -233,6 +233,10 @@ def typed_select(columns: tuple[Column, ...], json_column: str, source: str) -> 
         return f"_v[{len(paths)}]"
 
     for column in columns:
+        if column.type == "JSON":  # kept as JSON, whatever its shape
+            value = f"json_extract({json_column}, '{_json_path(column.source_path)}')"
+            expressions.append(f'{value} AS "{column.name}"')
+            continue
         if column.ref:  # an id, or an expanded object whose id we keep
             value = f"coalesce({slot((*column.source_path, 'id'))}, {slot(column.source_path)})"
         else:
@@ -251,7 +255,6 @@ _CAST: dict[str, str] = {
     "DOUBLE": "TRY_CAST({} AS DOUBLE)",
     "BOOLEAN": "TRY_CAST({} AS BOOLEAN)",
     "TIMESTAMPTZ": "to_timestamp(TRY_CAST({} AS BIGINT))",
-    "JSON": "CAST({} AS JSON)",
 }
 
 
