@@ -270,6 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         return
 
+    def setup(self) -> None:
+        super().setup()
+        # Small answers must not wait for the client's delayed ACK (40 ms per request).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_GET(self) -> None:
         self._serve("GET")
 
@@ -319,5 +324,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Stripe-Version", self.headers.get("Stripe-Version") or "2025-06-30.basil")
         for name, value in headers.items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        # Headers and body in one write: one packet for small answers.
+        self._headers_buffer.append(b"\r\n" + payload)
+        self.flush_headers()
