@@ -415,3 +415,19 @@ def test_invoice_lines_and_expand(world, server):
     assert paid and all(c.balance_transaction.object == "balance_transaction" for c in paid)
     one = sdk.v1.invoices.retrieve(invoice.id, params={"expand": ["customer"]})
     assert one.customer.object == "customer"
+
+
+def test_small_answers_on_a_kept_alive_connection_are_fast(world, server):
+    # Headers and body used to leave in two packets, costing a delayed ACK (~40 ms) each.
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port)
+    headers = {"Authorization": f"Bearer {world.accounts['shop'].secret_key}"}
+    started = time.perf_counter()
+    for _ in range(50):
+        conn.request("GET", "/v1/customers?limit=1", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    conn.close()
+    assert time.perf_counter() - started < 1.0
