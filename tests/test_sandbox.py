@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import time
 
 import pytest
@@ -419,8 +420,6 @@ def test_invoice_lines_and_expand(world, server):
 
 def test_small_answers_on_a_kept_alive_connection_are_fast(world, server):
     # Headers and body used to leave in two packets, costing a delayed ACK (~40 ms) each.
-    import http.client
-
     conn = http.client.HTTPConnection("127.0.0.1", server.port)
     headers = {"Authorization": f"Bearer {world.accounts['shop'].secret_key}"}
     started = time.perf_counter()
