@@ -15,6 +15,7 @@ DEMO_SPECS = (
         products=6,
         currency="usd",
         price_intervals=("month", "year"),
+        failure_rate=0.05,
     ),
     # A European business billing every cadence: weekly, monthly, quarterly, yearly.
     AccountSpec(
