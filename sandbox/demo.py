@@ -56,8 +56,9 @@ def generated_specs(count: int, charges: int) -> list[AccountSpec]:
         AccountSpec(
             f"client{i + 1:02d}",
             charges=charges,
-            customers=max(20, charges // 10),
-            subscriptions=max(10, charges // 15),
+            # Customers and subscriptions grow with charges, capped so big accounts start fast.
+            customers=min(50_000, max(20, charges // 10)),
+            subscriptions=min(5_000, max(10, charges // 15)),
             currency=currencies[i % len(currencies)],
         )
         for i in range(count)
