@@ -69,7 +69,8 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin: form posts then carry their Origin, which connect_submit checks.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
