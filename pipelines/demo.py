@@ -22,20 +22,24 @@ REVOKED_CLIENT = "initech"
 def _print_widgets(client_id: str, out: TextIO) -> None:
     from reports.widgets import format_result_line, run_widget, widget_catalog
 
+    steps: tuple[str, ...] = ()
     for widget in widget_catalog():
         result = run_widget(client_id, widget.name)
         out.write(f"  {format_result_line(result)}\n")
         if result.state == "reconnect_required":
-            for number, step in enumerate(result.steps, start=1):
-                out.write(f"      {number}. {step}\n")
-            break  # every widget says the same: no figures until the client reconnects
+            steps = tuple(result.steps)
+    # Every widget of a failed client says the same: the steps are printed once.
+    for number, step in enumerate(steps, start=1):
+        out.write(f"      {number}. {step}\n")
 
 
 def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
     from resources.credentials import connect_client
-    from sandbox import SandboxServer, demo_world
+    from sandbox import SandboxServer, SandboxWorld
+    from sandbox.demo import DEMO_SPECS
 
-    world = demo_world(seed=seed)
+    # The demo world without its revocation: we connect first, then revoke, as in life.
+    world = SandboxWorld.generate(seed, DEMO_SPECS)
     with SandboxServer(world, port=port).start() as server:
         os.environ["STRIPE_API_BASE"] = server.base_url  # children inherit it
         out.write(f"Sandbox Stripe API at {server.base_url}\n\n")
