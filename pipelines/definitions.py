@@ -4,6 +4,8 @@ from dagster import Definitions
 
 from assets.reporting import reporting_assets
 from assets.stripe_assets import stripe_sync
+from pipelines.alerts import credential_alert_sensor
+from pipelines.credential_watch import check_credentials_job, check_credentials_schedule
 from pipelines.jobs import stripe_sync_job
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import register_clients_sensor
@@ -15,8 +17,8 @@ ASSETS = [stripe_sync, *reporting_assets]
 
 defs = Definitions(
     assets=ASSETS,
-    jobs=[stripe_sync_job],
-    schedules=build_sync_schedules(),
-    sensors=[register_clients_sensor],
+    jobs=[stripe_sync_job, check_credentials_job],
+    schedules=[*build_sync_schedules(), check_credentials_schedule],
+    sensors=[register_clients_sensor, credential_alert_sensor],
     resources=RESOURCES,
 )
