@@ -15,7 +15,10 @@ def _read_key(client_id: str) -> str:
     """The key comes from standard input: a hidden prompt on a terminal, never argv."""
     if sys.stdin.isatty():
         return getpass.getpass(f"Stripe Secret key for {client_id} (input hidden): ")
-    return sys.stdin.readline()
+    for line in sys.stdin:  # the first line that holds anything: pastes carry blank lines
+        if line.strip():
+            return line
+    return ""
 
 
 def _print_refusal(error: StripeAccessError | Exception) -> None:

@@ -14,6 +14,7 @@ from resources.failures import (
     CredentialFailure,
     PermissionMissing,
     StripeAccessError,
+    TransientStripeError,
     WrongAccount,
     reconnect_steps,
 )
@@ -106,6 +107,33 @@ def connect_client(
     store = store or ConnectionStore.from_settings()
     account = StripeAccount(client_id, parsed.key, stripe_account=stripe_account,
                             api_base=api_base or load_settings().api_base)
+    try:
+        return _validate_and_store(client_id, parsed, account, store, name=name, strict=strict,
+                                   replace_account=replace_account,
+                                   stripe_account=stripe_account)
+    except TransientStripeError as error:
+        raise _unreachable(client_id, parsed, error) from None
+
+
+def _unreachable(client_id: str, parsed: ParsedKey,
+                 error: TransientStripeError) -> TransientStripeError:
+    # The resource's wording is written for syncs ("the next scheduled sync retries"); a
+    # connect that could not ask Stripe stored nothing and has to be run again.
+    status = f"HTTP {error.http_status}" if error.http_status else "no response"
+    return TransientStripeError(
+        message=f"Stripe did not answer the check of the key {parsed.masked} for client "
+        f"{client_id!r} ({status}); nothing was stored or changed.",
+        steps=("Check the network connection (and STRIPE_API_BASE, if set).",
+               f"Run `stripe-reports connect {client_id}` again."),
+        client_id=client_id, masked_key=parsed.masked, code=error.code,
+        request_id=error.request_id, http_status=error.http_status,
+    )
+
+
+def _validate_and_store(
+    client_id: str, parsed: ParsedKey, account: StripeAccount, store: ConnectionStore, *,
+    name: str | None, strict: bool, replace_account: bool, stripe_account: str | None,
+) -> ConnectOutcome:
     info = account.get("/v1/account")  # 401 -> KeyRejected / KeyExpired, stored data untouched
     account_id = info.get("id") or ""
     previous = store.get(client_id)
