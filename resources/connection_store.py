@@ -13,6 +13,8 @@ never logged, never put in an exception, and only ever stored encrypted.
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -21,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, event, text
+from sqlalchemy import JSON, Column, DateTime, Text, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -210,6 +212,25 @@ def _to_connection(row: StripeConnection) -> ClientConnection:
     )
 
 
+def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL (it stays so) so readers never wait for writers.
+
+    Switching needs a moment alone with the file and SQLite does not wait for it (no busy
+    handler): when several processes open a new store at once, the others retry here.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
@@ -226,11 +247,9 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy say BEGIN itself (below), so writes can say BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        _enable_wal(dbapi_connection)
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -278,6 +297,10 @@ class ConnectionStore:
 
     def _create_tables(self) -> None:
         """Create the tables once, even when several processes open a new store at once."""
+        with self._engine.connect() as connection:
+            existing = set(inspect(connection).get_table_names())
+        if {table.name for table in _TABLES} <= existing:
+            return  # the usual case: no write lock needed just to open the store
         with self._engine.connect() as connection:
             connection = connection.execution_options(**{_IMMEDIATE: True})
             with connection.begin():

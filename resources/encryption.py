@@ -13,6 +13,7 @@ so that keys stored by one process can be read by another.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import secrets
@@ -43,6 +44,7 @@ def _is_fernet_key(value: str) -> bool:
     return _FERNET_KEY.fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=8)  # scrypt is slow on purpose; every store opened would pay it
 def derive_key(passphrase: str) -> bytes:
     """A Fernet key from a passphrase: scrypt with the documented fixed salt."""
     kdf = Scrypt(salt=_PASSPHRASE_SALT, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
