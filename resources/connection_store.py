@@ -235,7 +235,8 @@ def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
     if not in_memory:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # A folder we create is private: it holds the store (and usually the key file).
+        Path(parsed.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(
         url,
         hide_parameters=True,
