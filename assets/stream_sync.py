@@ -12,6 +12,7 @@ A run that dies resumes from the last committed cursor: rows are upserted by
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +26,13 @@ import pyarrow as pa
 from assets.normalize import to_arrow
 from assets.streams import BALANCE_COLUMNS, StreamSpec
 from resources.extract import Coverage, extract_events, extract_window
-from resources.failures import CredentialFailure, StripeAccessError, WrongAccount, reconnect_steps
+from resources.failures import (
+    CredentialFailure,
+    PermissionMissing,
+    StripeAccessError,
+    WrongAccount,
+    reconnect_steps,
+)
 from resources.stripe_api import StripeAccount
 from resources.warehouse import (
     MergeCounts,
@@ -44,7 +51,7 @@ EVENT_RETENTION = timedelta(days=30)
 EVENT_SAFETY_MARGIN = timedelta(hours=6)
 # Objects created in the last seconds may not be listed yet; the next run takes them.
 SETTLE_SECONDS = 2
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 10_000
 FLUSH_SECONDS = 5.0
 # Stripe's founding: where a first full listing starts when the account's age is unknown.
 EPOCH_START = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())
@@ -65,6 +72,8 @@ class StreamResult:
     full_refresh_reason: str | None = None
     seconds: float = 0.0
     error: StripeAccessError | None = None
+    # Why the stream was not synced (a permission the key was accepted without).
+    skipped: str | None = None
 
     @property
     def rows_landed(self) -> int:
@@ -77,6 +86,7 @@ class SyncReport:
     account_id: str | None
     streams: dict[str, StreamResult] = field(default_factory=dict)
     balance_rows: int = 0
+    balance_skipped: str | None = None
     requests: int = 0
     seconds: float = 0.0
 
@@ -116,10 +126,8 @@ class _StreamLoader:
         self.result = result
         self.synced_at = synced_at
 
-    def flush(self, objects: list[dict], deleted_ids: frozenset[str] = frozenset(),
-              final: bool = False) -> None:
-        rows = to_arrow(self.client_id, _newest_first_unique(objects), self.synced_at,
-                        deleted_ids)
+    def flush(self, rows: pa.Table, final: bool = False) -> None:
+        """Merge rows and save the state (cursor included) in one transaction."""
         with self.warehouse.writer() as conn:
             conn.begin()
             counts: MergeCounts = merge_rows(conn, self.spec.table, self.spec.columns, rows)
@@ -140,15 +148,45 @@ class _StreamLoader:
         self.result.created_cursor = self.state.created_cursor
         self.result.events_cursor = self.state.events_cursor
 
+    def rows(self, objects: list[dict], deleted_ids: frozenset[str] = frozenset()) -> pa.Table:
+        return to_arrow(self.client_id, objects, self.synced_at, deleted_ids)
 
-def _newest_first_unique(objects: list[dict]) -> list[dict]:
-    seen: set[str] = set()
-    unique = []
-    for obj in objects:
-        if obj["id"] not in seen:
-            seen.add(obj["id"])
-            unique.append(obj)
-    return unique
+
+class _ChunkWriter:
+    """Writes chunks in its own thread, in order, so fetching goes on while DuckDB works.
+
+    At most `depth` chunks wait; the cursor given with a chunk is committed with it.
+    """
+
+    def __init__(self, loader: _StreamLoader, depth: int = 1) -> None:
+        self.loader = loader
+        self.chunks: queue.Queue[tuple[pa.Table, int, bool] | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def submit(self, batches: list[pa.Table], cursor: int, final: bool = False) -> None:
+        if self.error is not None:
+            raise self.error
+        rows = pa.concat_tables(batches) if batches else self.loader.rows([])
+        self.chunks.put((rows, cursor, final))
+
+    def close(self) -> None:
+        self.chunks.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (item := self.chunks.get()) is not None:
+            if self.error is not None:
+                continue  # drain; the consumer re-raises
+            rows, cursor, final = item
+            try:
+                self.loader.state.created_cursor = cursor
+                self.loader.flush(rows, final=final)
+            except BaseException as error:  # handed to the consumer thread
+                self.error = error
 
 
 def _full_refresh_reason(spec: StreamSpec, state: StreamState, hi: int, requested: bool
@@ -172,10 +210,11 @@ def sync_stream(
     *,
     full_refresh: bool = False,
     account_created: int | None = None,
-    concurrency: int = 8,
+    concurrency: int = 24,
     progress: Progress | None = None,
     now: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    accepted_missing: frozenset[str] = frozenset(),
 ) -> StreamResult:
     started = time.monotonic()
     account = account.tagged(spec.name)
@@ -190,11 +229,17 @@ def sync_stream(
     reason = _full_refresh_reason(spec, state, hi, full_refresh)
     result.full_refresh_reason = reason
 
+    if reason is None and spec.event_types:
+        try:
+            _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
+        except PermissionMissing as gap:
+            if gap.details.get("missing_permission") not in accepted_missing:
+                raise
+            reason = "the key cannot read events, so changes come from a full listing"
+            result.full_refresh_reason = reason
     if reason is not None and state.full_started_at is None:
         state.full_started_at = synced_at
         state.created_cursor = None
-    if reason is None and spec.event_types:
-        _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
     # After a full listing that starts now, events from `hi` on carry every later change.
     if state.events_cursor is None or reason is not None:
         state.events_cursor = hi
@@ -203,23 +248,31 @@ def sync_stream(
     if lo is None:
         lo = min(account_created or EPOCH_START, hi)
     coverage = Coverage(lo)
-    buffer: list[dict] = []
+    writer = _ChunkWriter(loader)
+    batches: list[pa.Table] = []
+    buffered = 0
+    submitted_cursor = lo
     last_flush = time.monotonic()
-    for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
-                               concurrency=concurrency):
-        buffer.extend(page.objects)
-        for done in page.completed:
-            coverage.add(*done)
-        due = time.monotonic() - last_flush > FLUSH_SECONDS
-        if len(buffer) >= chunk_rows or (due and coverage.frontier > (state.created_cursor or lo)):
-            state.created_cursor = coverage.frontier
-            loader.flush(buffer)
-            buffer = []
-            last_flush = time.monotonic()
-            if progress:
-                progress(spec.name, result.rows_landed, account.requests_by_tag.get(spec.name, 0))
-    state.created_cursor = hi
-    loader.flush(buffer, final=True)
+    try:
+        for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
+                                   concurrency=concurrency):
+            # Pages become compact Arrow rows at once: memory holds JSON text, not dicts.
+            batches.append(loader.rows(page.objects))
+            buffered += len(page.objects)
+            for done in page.completed:
+                coverage.add(*done)
+            due = time.monotonic() - last_flush > FLUSH_SECONDS
+            if buffered >= chunk_rows or (due and coverage.frontier > submitted_cursor):
+                writer.submit(batches, coverage.frontier)
+                submitted_cursor = coverage.frontier
+                batches, buffered = [], 0
+                last_flush = time.monotonic()
+                if progress:
+                    progress(spec.name, result.rows_landed,
+                             account.requests_by_tag.get(spec.name, 0))
+        writer.submit(batches, hi, final=True)
+    finally:
+        writer.close()
     result.requests = account.requests_by_tag.get(spec.name, 0)
     result.seconds = time.monotonic() - started
     if progress:
@@ -243,10 +296,10 @@ def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoade
             if event.get("type") in spec.deleted_event_types:
                 deleted.add(obj["id"])
         if len(changed) >= CHUNK_ROWS:
-            loader.flush(changed, frozenset(deleted))
+            loader.flush(loader.rows(changed, frozenset(deleted)))
             changed = []
     loader.state.events_cursor = hi
-    loader.flush(changed, frozenset(deleted))
+    loader.flush(loader.rows(changed, frozenset(deleted)))
     loader.result.events_applied = len(seen)
     loader.result.deleted += len(deleted)
 
@@ -286,14 +339,16 @@ def sync_client(
     expected_account_id: str | None = None,
     full_refresh: bool = False,
     include_balance: bool = True,
-    concurrency: int = 8,
+    concurrency: int = 24,
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    accepted_missing: frozenset[str] = frozenset(),
 ) -> SyncReport:
     """Check the key, then sync every stream side by side under the account's one pacer.
 
     A credential failure stops everything at once; any other stream failure lets the
-    others finish and land, and is reported in `errors`.
+    others finish and land, and is reported in `errors`. Permissions the key was knowingly
+    connected without (`accepted_missing`) skip their stream instead of failing.
     """
     started = time.monotonic()
     info = verify_account(account, expected_account_id)
@@ -307,7 +362,13 @@ def sync_client(
         try:
             return sync_stream(account, warehouse, spec, full_refresh=full_refresh,
                                account_created=info.get("created"), concurrency=concurrency,
-                               progress=progress, chunk_rows=chunk_rows)
+                               progress=progress, chunk_rows=chunk_rows,
+                               accepted_missing=accepted_missing)
+        except PermissionMissing as gap:
+            if gap.details.get("missing_permission") in accepted_missing:
+                return StreamResult(spec.name, skipped=gap.message)
+            failed.set()
+            raise
         except CredentialFailure:
             failed.set()
             raise
@@ -319,7 +380,12 @@ def sync_client(
         for spec, future in zip(specs, futures, strict=True):
             report.streams[spec.name] = future.result()
     if include_balance:
-        report.balance_rows = snapshot_balance(account, warehouse)
+        try:
+            report.balance_rows = snapshot_balance(account, warehouse)
+        except PermissionMissing as gap:
+            if gap.details.get("missing_permission") not in accepted_missing:
+                raise
+            report.balance_skipped = gap.message
     report.requests = account.requests
     report.seconds = time.monotonic() - started
     return report

@@ -191,8 +191,15 @@ def stripe_sync(
             expected_account_id=connection.account_id if connection else None,
             full_refresh=full_refresh, include_balance=BALANCE_KEY in selected,
             concurrency=stripe.concurrency, progress=progress,
+            accepted_missing=frozenset(connection.missing_permissions if connection else ()),
         )
-    except CredentialFailure as failure:
+    except StripeAccessError as error:
+        if not isinstance(error, CredentialFailure):  # 429s, outages: the key is fine
+            facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
+            raise Failure(description=error.guidance(),
+                          metadata={k: MetadataValue.text(v) for k, v in facts.items()},
+                          allow_retries=True) from None
+        failure = error
         if BALANCE_KEY in selected:
             yield AssetCheckResult(
                 check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=False,
@@ -210,11 +217,14 @@ def stripe_sync(
         )
         yield MaterializeResult(
             asset_key=BALANCE_KEY,
-            metadata={"currencies": report.balance_rows, "api_requests": report.requests},
+            metadata={"currencies": report.balance_rows, "api_requests": report.requests,
+                      "skipped": report.balance_skipped or ""},
         )
     for spec in specs:
         result = report.streams[spec.name]
-        if result.error is None:
+        if result.skipped:
+            context.log.warning(f"{client_id}/{spec.name} skipped: {result.skipped}")
+        elif result.error is None:
             yield MaterializeResult(asset_key=stream_asset_key(spec),
                                     metadata=_stream_metadata(result))
             for child in spec.children:

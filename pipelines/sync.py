@@ -48,7 +48,11 @@ def _failure_text(result: Any) -> str:
             data = event.step_failure_data
             if data.user_failure_data and data.user_failure_data.description:
                 return data.user_failure_data.description
-            return data.error.message.strip() if data.error else "The sync failed."
+            # Dagster wraps the real error; the innermost cause says what happened.
+            error = data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            return error.message.strip() if error else "The sync failed."
     return "The sync failed."
 
 

@@ -31,7 +31,7 @@ class StripeResource(ConfigurableResource):
     api_base: str | None = None
     max_network_retries: int = 2
     # Parallel requests per stream; the account's rate limiter caps the total.
-    concurrency: int = 8
+    concurrency: int = 24
 
     def store(self) -> ConnectionStore:
         return ConnectionStore.from_settings()

@@ -46,6 +46,8 @@ class Coverage:
 
 
 _DONE = object()
+# A slice is worth splitting off only if it holds at least this many pages.
+MIN_PAGES_PER_SLICE = 4
 
 
 def extract_window(
@@ -54,7 +56,7 @@ def extract_window(
     params: dict[str, Any],
     lo: int,
     hi: int,
-    concurrency: int = 8,
+    concurrency: int = 24,
     max_buffered_pages: int = 64,
 ) -> Iterator[PageResult]:
     """Yield every object created in [lo, hi), page by page, with completed ranges."""
@@ -77,7 +79,13 @@ def extract_window(
                 outstanding[0] -= 1
             return
         oldest = int(data[-1]["created"])
-        pieces = _split(piece.lo, oldest, idle=concurrency - work.qsize())
+        newest = int(data[0]["created"])
+        # Objects per second in this page tells how many pages the rest holds; split only
+        # into parts worth a few pages each, since every part ends with a partial page.
+        density = len(data) / max(1, newest - oldest + 1)
+        pages_left = density * (oldest - piece.lo) / PAGE_SIZE
+        parts = min(concurrency - work.qsize(), int(pages_left // MIN_PAGES_PER_SLICE))
+        pieces = _split(piece.lo, oldest, idle=max(0, parts))
         with lock:
             outstanding[0] += len(pieces) - 1
         # The slice carries on from its last object, over the newest part only...

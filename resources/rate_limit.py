@@ -19,12 +19,13 @@ class AdaptiveRateLimiter:
 
     def __init__(
         self, requests_per_second: float, burst: float | None = None,
-        floor: float = 1.0, recovery_per_second: float = 2.0,
+        floor: float = 1.0, recovery_per_second: float | None = None,
     ) -> None:
         self.ceiling = requests_per_second
         self.rate = requests_per_second
         self.floor = min(floor, requests_per_second)
-        self.recovery_per_second = recovery_per_second
+        # Back to the ceiling within about ten seconds without a 429.
+        self.recovery_per_second = recovery_per_second or requests_per_second / 10
         self.capacity = burst if burst is not None else max(1.0, requests_per_second / 10)
         self._tokens = self.capacity
         self._updated = time.monotonic()

@@ -98,7 +98,7 @@ class StripeAccount:
                 self.limiter.on_throttled()
                 if attempt == self.max_throttle_retries:
                     raise self._transient(error, "Stripe kept rate-limiting our requests") from None
-                time.sleep(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+                time.sleep(min(5.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
             except stripe.AuthenticationError as error:
                 raise self._rejected(error) from None
             except stripe.PermissionError as error:
@@ -110,7 +110,7 @@ class StripeAccount:
                 raise StripeAccessError(
                     message=f"Stripe refused the request to {path}: {error.user_message}",
                     client_id=self.client_id, masked_key=self.masked_key,
-                    code=error.code, request_id=error.request_id, http_status=error.http_status,
+                    code=_code(error), request_id=error.request_id, http_status=error.http_status,
                 ) from None
         raise AssertionError("unreachable")
 
@@ -149,18 +149,18 @@ class StripeAccount:
 
     def _rejected(self, error: stripe.StripeError) -> KeyRejected | KeyExpired:
         steps = reconnect_steps(self.client_id)
-        if error.code == "api_key_expired":
+        if _code(error) == "api_key_expired":
             return KeyExpired(
                 message=f"Stripe says the key {self.masked_key} for client "
                 f"{self.client_id!r} has expired.",
                 steps=steps, client_id=self.client_id, masked_key=self.masked_key,
-                code=error.code, request_id=error.request_id, http_status=error.http_status,
+                code=_code(error), request_id=error.request_id, http_status=error.http_status,
             )
         return KeyRejected(
             message=f"Stripe rejected the key {self.masked_key} for client {self.client_id!r}: "
             "it is invalid or has been revoked or rolled.",
             steps=steps, client_id=self.client_id, masked_key=self.masked_key,
-            code=error.code or "invalid_api_key", request_id=error.request_id,
+            code=_code(error) or "invalid_api_key", request_id=error.request_id,
             http_status=error.http_status,
         )
 
@@ -172,7 +172,7 @@ class StripeAccount:
             f"lacks permission to read {label} ({permission}).",
             steps=permission_steps(self.client_id, permission, label),
             client_id=self.client_id, masked_key=self.masked_key,
-            code=error.code or "permission_denied", request_id=error.request_id,
+            code=_code(error) or "permission_denied", request_id=error.request_id,
             http_status=error.http_status, details={"missing_permission": permission},
         )
 
@@ -181,9 +181,14 @@ class StripeAccount:
             message=f"{what} for client {self.client_id!r} "
             f"({error.http_status or 'no response'}); the key was not marked failed. "
             "The next scheduled sync retries.",
-            client_id=self.client_id, masked_key=self.masked_key, code=error.code,
+            client_id=self.client_id, masked_key=self.masked_key, code=_code(error),
             request_id=error.request_id, http_status=error.http_status,
         )
+
+
+def _code(error: stripe.StripeError) -> str | None:
+    """Stripe's error code; the SDK leaves `error.code` empty for 401s and 403s."""
+    return error.code or (error.error.code if error.error else None)
 
 
 def _permission_named_in(message: str) -> str | None:

@@ -208,9 +208,10 @@ def test_a_sync_stopped_by_the_network_alerts_nobody_and_fails_no_key(
 
     assert not outcome.success
     instance = get_instance()
-    error = instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE)[0] \
-        .dagster_event.step_failure_data.error
-    assert "Stripe could not be reached for client 'initech'" in error.cause.message
+    failure = instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE)[0] \
+        .dagster_event.step_failure_data.user_failure_data
+    assert "Stripe could not be reached for client 'initech'" in failure.description
+    assert "Stripe could not be reached for client 'initech'" in outcome.message
     assert stored("initech") == before
     capfd.readouterr()
     assert sensor.tick() == 1

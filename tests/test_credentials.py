@@ -122,15 +122,7 @@ REFUSALS = {
 }
 
 
-# resources/stripe_api.py reads `error.code`, which the SDK leaves empty for 401s (the code is
-# in `error.error.code`), so an expired key is reported as revoked. Strict: fails once fixed.
-EXPIRED_BUG = pytest.mark.xfail(
-    strict=True, reason="stripe_api._rejected never sees code api_key_expired (SDK puts it "
-    "in error.error.code, not error.code)")
-
-
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, marks=EXPIRED_BUG) if c == "expired" else c for c in REFUSALS])
+@pytest.mark.parametrize("case", list(REFUSALS))
 def test_refused_keys_say_why_and_store_nothing(sandbox, case):
     pick, phrases = REFUSALS[case]
     key = pick(sandbox.world.accounts["acme"])

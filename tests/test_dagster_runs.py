@@ -32,3 +32,20 @@ def test_two_clients_sync_at_once_and_both_runs_are_recorded(home, sandbox_facto
         per_client = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY ALL").fetchall())
     assert per_client == {"acme": 1200, "globex": 900}
+
+
+def test_a_key_accepted_without_a_permission_syncs_everything_else(home, sandbox_factory):
+    from pipelines.sync import materialize_client
+    from resources.connection_store import ConnectionStore
+
+    server = sandbox_factory([AccountSpec("acme", charges=300)])
+    key = server.world.accounts["acme"].restricted_key(without={"refunds"})
+    outcome = connect_client("acme", key)
+    assert [m.stream for m in outcome.missing] == ["refunds"]
+
+    result = materialize_client("acme")
+
+    assert result.success, result.message
+    assert "stripe/refunds" not in result.assets
+    assert result.assets["stripe/charges"]["rows_inserted"] == 300
+    assert ConnectionStore.from_settings().get("acme").state.value == "connected"
