@@ -29,13 +29,13 @@ def _build(cron: str) -> ScheduleDefinition:
     def evaluate(context: ScheduleEvaluationContext):
         clients = clients_on(cron, context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
         if not clients:
-            return SkipReason(f"No connected client syncs on '{cron}'.")
+            yield SkipReason(f"No connected client syncs on '{cron}'.")
+            return
         scheduled = context.scheduled_execution_time
         tick = scheduled.isoformat() if scheduled else ""
-        return [
-            RunRequest(run_key=f"{client}:{tick}", partition_key=client, tags={"client": client})
-            for client in clients
-        ]
+        for client in clients:
+            yield RunRequest(run_key=f"{client}:{tick}", partition_key=client,
+                             tags={"client": client})
 
     return ScheduleDefinition(
         name=_schedule_name(cron),

@@ -1,0 +1,59 @@
+"""Clients declared in clients.yaml: registered as partitions, scheduled at their cadence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dagster import RunRequest, build_schedule_context, build_sensor_context
+
+from assets.partitions import CLIENTS_PARTITION_NAME
+from pipelines.definitions import defs
+from pipelines.instance import get_instance
+from pipelines.schedules import build_sync_schedules
+from pipelines.sensors import register_clients_sensor
+from pipelines.sync import materialize_client
+from resources.connection_store import ConnectionStore
+from sandbox import AccountSpec
+
+TICK = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+def _declare(clients_file: Path, body: str) -> None:
+    clients_file.write_text(body)
+
+
+def test_yaml_clients_get_partitions_and_runs_at_their_own_cadence(home, monkeypatch):
+    clients_file = Path(home).parent / "clients.yaml"
+    _declare(clients_file, """
+clients:
+  acme: {key_env: ACME_KEY}
+  globex: {key_env: GLOBEX_KEY, schedule: "*/15 * * * *"}
+""")
+    instance = get_instance()
+    register_clients_sensor(build_sensor_context(instance=instance))
+    assert sorted(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)) == ["acme", "globex"]
+
+    schedules = {s.name: s for s in build_sync_schedules()}
+    assert set(schedules) == {"stripe_sync_hourly", "stripe_sync_x_15_x_x_x_x"}
+    for name, expected in (("stripe_sync_hourly", "acme"), ("stripe_sync_x_15_x_x_x_x", "globex")):
+        context = build_schedule_context(instance=instance, scheduled_execution_time=TICK,
+                                         repository_def=defs.get_repository_def())
+        requests = schedules[name].evaluate_tick(context)
+        runs = [r for r in requests.run_requests or [] if isinstance(r, RunRequest)]
+        assert [r.partition_key for r in runs] == [expected]
+
+
+def test_a_client_whose_key_is_in_the_environment_syncs_and_is_tracked(
+        home, sandbox_factory, monkeypatch):
+    server = sandbox_factory([AccountSpec("acme", charges=150)])
+    _declare(Path(home).parent / "clients.yaml", "clients:\n  acme: {key_env: ACME_KEY}\n")
+    monkeypatch.setenv("ACME_KEY", server.world.accounts["acme"].secret_key)
+
+    outcome = materialize_client("acme")
+
+    assert outcome.success, outcome.message
+    assert outcome.assets["stripe/charges"]["rows_inserted"] == 150
+    stored = ConnectionStore.from_settings().get("acme")
+    assert stored.state.value == "connected" and stored.last_sync_at is not None
+    assert stored.account_id == server.world.accounts["acme"].account_id
