@@ -1,0 +1,121 @@
+"""The Dagster daemon runs a client's schedule for real: sensor, tick, queue, run, rows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from assets.partitions import CLIENTS_PARTITION_NAME
+from pipelines.instance import ensure_dagster_home, get_instance
+from pipelines.jobs import SYNC_JOB_NAME
+from resources.warehouse import Warehouse
+from sandbox import AccountSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGSTER = str(ROOT / ".venv" / "bin" / "dagster")
+DAEMON = str(ROOT / ".venv" / "bin" / "dagster-daemon")
+WORKSPACE = ["-w", "workspace_config/workspace.yaml"]
+SCHEDULE = "stripe_sync_x_x_x_x_x"  # the name schedules.py gives the cron "* * * * *"
+SENSOR = "register_clients"
+# A tick comes at the top of each minute; the first one may miss the sensor's partition by a hair.
+RUN_DEADLINE_SECONDS = 150
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def _dagster_cli(*args: str, env: dict[str, str]) -> None:
+    done = subprocess.run([DAGSTER, *args, *WORKSPACE], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"`dagster {' '.join(args)}` failed:\n{done.stdout}{done.stderr}"
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    text = log.read_text(errors="replace") if log.exists() else "(no daemon log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _errors(instance: DagsterInstance, run: DagsterRun) -> str:
+    """The run's error-level events with their errors, so a failed run says why."""
+    lines = []
+    for entry in instance.all_logs(run.run_id):
+        event = entry.dagster_event
+        if entry.level < logging.ERROR and not (event and event.is_failure):
+            continue
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        lines.append(entry.message + (f" {error.message.strip()}" if error else ""))
+    return "\n".join(lines)
+
+
+def _acme_runs(instance: DagsterInstance) -> list[DagsterRun]:
+    return list(instance.get_runs(
+        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={"dagster/partition": "acme"})))
+
+
+def _wait_for_finished_run(instance: DagsterInstance, daemon: subprocess.Popen,
+                           log: Path) -> DagsterRun:
+    deadline = time.monotonic() + RUN_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        assert daemon.poll() is None, f"dagster-daemon exited ({daemon.returncode}):\n{_tail(log)}"
+        finished = [r for r in _acme_runs(instance) if r.status in FINISHED]
+        if finished:
+            return finished[0]
+        time.sleep(1)
+    seen = [(r.run_id[:8], r.status.value) for r in _acme_runs(instance)]
+    partitions = instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)
+    pytest.fail(f"No finished {SYNC_JOB_NAME} run for acme after {RUN_DEADLINE_SECONDS}s "
+                f"(runs: {seen}, partitions: {partitions}). Daemon log tail:\n{_tail(log)}")
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_a_clients_every_minute_schedule_end_to_end(
+        home, sandbox_factory, monkeypatch, tmp_path):
+    server = sandbox_factory([AccountSpec("acme", charges=200)])
+    key = server.world.accounts["acme"].secret_key
+    (Path(home).parent / "clients.yaml").write_text(
+        'clients:\n  acme: {key_env: ACME_KEY, schedule: "* * * * *"}\n')
+    monkeypatch.setenv("ACME_KEY", key)  # the daemon and its run workers inherit it
+    ensure_dagster_home()
+    env = dict(os.environ)
+
+    # Schedules and this sensor are off in a new instance; switch them on as an operator would.
+    _dagster_cli("sensor", "start", SENSOR, env=env)
+    _dagster_cli("schedule", "start", SCHEDULE, env=env)
+
+    log = tmp_path / "daemon.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        daemon = subprocess.Popen([DAEMON, "run", *WORKSPACE], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        instance = get_instance()
+        run = _wait_for_finished_run(instance, daemon, log)
+        elapsed = time.monotonic() - started
+        assert run.status == DagsterRunStatus.SUCCESS, (
+            f"run {run.run_id} ended {run.status.value}:\n{_errors(instance, run)}\n"
+            f"Daemon log tail:\n{_tail(log)}")
+    finally:
+        _stop(daemon)
+
+    # The sensor registered the client, and the run came from the schedule's tick.
+    assert instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME) == ["acme"]
+    assert run.tags.get("dagster/schedule_name") == SCHEDULE, run.tags
+    with Warehouse.from_settings().reader() as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM stripe.charges WHERE client_id = 'acme'").fetchone()[0]
+    assert rows == 200
+    assert key not in log.read_text(errors="replace"), "the daemon log shows the key in clear"
+    print(f"scheduled run {run.run_id[:8]} succeeded {elapsed:.0f}s after the daemon started")
