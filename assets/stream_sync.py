@@ -51,7 +51,7 @@ EVENT_RETENTION = timedelta(days=30)
 EVENT_SAFETY_MARGIN = timedelta(hours=6)
 # Objects created in the last seconds may not be listed yet; the next run takes them.
 SETTLE_SECONDS = 2
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = 5_000
 FLUSH_SECONDS = 5.0
 # Stripe's founding: where a first full listing starts when the account's age is unknown.
 EPOCH_START = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())

@@ -2,13 +2,10 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from assets.partitions import clients_partitions
-
 SYNC_JOB_NAME = "stripe_sync_job"
 
 stripe_sync_job = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.groups("stripe").downstream(),
-    partitions_def=clients_partitions,
     description="Sync one client's Stripe account into DuckDB and rebuild its reporting tables.",
 )

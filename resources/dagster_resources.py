@@ -59,6 +59,9 @@ def open_account(
         key = env_key.strip()
     elif connection is not None and connection.state != ConnectionState.DISCONNECTED:
         key = store.secret_key(client_id)
+    elif config.key_env:
+        raise ClientNotConnected(
+            client_id, f"declares key_env {config.key_env} in clients.yaml, which is not set")
     else:
         raise ClientNotConnected(client_id)
     account = StripeAccount(

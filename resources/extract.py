@@ -57,7 +57,7 @@ def extract_window(
     lo: int,
     hi: int,
     concurrency: int = 24,
-    max_buffered_pages: int = 64,
+    max_buffered_pages: int = 24,
 ) -> Iterator[PageResult]:
     """Yield every object created in [lo, hi), page by page, with completed ranges."""
     work: queue.Queue[_Slice] = queue.Queue()

@@ -33,6 +33,10 @@ from resources.settings import load_settings
 STATE_TABLE = "meta.sync_state"
 
 
+# DuckDB would take most of the machine's memory for caches; a sync needs little of it.
+WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False}
+
+
 class WarehouseBusy(TimeoutError):
     """The warehouse stayed locked by another writer for longer than we wait."""
 
@@ -64,10 +68,10 @@ def _column_ddl(columns: tuple[Column, ...]) -> str:
 
 
 def _table_ddl(table: str, columns: tuple[Column, ...]) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS stripe.{table} (\n  {_column_ddl(columns)},\n"
-        "  PRIMARY KEY (client_id, id)\n)"
-    )
+    # (client_id, id) is kept unique by the merge (delete-then-insert in one transaction,
+    # writers serialised by the lock), not by a PRIMARY KEY: DuckDB holds a key index in
+    # memory and rewrites it at every checkpoint, which made memory grow with the table.
+    return f"CREATE TABLE IF NOT EXISTS stripe.{table} (\n  {_column_ddl(columns)}\n)"
 
 
 def stream_columns(spec: StreamSpec) -> tuple[Column, ...]:
@@ -147,7 +151,7 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, short-lived read-write connection. Keep the work inside small."""
         with self._locked(exclusive=True):
-            conn = duckdb.connect(str(self.path))
+            conn = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
                 if not self._schema_ready:
                     for statement in schema_statements():
@@ -258,6 +262,19 @@ _CAST: dict[str, str] = {
 }
 
 
+def _upsert(conn: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
+    """Replace rows by (client_id, id): delete the ones being written, then insert."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _upsert AS {select}")
+    try:
+        conn.execute(
+            f"DELETE FROM stripe.{table} t USING _upsert u "
+            "WHERE t.client_id = u.client_id AND t.id = u.id"
+        )
+        conn.execute(f"INSERT INTO stripe.{table} BY NAME SELECT * FROM _upsert")
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _upsert")
+
+
 def merge_rows(
     conn: duckdb.DuckDBPyConnection, table: str, columns: tuple[Column, ...], rows: pa.Table
 ) -> MergeCounts:
@@ -267,11 +284,11 @@ def merge_rows(
     conn.register("incoming", rows)
     try:
         existing = conn.execute(
-            f"SELECT count(*) FROM incoming i JOIN stripe.{table} t "
+            f"SELECT count(*) FROM stripe.{table} t SEMI JOIN incoming i "
             "ON t.client_id = i.client_id AND t.id = i.id"
         ).fetchone()[0]
-        typed = typed_select(tuple(c for c in columns if c.name != "id"), "raw", "incoming")
-        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME {typed}")
+        _upsert(conn, table, typed_select(tuple(c for c in columns if c.name != "id"), "raw",
+                                          "incoming"))
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
@@ -281,7 +298,7 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> 
     """Upsert already-typed rows (the balance snapshot)."""
     conn.register("incoming_typed", rows)
     try:
-        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming_typed")
+        _upsert(conn, table, "SELECT * FROM incoming_typed")
     finally:
         conn.unregister("incoming_typed")
 
@@ -304,7 +321,7 @@ def replace_children(
             "FROM parents"
         )
         typed = typed_select(child.columns, "raw", f"({items})")
-        conn.execute(f"INSERT OR REPLACE INTO stripe.{child.table} BY NAME {typed}")
+        _upsert(conn, child.table, typed)
     finally:
         conn.unregister("parents")
 

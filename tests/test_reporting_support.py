@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from assets.reporting import build_reporting_tables
 from assets.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, insert_rows
 
 _ids = itertools.count(1)
 
@@ -67,9 +67,7 @@ def _insert(conn: Any, table: str, columns: tuple[Column, ...], client_id: str,
     incoming = pa.Table.from_pylist([dict(zip(data, row, strict=True))
                                      for row in zip(*data.values(), strict=True)])
     if incoming.num_rows:
-        conn.register("incoming", incoming)
-        conn.execute(f"INSERT OR REPLACE INTO stripe.{table} BY NAME SELECT * FROM incoming")
-        conn.unregister("incoming")
+        insert_rows(conn, table, incoming)
 
 
 def land(
@@ -109,9 +107,7 @@ def land_balance(
         "raw": ["{}"],
     }).select(names)
     with warehouse.writer() as conn:
-        conn.register("incoming", incoming)
-        conn.execute("INSERT OR REPLACE INTO stripe.balance BY NAME SELECT * FROM incoming")
-        conn.unregister("incoming")
+        insert_rows(conn, "balance", incoming)
 
 
 def build(warehouse: Warehouse, client_id: str, now: datetime | str) -> Any:
