@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install and run tap-stripe, dlt and airbyte-source-stripe")
     parser.add_argument("--clients", type=int, default=None,
                         help="clients in the `sync --all` run (default 100; 0 skips it)")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="parallel requests per stream (the pipeline's default is 8)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="requests in flight per stream (default: the pipeline's own)")
+    parser.add_argument("--what-if-concurrency", type=int, default=None,
+                        help="one more live-like 100k run with this many requests in flight")
     parser.add_argument("--profile", action="store_true",
                         help="write cProfile stats of each sync to benchmarks/work/profiles")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
@@ -57,7 +59,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
     if unknown:
         raise SystemExit(f"unknown condition(s): {', '.join(unknown)} (cpu, live)")
     changes: dict[str, object] = {"conditions": conditions, "concurrency": args.concurrency,
-                                  "profile": args.profile, "peers": args.peers}
+                                  "profile": args.profile, "peers": args.peers,
+                                  "what_if_concurrency": args.what_if_concurrency}
     if args.sizes:
         changes["sizes"] = args.sizes
     if args.clients is not None:

@@ -40,9 +40,10 @@ class Plan:
     many_streams: tuple[str, ...] = ()
     peers: bool = False
     peer_charges: int = 20_000  # the size of the issue's peer figures
-    concurrency: int = 8  # the pipeline's default (StripeResource.concurrency)
+    # Requests in flight per stream; None: the pipeline's own default (see pipeline_concurrency).
+    concurrency: int | None = None
     # One more live-like run of the 100k account with this many requests in flight per stream.
-    what_if_concurrency: int | None = 20
+    what_if_concurrency: int | None = None
     widget_repeats: int = 20
     profile: bool = False
     work: Path = WORK
@@ -60,6 +61,15 @@ class Plan:
     @property
     def largest(self) -> int:
         return max(self.sizes)
+
+
+def pipeline_concurrency() -> int:
+    """The default of `sync_client(concurrency=...)`, what the Dagster asset uses unless set."""
+    import inspect
+
+    from assets.stream_sync import sync_client
+
+    return int(inspect.signature(sync_client).parameters["concurrency"].default)
 
 
 def size_label(size: int) -> str:

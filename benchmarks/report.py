@@ -200,8 +200,11 @@ def targets_table(results: Results) -> list[str]:
 
 def render(results: Results) -> str:
     date = results.started.strftime("%Y-%m-%d %H:%M UTC")
+    code = f"code {results.code_before}"
+    if results.code_after and results.code_after != results.code_before:
+        code += f" at the start, {results.code_after} at the end (the tree changed mid-run)"
     lines = [
-        f"Run {date} on {results.machine}; sandbox in its own process; pipeline "
+        f"Run {date} on {results.machine}; {code}; sandbox in its own process; pipeline "
         f"concurrency {results.concurrency} per stream; whole run {results.total_s / 60:.1f} "
         f"min; 1-minute load average {results.load_before:.1f} at the start, "
         f"{results.load_after:.1f} at the end (the *load* column: at the end of each run; "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from benchmarks.floor import FloorRun
 from benchmarks.many_clients import ManyClientsRun
@@ -28,7 +30,7 @@ class ThroughputRow:
     size: int = 0
     charges_only: bool = True
     cpu_s: float = 0.0  # CPU time of the sync process (user + system), start-up included
-    concurrency: int = 8
+    concurrency: int = 0
     load: float = 0.0  # the machine's 1-minute load average when the run ended
 
     @property
@@ -71,6 +73,21 @@ class PeerRow:
         return self.objects / self.seconds
 
 
+def code_version() -> str:
+    """The commit measured, and whether pipeline code differed from it (others edit the tree)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "assets", "resources",
+                                "pipelines", "reports", "sandbox"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, " \
         f"Python {platform.python_version()}"
@@ -80,8 +97,10 @@ def machine() -> str:
 class Results:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     machine: str = field(default_factory=machine)
+    code_before: str = field(default_factory=code_version)
+    code_after: str = ""
     sandbox_generate_s: float = 0.0
-    concurrency: int = 8
+    concurrency: int = 0  # requests in flight per stream in the throughput runs
     throughput: list[ThroughputRow] = field(default_factory=list)
     floors: dict[int, FloorRun] = field(default_factory=dict)  # size -> bare client
     resyncs: list[ResyncRow] = field(default_factory=list)

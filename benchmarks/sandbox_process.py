@@ -48,9 +48,11 @@ class ServedAccount:
 class SandboxProcess:
     """`with SandboxProcess(accounts, work) as sandbox:` a served world; knobs via HTTP."""
 
-    def __init__(self, accounts: list[BenchAccount], work: Path, seed: int = 1) -> None:
+    def __init__(self, accounts: list[BenchAccount], work: Path, seed: int = 1,
+                 now: int | None = None) -> None:
         self.plan = {
             "seed": seed,
+            "now": now,  # the world's clock; None: the current time
             "accounts": [asdict(a) for a in accounts],
             "ids_dir": str(work / "expected"),
         }
@@ -133,7 +135,7 @@ def _child_main() -> int:
                     subscriptions=a["subscriptions"], livemode=a["livemode"])
         for a in plan["accounts"]
     ]
-    world = SandboxWorld.generate(plan["seed"], specs)
+    world = SandboxWorld.generate(plan["seed"], specs, now=plan.get("now"))
     generate_s = time.perf_counter() - started
     ids_dir = Path(plan["ids_dir"])
     ids_dir.mkdir(parents=True, exist_ok=True)

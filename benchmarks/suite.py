@@ -22,10 +22,11 @@ from benchmarks.plan import (
     charges_account,
     many_account,
     many_accounts_for,
+    pipeline_concurrency,
     size_label,
 )
 from benchmarks.progress import say
-from benchmarks.results import Results, ResyncRow, ThroughputRow
+from benchmarks.results import Results, ResyncRow, ThroughputRow, code_version
 from benchmarks.sandbox_process import SandboxProcess, ServedAccount
 from benchmarks.sync_process import SyncJob, SyncRun, run_sync
 from benchmarks.verify import verify_warehouse
@@ -92,7 +93,7 @@ class Runner:
             server_requests=self.sandbox.requests_served(account.name), sync_s=done.sync_s,
             wall_s=done.wall_s, peak_rss_mb=done.peak_rss_mb, verifications=checks,
             errors=done.errors, size=size, charges_only=streams == ("charges",),
-            cpu_s=done.cpu_s, concurrency=concurrency or self.plan.concurrency,
+            cpu_s=done.cpu_s, concurrency=concurrency or self.results.concurrency,
             load=os.getloadavg()[0],
         )
         self.results.throughput.append(row)
@@ -153,7 +154,8 @@ class Runner:
 def run_suite(plan: Plan) -> Results:
     started = time.perf_counter()
     isolate_settings(plan.work / "home")
-    results = Results(concurrency=plan.concurrency, load_before=os.getloadavg()[0])
+    results = Results(concurrency=plan.concurrency or pipeline_concurrency(),
+                      load_before=os.getloadavg()[0])
     with SandboxProcess(accounts_for(plan), plan.work, seed=plan.seed) as sandbox:
         results.sandbox_generate_s = sandbox.generate_s
         runner = Runner(plan, sandbox, results)
@@ -197,5 +199,6 @@ def run_suite(plan: Plan) -> Results:
             f"{results.many.sync_wall_s:.1f} s = {results.many.objects_per_s:,.0f} objects/s, "
             f"verified={results.many.verified}")
     results.load_after = os.getloadavg()[0]
+    results.code_after = code_version()
     results.total_s = time.perf_counter() - started
     return results

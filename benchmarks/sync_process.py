@@ -27,7 +27,7 @@ class SyncJob:
     streams: tuple[str, ...] = ("charges",)
     # None: the pipeline's own default for the key (live 100/s, test 25/s).
     requests_per_second: float | None = None
-    concurrency: int = 8
+    concurrency: int | None = None  # None: the pipeline's default
     include_balance: bool = False
     profile: Path | None = None  # py-spy's collapsed stacks of every thread, written here
 
@@ -73,9 +73,10 @@ def run_sync(job: SyncJob) -> SyncRun:
     _pid, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall_s = time.perf_counter() - started
-    if child.returncode != 0 or not output.strip():
+    if child.returncode != 0 or b"{" not in output:
         raise RuntimeError(f"the sync process failed (exit {child.returncode})")
-    result = json.loads(output.splitlines()[-1])
+    # The last JSON line: py-spy, when profiling, prints its own lines too.
+    result = json.loads([ln for ln in output.splitlines() if ln.startswith(b"{")][-1])
     return SyncRun(
         objects=result["objects"], requests=result["requests"], sync_s=result["sync_s"],
         wall_s=wall_s, peak_rss_mb=usage.ru_maxrss / 1024,
@@ -92,7 +93,8 @@ def py_spy(output: Path) -> list[str]:
     if found is None:
         raise RuntimeError("--profile needs py-spy: python -m venv benchmarks/work/venvs/tools "
                            "&& benchmarks/work/venvs/tools/bin/pip install py-spy")
-    return [found, "record", "--rate", "100", "--format", "raw", "--output", str(output), "--"]
+    return [found, "record", "--rate", "100", "--format", "raw", "--idle", "--threads",
+            "--output", str(output), "--"]
 
 
 # --- the child ----------------------------------------------------------------------------------
@@ -126,9 +128,9 @@ def _child_main() -> int:
     specs = resolve_streams(config["streams"])
 
     def sync():
-        return sync_client(account, warehouse, specs, concurrency=config["concurrency"],
-                           include_balance=config["include_balance"],
-                           progress=_progress_printer(config["client_id"]))
+        options = {"concurrency": config["concurrency"]} if config["concurrency"] else {}
+        return sync_client(account, warehouse, specs, include_balance=config["include_balance"],
+                           progress=_progress_printer(config["client_id"]), **options)
 
     started = time.perf_counter()
     report = sync()
