@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one more live-like 100k run with this many requests in flight")
     parser.add_argument("--profile", action="store_true",
                         help="write cProfile stats of each sync to benchmarks/work/profiles")
-    parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default benchmarks/results.md (--quick: benchmarks/work/quick.md)")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (git-ignored)")
     parser.add_argument("--no-readme", action="store_true",
                         help="leave benchmarks/README.md alone (quick runs always do)")
@@ -76,11 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"benchmark: sizes {', '.join(f'{s:,}' for s in plan.sizes)}; conditions "
         f"{', '.join(plan.conditions)}; {plan.many_clients} clients; peers {plan.peers}")
     results = run_suite(plan)
-    text = write_results(results, args.out)
+    out = args.out or (plan.work / "quick.md" if args.quick else HERE / "results.md")
+    text = write_results(results, out)
     if not args.quick and not args.no_readme:
         update_readme(HERE / "README.md", results)
     print(text)
-    say(f"written to {args.out}")
+    say(f"written to {out}")
     return 0 if results.all_verified else 1
 
 
