@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import orjson
 import pyarrow as pa
 
@@ -53,6 +54,9 @@ EVENT_SAFETY_MARGIN = timedelta(hours=6)
 SETTLE_SECONDS = 2
 CHUNK_ROWS = 5_000
 FLUSH_SECONDS = 5.0
+# How long the chunk writer may keep the warehouse while chunks keep arriving.
+HOLD_SECONDS = 2.0
+_IDLE = object()
 # Stripe's founding: where a first full listing starts when the account's age is unknown.
 EPOCH_START = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())
 
@@ -126,23 +130,27 @@ class _StreamLoader:
         self.result = result
         self.synced_at = synced_at
 
-    def flush(self, rows: pa.Table, final: bool = False) -> None:
+    def flush(self, rows: pa.Table, final: bool = False,
+              conn: duckdb.DuckDBPyConnection | None = None) -> None:
         """Merge rows and save the state (cursor included) in one transaction."""
-        with self.warehouse.writer() as conn:
-            conn.begin()
-            counts: MergeCounts = merge_rows(conn, self.spec.table, self.spec.columns, rows)
-            for child in self.spec.children:
-                replace_children(conn, child, rows)
-            if final and self.state.full_started_at is not None:
-                # A full listing has just completed: what it did not see is gone from Stripe.
-                if self.spec.deletable:
-                    self.result.deleted += flag_unseen_as_deleted(
-                        conn, self.spec.table, self.client_id, self.state.full_started_at
-                    )
-                self.state.full_started_at = None
-                self.state.last_full_sync = self.synced_at
-            save_state(conn, self.state)
-            conn.commit()
+        if conn is None:
+            with self.warehouse.writer() as own:
+                self.flush(rows, final, own)
+            return
+        conn.begin()
+        counts: MergeCounts = merge_rows(conn, self.spec.table, self.spec.columns, rows)
+        for child in self.spec.children:
+            replace_children(conn, child, rows)
+        if final and self.state.full_started_at is not None:
+            # A full listing has just completed: what it did not see is gone from Stripe.
+            if self.spec.deletable:
+                self.result.deleted += flag_unseen_as_deleted(
+                    conn, self.spec.table, self.client_id, self.state.full_started_at
+                )
+            self.state.full_started_at = None
+            self.state.last_full_sync = self.synced_at
+        save_state(conn, self.state)
+        conn.commit()
         self.result.inserted += counts.inserted
         self.result.updated += counts.updated
         self.result.created_cursor = self.state.created_cursor
@@ -178,15 +186,40 @@ class _ChunkWriter:
             raise self.error
 
     def _run(self) -> None:
-        while (item := self.chunks.get()) is not None:
-            if self.error is not None:
-                continue  # drain; the consumer re-raises
-            rows, cursor, final = item
-            try:
-                self.loader.state.created_cursor = cursor
-                self.loader.flush(rows, final=final)
-            except BaseException as error:  # handed to the consumer thread
-                self.error = error
+        item = self.chunks.get()
+        while item is not None:
+            item = self._write_while_busy(item)
+            if item is _IDLE:
+                item = self.chunks.get()
+
+    def _write_while_busy(self, item: tuple[pa.Table, int, bool]) -> object:
+        """Write chunks on one connection while they keep coming, for at most HOLD_SECONDS.
+
+        Reopening DuckDB for every chunk cost a checkpoint each time; holding it briefly
+        amortises that, and letting go within seconds keeps readers waiting little.
+        Returns the next queue item (None: the end) or _IDLE.
+        """
+        try:
+            with self.loader.warehouse.writer() as conn:
+                deadline = time.monotonic() + HOLD_SECONDS
+                while True:
+                    rows, cursor, final = item
+                    self.loader.state.created_cursor = cursor
+                    self.loader.flush(rows, final=final, conn=conn)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return _IDLE
+                    try:
+                        item = self.chunks.get(timeout=remaining)
+                    except queue.Empty:
+                        return _IDLE
+                    if item is None:
+                        return None
+        except BaseException as error:  # handed to the consumer thread, which re-raises
+            self.error = error
+            while self.chunks.get() is not None:  # drain so the consumer never blocks
+                pass
+            return None
 
 
 def _full_refresh_reason(spec: StreamSpec, state: StreamState, hi: int, requested: bool

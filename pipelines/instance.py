@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -26,8 +27,12 @@ def ensure_dagster_home() -> Path:
 
 
 def get_instance() -> DagsterInstance:
-    ensure_dagster_home()
-    return DagsterInstance.get()
+    """The instance; the first opening (which creates its storage) is serialised across
+    processes, so several `connect` or `sync` commands started at once do not race."""
+    home = ensure_dagster_home()
+    with open(home / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return DagsterInstance.get()
 
 
 def register_clients(instance: DagsterInstance, client_ids: list[str]) -> None:

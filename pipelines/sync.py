@@ -39,7 +39,8 @@ def _selection(streams: list[str] | None):
     if not streams:
         return AssetSelection.groups("stripe").downstream()
     keys = [AssetKey(["stripe", name]) for name in [*streams, BALANCE_STREAM]]
-    return AssetSelection.assets(*keys).downstream()
+    # The reporting tables are one multi-asset: rebuild all of them, never a part.
+    return AssetSelection.assets(*keys).downstream().required_multi_asset_neighbors()
 
 
 def _failure_text(result: Any) -> str:

@@ -49,3 +49,17 @@ def test_a_key_accepted_without_a_permission_syncs_everything_else(home, sandbox
     assert "stripe/refunds" not in result.assets
     assert result.assets["stripe/charges"]["rows_inserted"] == 300
     assert ConnectionStore.from_settings().get("acme").state.value == "connected"
+
+
+def test_sync_of_chosen_streams_rebuilds_reporting(home, sandbox_factory):
+    from pipelines.sync import materialize_client
+
+    server = sandbox_factory([AccountSpec("acme", charges=120)])
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+
+    outcome = materialize_client("acme", streams=["charges"])
+
+    assert outcome.success, outcome.message
+    stripe_assets = {k for k in outcome.assets if k.startswith("stripe/")}
+    assert stripe_assets == {"stripe/charges", "stripe/balance"}
+    assert any(k.startswith("reporting/") for k in outcome.assets)
