@@ -56,6 +56,7 @@ CHUNK_ROWS = 5_000
 FLUSH_SECONDS = 5.0
 # How long the chunk writer may keep the warehouse while chunks keep arriving.
 HOLD_SECONDS = 2.0
+READER_GAP_SECONDS = 0.1
 _IDLE = object()
 # Stripe's founding: where a first full listing starts when the account's age is unknown.
 EPOCH_START = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())
@@ -190,10 +191,12 @@ class _ChunkWriter:
         while item is not None:
             item = self._write_while_busy(item)
             if item is _IDLE:
+                # Let waiting readers (the report page, widgets) in before taking it again.
+                time.sleep(READER_GAP_SECONDS)
                 item = self.chunks.get()
 
     def _write_while_busy(self, item: tuple[pa.Table, int, bool]) -> object:
-        """Write chunks on one connection while they keep coming, for at most HOLD_SECONDS.
+        """Write chunks on one connection while more are waiting, for at most HOLD_SECONDS.
 
         Reopening DuckDB for every chunk cost a checkpoint each time; holding it briefly
         amortises that, and letting go within seconds keeps readers waiting little.
@@ -206,11 +209,10 @@ class _ChunkWriter:
                     rows, cursor, final = item
                     self.loader.state.created_cursor = cursor
                     self.loader.flush(rows, final=final, conn=conn)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    if time.monotonic() >= deadline:
                         return _IDLE
-                    try:
-                        item = self.chunks.get(timeout=remaining)
+                    try:  # go on only with a chunk already waiting: never hold the lock idle
+                        item = self.chunks.get_nowait()
                     except queue.Empty:
                         return _IDLE
                     if item is None:
