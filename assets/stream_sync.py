@@ -24,7 +24,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from assets.normalize import to_arrow
+from assets.normalize import objects_to_arrow, to_arrow
 from assets.streams import BALANCE_COLUMNS, StreamSpec
 from resources.extract import Coverage, extract_events, extract_window
 from resources.failures import (
@@ -43,7 +43,6 @@ from resources.warehouse import (
     insert_rows,
     merge_rows,
     read_state,
-    replace_children,
     save_state,
 )
 
@@ -139,9 +138,7 @@ class _StreamLoader:
                 self.flush(rows, final, own)
             return
         conn.begin()
-        counts: MergeCounts = merge_rows(conn, self.spec.table, self.spec.columns, rows)
-        for child in self.spec.children:
-            replace_children(conn, child, rows)
+        counts: MergeCounts = merge_rows(conn, self.spec, rows)
         if final and self.state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.
             if self.spec.deletable:
@@ -157,8 +154,11 @@ class _StreamLoader:
         self.result.created_cursor = self.state.created_cursor
         self.result.events_cursor = self.state.events_cursor
 
-    def rows(self, objects: list[dict], deleted_ids: frozenset[str] = frozenset()) -> pa.Table:
-        return to_arrow(self.client_id, objects, self.synced_at, deleted_ids)
+    def rows(self, raw_objects: list[bytes]) -> pa.Table:
+        return to_arrow(self.client_id, raw_objects, self.synced_at)
+
+    def rows_of_objects(self, objects: list[dict], deleted_ids: frozenset[str]) -> pa.Table:
+        return objects_to_arrow(self.client_id, objects, self.synced_at, deleted_ids)
 
 
 class _ChunkWriter:
@@ -291,9 +291,9 @@ def sync_stream(
     try:
         for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
                                    concurrency=concurrency):
-            # Pages become compact Arrow rows at once: memory holds JSON text, not dicts.
-            batches.append(loader.rows(page.objects))
-            buffered += len(page.objects)
+            # Pages become Arrow rows of JSON text at once: no dicts are ever built.
+            batches.append(loader.rows(page.raw_objects))
+            buffered += len(page.raw_objects)
             for done in page.completed:
                 coverage.add(*done)
             due = time.monotonic() - last_flush > FLUSH_SECONDS
@@ -331,10 +331,10 @@ def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoade
             if event.get("type") in spec.deleted_event_types:
                 deleted.add(obj["id"])
         if len(changed) >= CHUNK_ROWS:
-            loader.flush(loader.rows(changed, frozenset(deleted)))
+            loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
             changed = []
     loader.state.events_cursor = hi
-    loader.flush(loader.rows(changed, frozenset(deleted)))
+    loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
     loader.result.events_applied = len(seen)
     loader.result.deleted += len(deleted)
 

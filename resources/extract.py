@@ -27,7 +27,7 @@ class _Slice:
 
 @dataclass
 class PageResult:
-    objects: list[dict]
+    raw_objects: list[bytes]  # each object's JSON text, as Stripe sent it
     completed: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -71,15 +71,15 @@ def extract_window(
         query = {**params, "limit": PAGE_SIZE, "created": {"gte": piece.lo, "lt": piece.hi}}
         if piece.starting_after:
             query["starting_after"] = piece.starting_after
-        page = account.get(endpoint, query)
-        data = page.get("data") or []
-        if not page.get("has_more") or not data:
+        page = account.get_page(endpoint, query)
+        data = page.raw_objects
+        if not page.has_more or not data:
             results.put(PageResult(data, [(piece.lo, piece.hi)]))
             with lock:
                 outstanding[0] -= 1
             return
-        oldest = int(data[-1]["created"])
-        newest = int(data[0]["created"])
+        oldest = int(page.oldest_created or piece.lo)
+        newest = int(page.newest_created or oldest)
         # Objects per second in this page tells how many pages the rest holds; split only
         # into parts worth a few pages each, since every part ends with a partial page.
         density = len(data) / max(1, newest - oldest + 1)
@@ -89,7 +89,7 @@ def extract_window(
         with lock:
             outstanding[0] += len(pieces) - 1
         # The slice carries on from its last object, over the newest part only...
-        work.put(_Slice(pieces[-1][0], piece.hi, data[-1]["id"]))
+        work.put(_Slice(pieces[-1][0], piece.hi, page.last_id))
         # ...and the older parts, not yet touched, become slices of their own.
         for part_lo, part_hi in pieces[:-1]:
             work.put(_Slice(part_lo, part_hi))

@@ -12,8 +12,10 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 import stripe
 
@@ -34,6 +36,43 @@ from resources.rate_limit import (
 )
 
 PAGE_SIZE = 100  # Stripe's maximum
+
+
+class _ListBody(msgspec.Struct):
+    """A list response, cut into each object's JSON text without decoding the objects."""
+
+    data: list[msgspec.Raw] = []
+    has_more: bool = False
+
+
+class _ListedHead(msgspec.Struct):
+    id: str
+    created: int | None = None
+
+
+_LIST_DECODER = msgspec.json.Decoder(_ListBody)
+_HEAD_DECODER = msgspec.json.Decoder(_ListedHead)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a list: each object's JSON text, and what paging needs to go on."""
+
+    raw_objects: list[bytes]
+    has_more: bool
+    last_id: str | None = None
+    newest_created: int | None = None  # the first object's `created` (lists are newest first)
+    oldest_created: int | None = None  # the last object's
+
+    @classmethod
+    def from_body(cls, body: bytes) -> ListPage:
+        listed = _LIST_DECODER.decode(body)
+        if not listed.data:
+            return cls([], listed.has_more)
+        first = _HEAD_DECODER.decode(listed.data[0])
+        last = _HEAD_DECODER.decode(listed.data[-1])
+        return cls([bytes(raw) for raw in listed.data], listed.has_more, last.id,
+                   first.created, last.created)
 
 
 def resource_label(path: str) -> str:
@@ -88,12 +127,28 @@ class StripeAccount:
         return f"StripeAccount({self.client_id!r}, {self.masked_key})"
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET a Stripe path, decoded."""
+        return orjson.loads(self._get_body(path, params or {}))
+
+    def get_page(self, path: str, params: dict[str, Any]) -> ListPage:
+        """GET one page of a Stripe list, its objects left as JSON text."""
+        body = self._get_body(path, params)
+        try:
+            return ListPage.from_body(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise StripeAccessError(
+                message=f"Stripe answered {path} with something that is not a list; "
+                "the next scheduled sync retries.",
+                client_id=self.client_id, masked_key=self.masked_key, code="unexpected_response",
+            ) from None
+
+    def _get_body(self, path: str, params: dict[str, Any]) -> bytes:
         """GET a Stripe path; 429s back off and retry, credential errors raise at once."""
         for attempt in range(self.max_throttle_retries + 1):
             self.limiter.acquire()
             self._count()
             try:
-                return self._get_json(path, params or {})
+                return self._send_get(path, params)
             except stripe.RateLimitError as error:
                 self.limiter.on_throttled()
                 if attempt == self.max_throttle_retries:
@@ -114,20 +169,20 @@ class StripeAccount:
                 ) from None
         raise AssertionError("unreachable")
 
-    def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _send_get(self, path: str, params: dict[str, Any]) -> bytes:
         """The SDK's requestor sends the request (auth, encoding, retries) and raises its
-        typed errors; a successful body is decoded with orjson rather than the SDK's
-        OrderedDict decoding, which costs more CPU than everything else in a sync.
+        typed errors; a successful body comes back as bytes, so we decode only what we
+        need: the SDK's OrderedDict decoding costs more CPU than everything else in a sync.
         """
         requestor = getattr(self._client, "_requestor", None)
         if requestor is None or not hasattr(requestor, "request_raw"):
-            return self._client.raw_request("get", path, **params).data
+            return self._client.raw_request("get", path, **params).body.encode()
         body, status, headers = requestor.request_raw(
             "get", path, params=params, base_address="api", api_mode="V1",
             usage=["raw_request"],
         )
         if 200 <= status < 300:
-            return orjson.loads(body)
+            return body if isinstance(body, bytes) else body.encode()
         requestor._interpret_response(body, status, headers, "V1")  # raises the SDK's error
         raise stripe.APIError(f"Unexpected HTTP {status} from Stripe", http_status=status)
 

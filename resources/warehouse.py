@@ -1,16 +1,12 @@
 """The DuckDB warehouse: schema from the stream specs, merges, cursors, and safe access.
 
-DuckDB lets one process write a database file at a time, and a writer locks readers
-out. Every process (Dagster runs, the CLI, the web page) therefore goes through one
-advisory lock file: writers take it exclusively for short transactions after the
-fetch, readers take it shared for the length of a query. Waiting replaces failing.
+Who may open the file when (one writer at a time, readers shared, a reader kept open
+between reads) lives in resources/warehouse_lock.py.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,16 +25,13 @@ from assets.streams import (
     StreamSpec,
 )
 from resources.settings import load_settings
+from resources.warehouse_lock import SharedReader, acquire, shared_reader, writer_waiting_flag
 
 STATE_TABLE = "meta.sync_state"
 
 
 # DuckDB would take most of the machine's memory for caches; a sync needs little of it.
 WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False}
-
-
-class WarehouseBusy(TimeoutError):
-    """The warehouse stayed locked by another writer for longer than we wait."""
 
 
 @dataclass
@@ -125,32 +118,22 @@ class Warehouse:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + self.lock_timeout
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise WarehouseBusy(
-                            f"The warehouse {self.path} stayed locked by another writer for "
-                            f"{self.lock_timeout:.0f}s; try again when the running sync ends."
-                        ) from None
-                    time.sleep(0.02)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+    @property
+    def intent_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".writer-waiting")
+
+    def _shared_reader(self) -> SharedReader:
+        return shared_reader(self.path, self.lock_path, self.intent_path)
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, short-lived read-write connection. Keep the work inside small."""
-        with self._locked(exclusive=True):
+        own_reader = self._shared_reader()
+        with writer_waiting_flag(self.intent_path):
+            own_reader.release_idle()  # this process's own cached reader must not block us
+            fd = acquire(self.lock_path, exclusive=True, timeout=self.lock_timeout,
+                         while_waiting=own_reader.release_idle)
+        try:
             conn = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
                 if not self._schema_ready:
@@ -160,6 +143,8 @@ class Warehouse:
                 yield conn
             finally:
                 conn.close()
+        finally:
+            os.close(fd)  # closing releases the lock
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -167,12 +152,8 @@ class Warehouse:
         if not self.path.exists():
             with self.writer():
                 pass
-        with self._locked(exclusive=False):
-            conn = duckdb.connect(str(self.path), read_only=True)
-            try:
-                yield conn
-            finally:
-                conn.close()
+        with self._shared_reader().connection(self.lock_timeout) as conn:
+            yield conn
 
     def ensure_schema(self) -> None:
         with self.writer():
@@ -262,33 +243,43 @@ _CAST: dict[str, str] = {
 }
 
 
-def _upsert(conn: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
+def _replace_from(conn: duckdb.DuckDBPyConnection, table: str, staged: str) -> None:
     """Replace rows by (client_id, id): delete the ones being written, then insert."""
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _upsert AS {select}")
+    conn.execute(
+        f"DELETE FROM stripe.{table} t USING {staged} u "
+        "WHERE t.client_id = u.client_id AND t.id = u.id"
+    )
+    conn.execute(f"INSERT INTO stripe.{table} BY NAME SELECT * FROM {staged}")
+
+
+@contextmanager
+def _staged(conn: duckdb.DuckDBPyConnection, name: str, select: str) -> Iterator[str]:
+    """A temporary table holding `select`, dropped afterwards."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}")
     try:
-        conn.execute(
-            f"DELETE FROM stripe.{table} t USING _upsert u "
-            "WHERE t.client_id = u.client_id AND t.id = u.id"
-        )
-        conn.execute(f"INSERT INTO stripe.{table} BY NAME SELECT * FROM _upsert")
+        yield name
     finally:
-        conn.execute("DROP TABLE IF EXISTS _upsert")
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def merge_rows(
-    conn: duckdb.DuckDBPyConnection, table: str, columns: tuple[Column, ...], rows: pa.Table
-) -> MergeCounts:
-    """Upsert raw rows into stripe.<table> by (client_id, id), typed columns from `raw`."""
+def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table) -> MergeCounts:
+    """Upsert raw rows into stripe.<table> by (client_id, id), and replace their children.
+
+    Every typed column, the id included, is extracted from `raw` by DuckDB once, into a
+    staged table that the count, the merge and the child tables all read.
+    """
     if rows.num_rows == 0:
         return MergeCounts()
     conn.register("incoming", rows)
     try:
-        existing = conn.execute(
-            f"SELECT count(*) FROM stripe.{table} t SEMI JOIN incoming i "
-            "ON t.client_id = i.client_id AND t.id = i.id"
-        ).fetchone()[0]
-        _upsert(conn, table, typed_select(tuple(c for c in columns if c.name != "id"), "raw",
-                                          "incoming"))
+        with _staged(conn, "_incoming", typed_select(spec.columns, "raw", "incoming")) as staged:
+            existing = conn.execute(
+                f"SELECT count(*) FROM stripe.{spec.table} t SEMI JOIN {staged} i "
+                "ON t.client_id = i.client_id AND t.id = i.id"
+            ).fetchone()[0]
+            _replace_from(conn, spec.table, staged)
+            for child in spec.children:
+                replace_children(conn, child, staged)
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
@@ -298,32 +289,28 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> 
     """Upsert already-typed rows (the balance snapshot)."""
     conn.register("incoming_typed", rows)
     try:
-        _upsert(conn, table, "SELECT * FROM incoming_typed")
+        with _staged(conn, "_typed", "SELECT * FROM incoming_typed") as staged:
+            _replace_from(conn, table, staged)
     finally:
         conn.unregister("incoming_typed")
 
 
-def replace_children(
-    conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: pa.Table
-) -> None:
-    """A parent's child list is replaced whole: items removed in Stripe disappear here too."""
-    if parents.num_rows == 0:
-        return
-    conn.register("parents", parents)
-    try:
-        conn.execute(
-            f"DELETE FROM stripe.{child.table} c USING parents p "
-            f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
-        )
-        items = (
-            f"SELECT client_id, id AS {child.parent_column}, _synced_at, false AS is_deleted, "
-            f"unnest(CAST(json_extract(raw, '{_json_path(child.path)}') AS JSON[])) AS raw "
-            "FROM parents"
-        )
-        typed = typed_select(child.columns, "raw", f"({items})")
-        _upsert(conn, child.table, typed)
-    finally:
-        conn.unregister("parents")
+def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: str) -> None:
+    """A parent's child list is replaced whole: items removed in Stripe disappear here too.
+
+    `parents` names a table of merged parent rows (client_id, id, raw, _synced_at).
+    """
+    conn.execute(
+        f"DELETE FROM stripe.{child.table} c USING {parents} p "
+        f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
+    )
+    items = (
+        f"SELECT client_id, id AS {child.parent_column}, _synced_at, false AS is_deleted, "
+        f"unnest(CAST(json_extract(raw, '{_json_path(child.path)}') AS JSON[])) AS raw "
+        f"FROM {parents}"
+    )
+    with _staged(conn, "_children", typed_select(child.columns, "raw", f"({items})")) as staged:
+        _replace_from(conn, child.table, staged)
 
 
 def flag_unseen_as_deleted(

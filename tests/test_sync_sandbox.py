@@ -135,19 +135,25 @@ def test_cursor_older_than_event_retention_refreshes_in_full(sandbox_factory, tm
 
 
 def test_every_stripe_example_object_loads(tmp_path):
-    """Stripe's own example of each object (fixtures3.json), nested fields and nulls included."""
+    """Stripe's own example of each object (fixtures3.json), nested fields and nulls included,
+    in a list body indented the way api.stripe.com sends it."""
+    import orjson
+
     from assets.normalize import to_arrow
-    from resources.warehouse import merge_rows, replace_children
+    from resources.stripe_api import ListPage
+    from resources.warehouse import merge_rows
 
     examples = json.loads((ROOT / "sandbox/data/fixtures3.json").read_text())["resources"]
     warehouse = new_warehouse(tmp_path)
     now = datetime.now(UTC)
     with warehouse.writer() as conn:
         for spec in STREAMS:
-            rows = to_arrow("c1", [examples[spec.object_type]], now)
-            merge_rows(conn, spec.table, spec.columns, rows)
-            for child in spec.children:
-                replace_children(conn, child, rows)
+            body = orjson.dumps({"object": "list", "data": [examples[spec.object_type]],
+                                 "has_more": False, "url": spec.endpoint},
+                                option=orjson.OPT_INDENT_2)
+            page = ListPage.from_body(body)
+            assert page.last_id == examples[spec.object_type]["id"] and not page.has_more
+            merge_rows(conn, spec, to_arrow("c1", page.raw_objects, now))
         for spec in STREAMS:
             row = conn.execute(f"SELECT id, raw FROM stripe.{spec.table}").fetchone()
             assert row[0] == examples[spec.object_type]["id"]
