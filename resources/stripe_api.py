@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import requests
 import stripe
 
 from resources.failures import (
@@ -107,7 +108,7 @@ class StripeAccount:
             stripe_account=stripe_account,
             base_addresses={"api": api_base},
             max_network_retries=max_network_retries,
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=stripe.RequestsClient(timeout=timeout, session=_session(api_base)),
         )
         self._count_lock = threading.Lock()
         self.requests_by_tag: dict[str, int] = {}
@@ -239,6 +240,16 @@ class StripeAccount:
             client_id=self.client_id, masked_key=self.masked_key, code=_code(error),
             request_id=error.request_id, http_status=error.http_status,
         )
+
+
+def _session(api_base: str) -> requests.Session:
+    """A session that reads the environment once. With `trust_env`, requests looks for
+    ~/.netrc and re-parses the proxy variables on every request: ~10 % of a sync's CPU.
+    """
+    session = requests.Session()
+    session.proxies = requests.utils.get_environ_proxies(api_base)
+    session.trust_env = False
+    return session
 
 
 def _code(error: stripe.StripeError) -> str | None:

@@ -280,3 +280,42 @@ def test_sync_with_a_revoked_key_fails_with_the_guidance_dagster_shows(acme_conn
     assert listing.returncode == 0
     assert re.search(r"^acme\s+failed\s+" + acme.account_id, listing.stdout, re.M)
     assert f"\nacme: {description}\n" in listing.stdout  # the same words, from the store
+
+
+def test_requests_go_through_the_proxy_the_environment_names(acme_connected, sandbox,
+                                                             monkeypatch):
+    """An agency behind a proxy: HTTP(S)_PROXY is honoured, read once per client."""
+    import http.server
+    import threading
+    import urllib.request
+
+    forwarded: list[str] = []
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not itself
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            forwarded.append(self.path)
+            upstream = urllib.request.Request(self.path, headers=dict(self.headers))
+            with direct.open(upstream) as answer:
+                body = answer.read()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        check = run_cli("check", "acme")
+    finally:
+        proxy.shutdown()
+
+    assert check.returncode == 0, check.stderr
+    assert any(path.startswith(sandbox.base_url + "/v1/account") for path in forwarded)
