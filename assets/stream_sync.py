@@ -40,6 +40,7 @@ from resources.warehouse import (
     StreamState,
     Warehouse,
     flag_unseen_as_deleted,
+    has_client_rows,
     insert_rows,
     merge_rows,
     read_state,
@@ -129,6 +130,8 @@ class _StreamLoader:
         self.state = state
         self.result = result
         self.synced_at = synced_at
+        # The client had no rows in the table when the listing began: nothing to replace.
+        self.known_new = False
 
     def flush(self, rows: pa.Table, final: bool = False,
               conn: duckdb.DuckDBPyConnection | None = None) -> None:
@@ -138,7 +141,7 @@ class _StreamLoader:
                 self.flush(rows, final, own)
             return
         conn.begin()
-        counts: MergeCounts = merge_rows(conn, self.spec, rows)
+        counts: MergeCounts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
         if final and self.state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.
             if self.spec.deletable:
@@ -282,6 +285,8 @@ def sync_stream(
     lo = state.created_cursor
     if lo is None:
         lo = min(account_created or EPOCH_START, hi)
+    with warehouse.reader() as conn:  # after the events, which may have added rows
+        loader.known_new = not has_client_rows(conn, spec.table, client_id)
     coverage = Coverage(lo)
     writer = _ChunkWriter(loader)
     batches: list[pa.Table] = []

@@ -243,12 +243,14 @@ _CAST: dict[str, str] = {
 }
 
 
-def _replace_from(conn: duckdb.DuckDBPyConnection, table: str, staged: str) -> None:
+def _replace_from(conn: duckdb.DuckDBPyConnection, table: str, staged: str,
+                  delete: bool = True) -> None:
     """Replace rows by (client_id, id): delete the ones being written, then insert."""
-    conn.execute(
-        f"DELETE FROM stripe.{table} t USING {staged} u "
-        "WHERE t.client_id = u.client_id AND t.id = u.id"
-    )
+    if delete:
+        conn.execute(
+            f"DELETE FROM stripe.{table} t USING {staged} u "
+            "WHERE t.client_id = u.client_id AND t.id = u.id"
+        )
     conn.execute(f"INSERT INTO stripe.{table} BY NAME SELECT * FROM {staged}")
 
 
@@ -262,27 +264,36 @@ def _staged(conn: duckdb.DuckDBPyConnection, name: str, select: str) -> Iterator
         conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table) -> MergeCounts:
+def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table,
+               known_new: bool = False) -> MergeCounts:
     """Upsert raw rows into stripe.<table> by (client_id, id), and replace their children.
 
     Every typed column, the id included, is extracted from `raw` by DuckDB once, into a
-    staged table that the count, the merge and the child tables all read.
+    staged table that the count, the merge and the child tables all read. `known_new`
+    (the client had no rows in the table when this listing began) skips looking for rows
+    to replace: that lookup scans the client's ids, the largest cost of a first sync.
     """
     if rows.num_rows == 0:
         return MergeCounts()
     conn.register("incoming", rows)
     try:
         with _staged(conn, "_incoming", typed_select(spec.columns, "raw", "incoming")) as staged:
-            existing = conn.execute(
+            existing = 0 if known_new else conn.execute(
                 f"SELECT count(*) FROM stripe.{spec.table} t SEMI JOIN {staged} i "
                 "ON t.client_id = i.client_id AND t.id = i.id"
             ).fetchone()[0]
-            _replace_from(conn, spec.table, staged)
+            _replace_from(conn, spec.table, staged, delete=existing > 0)
             for child in spec.children:
-                replace_children(conn, child, staged)
+                replace_children(conn, child, staged, delete=not known_new)
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
+
+
+def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str) -> bool:
+    return conn.execute(
+        f"SELECT 1 FROM stripe.{table} WHERE client_id = ? LIMIT 1", [client_id]
+    ).fetchone() is not None
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
@@ -295,22 +306,24 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> 
         conn.unregister("incoming_typed")
 
 
-def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: str) -> None:
+def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: str,
+                     delete: bool = True) -> None:
     """A parent's child list is replaced whole: items removed in Stripe disappear here too.
 
     `parents` names a table of merged parent rows (client_id, id, raw, _synced_at).
     """
-    conn.execute(
-        f"DELETE FROM stripe.{child.table} c USING {parents} p "
-        f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
-    )
+    if delete:
+        conn.execute(
+            f"DELETE FROM stripe.{child.table} c USING {parents} p "
+            f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
+        )
     items = (
         f"SELECT client_id, id AS {child.parent_column}, _synced_at, false AS is_deleted, "
         f"unnest(CAST(json_extract(raw, '{_json_path(child.path)}') AS JSON[])) AS raw "
         f"FROM {parents}"
     )
     with _staged(conn, "_children", typed_select(child.columns, "raw", f"({items})")) as staged:
-        _replace_from(conn, child.table, staged)
+        _replace_from(conn, child.table, staged, delete=delete)
 
 
 def flag_unseen_as_deleted(

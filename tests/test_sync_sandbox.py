@@ -112,6 +112,29 @@ def test_changes_and_deletions_arrive_through_events(sandbox_factory, tmp_path):
     assert_matches_source(server, "acme", warehouse)
 
 
+def test_objects_new_to_an_empty_table_and_already_changed_land_once(sandbox_factory, tmp_path):
+    """A first listing into an empty table skips looking for rows to replace; an object
+    that is both new (listed) and changed (its event applied just before) must not land
+    twice."""
+    server = sandbox_factory([AccountSpec("acme", charges=0, customers=5)])
+    warehouse = new_warehouse(tmp_path)
+    run_sync(server, "acme", warehouse)
+    assert warehouse_rows(warehouse, "charges", "acme") == {}
+    server.world.add_charges("acme", 30)
+    charges = source_objects(server, "acme", STREAMS_BY_NAME["charges"])
+    refunded = next(c for c in charges.values() if c["status"] == "succeeded")
+    server.world.refund_charge("acme", refunded["id"])
+    settle()
+
+    report = run_sync(server, "acme", warehouse)
+
+    assert report.streams["charges"].events_applied >= 1
+    assert report.streams["charges"].rows_landed == 30 + report.streams["charges"].updated
+    rows = warehouse_rows(warehouse, "charges", "acme")
+    assert len(rows) == 30 and rows[refunded["id"]]["raw"]["refunded"] is True
+    assert_matches_source(server, "acme", warehouse)
+
+
 def test_cursor_older_than_event_retention_refreshes_in_full(sandbox_factory, tmp_path):
     server = sandbox_factory([AccountSpec("acme", charges=300, customers=20)])
     warehouse = new_warehouse(tmp_path)
