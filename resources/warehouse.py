@@ -31,7 +31,11 @@ STATE_TABLE = "meta.sync_state"
 
 
 # DuckDB would take most of the machine's memory for caches; a sync needs little of it.
-WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False}
+# Writers checkpoint when they close (every few seconds, see HOLD_SECONDS in
+# assets/stream_sync.py), not whenever the WAL passes 16 MB: each checkpoint re-compresses
+# the table's open row group, and at 5,000 objects a commit that was most of a sync's time.
+WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False,
+                 "checkpoint_threshold": "1GB"}
 
 
 @dataclass
