@@ -84,9 +84,11 @@ def extract_window(
         # into parts worth a few pages each, since every part ends with a partial page.
         density = len(data) / max(1, newest - oldest + 1)
         pages_left = density * (oldest - piece.lo) / PAGE_SIZE
-        parts = min(concurrency - work.qsize(), int(pages_left // MIN_PAGES_PER_SLICE))
-        pieces = _split(piece.lo, oldest, idle=max(0, parts))
         with lock:
+            # Workers neither fetching nor with a slice waiting; busy ones need no new work.
+            idle = concurrency - outstanding[0]
+            parts = max(0, min(idle, int(pages_left // MIN_PAGES_PER_SLICE)))
+            pieces = _split(piece.lo, oldest, idle=parts)
             outstanding[0] += len(pieces) - 1
         # The slice carries on from its last object, over the newest part only...
         work.put(_Slice(pieces[-1][0], piece.hi, page.last_id))
