@@ -319,7 +319,7 @@ STREAMS_BY_NAME: dict[str, StreamSpec] = {spec.name: spec for spec in STREAMS}
 BOOKKEEPING_COLUMNS: tuple[Column, ...] = (
     Column("client_id", "VARCHAR", "The agency's client this row belongs to"),
     Column("is_deleted", "BOOLEAN", "The object was deleted in Stripe"),
-    Column("raw", "JSON", "The whole Stripe object as JSON"),
+    Column("raw", "JSON", "The whole Stripe object, the JSON text as Stripe sent it"),
     Column("_synced_at", "TIMESTAMPTZ", "When this row was last written by a sync"),
 )
 
