@@ -56,4 +56,6 @@ def test_cli_serves_demo_accounts_until_interrupted():
         assert events.json()["data"][0]["data"]["object"]["id"] == refund.json()["id"]
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        # Drain both pipes while it stops: a full pipe would block its exit.
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0, errors
