@@ -13,6 +13,10 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_serves_demo_accounts_until_interrupted():
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--port", "0", "--seed", "7", "--charges", "300"],
@@ -20,6 +24,9 @@ def test_cli_serves_demo_accounts_until_interrupted():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a run started in the background (`make test &`) ignores
+        # Ctrl-C, and the server would inherit that.
+        preexec_fn=_default_ctrl_c,
     )
     try:
         lines = []
