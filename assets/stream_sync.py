@@ -141,6 +141,9 @@ class _StreamLoader:
                 self.flush(rows, final, own)
             return
         conn.begin()
+        if self.known_new and has_client_rows(conn, self.spec.table, self.client_id,
+                                              not_written_at=self.synced_at):
+            self.known_new = False  # another run of this client wrote meanwhile (a CLI sync)
         counts: MergeCounts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
         if final and self.state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.

@@ -294,10 +294,16 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
 
 
-def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str) -> bool:
-    return conn.execute(
-        f"SELECT 1 FROM stripe.{table} WHERE client_id = ? LIMIT 1", [client_id]
-    ).fetchone() is not None
+def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str,
+                    not_written_at: datetime | None = None) -> bool:
+    """Whether the client has rows in stripe.<table>; with `not_written_at`, only rows
+    another sync wrote (each sync stamps its rows with its own `_synced_at`)."""
+    sql = f"SELECT 1 FROM stripe.{table} WHERE client_id = ?"
+    params: list[object] = [client_id]
+    if not_written_at is not None:
+        sql += " AND _synced_at IS DISTINCT FROM ?"
+        params.append(not_written_at)
+    return bool(conn.execute(sql + " LIMIT 1", params).fetchall())
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
