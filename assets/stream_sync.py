@@ -45,6 +45,7 @@ from resources.warehouse import (
     merge_rows,
     read_state,
     save_state,
+    state_saved_at,
 )
 
 EVENT_RETENTION = timedelta(days=30)
@@ -132,6 +133,7 @@ class _StreamLoader:
         self.synced_at = synced_at
         # The client had no rows in the table when the listing began: nothing to replace.
         self.known_new = False
+        self.saved_at: datetime | None = None  # when this run last saved the cursor
 
     def flush(self, rows: pa.Table, final: bool = False,
               conn: duckdb.DuckDBPyConnection | None = None) -> None:
@@ -141,9 +143,8 @@ class _StreamLoader:
                 self.flush(rows, final, own)
             return
         conn.begin()
-        if self.known_new and has_client_rows(conn, self.spec.table, self.client_id,
-                                              not_written_at=self.synced_at):
-            self.known_new = False  # another run of this client wrote meanwhile (a CLI sync)
+        if self.known_new and self._another_run_wrote(conn):
+            self.known_new = False
         counts: MergeCounts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
         if final and self.state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.
@@ -153,12 +154,19 @@ class _StreamLoader:
                 )
             self.state.full_started_at = None
             self.state.last_full_sync = self.synced_at
-        save_state(conn, self.state)
+        self.saved_at = save_state(conn, self.state)
         conn.commit()
         self.result.inserted += counts.inserted
         self.result.updated += counts.updated
         self.result.created_cursor = self.state.created_cursor
         self.result.events_cursor = self.state.events_cursor
+
+    def _another_run_wrote(self, conn: duckdb.DuckDBPyConnection) -> bool:
+        """Every sync saves the stream's cursor with each chunk it lands: a cursor saved
+        since this run began, and not by it, means another run of the client (a CLI sync
+        beside a scheduled one) has landed rows the listing may hold again."""
+        saved_at = state_saved_at(conn, self.client_id, self.spec.name)
+        return saved_at is not None and saved_at > self.synced_at and saved_at != self.saved_at
 
     def rows(self, raw_objects: list[bytes]) -> pa.Table:
         return to_arrow(self.client_id, raw_objects, self.synced_at)

@@ -196,16 +196,27 @@ def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> 
     return StreamState(client_id, stream, *row)
 
 
-def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
+def state_saved_at(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str
+                   ) -> datetime | None:
+    """When a sync last saved this stream's cursor (every chunk a sync lands saves it)."""
+    row = conn.execute(f"SELECT updated_at FROM {STATE_TABLE} WHERE client_id = ? AND stream = ?",
+                       [client_id, stream]).fetchall()
+    return row[0][0] if row else None
+
+
+def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> datetime:
+    """Save the cursors; returns the time stamped on them."""
+    saved_at = datetime.now(UTC)
     conn.execute(
         f"INSERT OR REPLACE INTO {STATE_TABLE} BY NAME SELECT ? AS client_id, ? AS stream, "
         "? AS created_cursor, ? AS events_cursor, ? AS last_full_sync, ? AS updated_at, "
         "? AS full_started_at",
         [
             state.client_id, state.stream, state.created_cursor, state.events_cursor,
-            state.last_full_sync, datetime.now(UTC), state.full_started_at,
+            state.last_full_sync, saved_at, state.full_started_at,
         ],
     )
+    return saved_at
 
 
 def _json_path(path: tuple[str, ...]) -> str:
@@ -294,16 +305,9 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
 
 
-def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str,
-                    not_written_at: datetime | None = None) -> bool:
-    """Whether the client has rows in stripe.<table>; with `not_written_at`, only rows
-    another sync wrote (each sync stamps its rows with its own `_synced_at`)."""
-    sql = f"SELECT 1 FROM stripe.{table} WHERE client_id = ?"
-    params: list[object] = [client_id]
-    if not_written_at is not None:
-        sql += " AND _synced_at IS DISTINCT FROM ?"
-        params.append(not_written_at)
-    return bool(conn.execute(sql + " LIMIT 1", params).fetchall())
+def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str) -> bool:
+    return bool(conn.execute(
+        f"SELECT 1 FROM stripe.{table} WHERE client_id = ? LIMIT 1", [client_id]).fetchall())
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:

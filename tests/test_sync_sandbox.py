@@ -138,28 +138,29 @@ def test_objects_new_to_an_empty_table_and_already_changed_land_once(sandbox_fac
 def test_a_run_that_found_the_table_empty_does_not_duplicate_rows_another_run_wrote(
         sandbox_factory, tmp_path, monkeypatch):
     """Two runs of one client at once (a CLI sync beside a scheduled run): the one that
-    saw an empty table must notice, when it writes, the rows the other landed meanwhile."""
+    found the table empty must notice, when it writes, the rows the other landed since."""
     import assets.stream_sync
+    from assets.stream_sync import sync_client
 
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     warehouse = new_warehouse(tmp_path)
-    run_sync(server, "acme", warehouse)  # "the other run", already landed
-    monkeypatch.setattr(assets.stream_sync, "has_client_rows",
-                        _empty_when_checked_before_listing(assets.stream_sync.has_client_rows))
+    listing = assets.stream_sync.extract_window
+    other_run: list[object] = []
 
-    report = run_sync(server, "acme", warehouse, full_refresh=True)
+    def listing_once_another_run_has_landed(account, endpoint, *args, **kwargs):
+        if endpoint == "/v1/charges" and not other_run:  # after this run's emptiness check
+            other_run.append("running")  # its own listing goes straight through
+            other_run[0] = sync_client(account_for(server, "acme"), warehouse,
+                                       [STREAMS_BY_NAME["charges"]], include_balance=False)
+        return listing(account, endpoint, *args, **kwargs)
 
+    monkeypatch.setattr(assets.stream_sync, "extract_window",
+                        listing_once_another_run_has_landed)
+    report = run_sync(server, "acme", warehouse)
+
+    assert other_run[0].streams["charges"].inserted == 600
     assert report.streams["charges"].updated == 600 and report.streams["charges"].inserted == 0
     assert_matches_source(server, "acme", warehouse)
-
-
-def _empty_when_checked_before_listing(check):
-    """The check before the listing answers as it would have a moment before the other
-    run wrote; the check under the writer lock answers truly."""
-    def has_client_rows(conn, table, client_id, not_written_at=None):
-        return False if not_written_at is None else check(conn, table, client_id,
-                                                          not_written_at=not_written_at)
-    return has_client_rows
 
 
 def test_cursor_older_than_event_retention_refreshes_in_full(sandbox_factory, tmp_path):
