@@ -79,22 +79,38 @@ class Period:
         return Period(end - timedelta(days=self.days - 1), end)
 
 
-def _as_date(value: date | str | None, name: str) -> date | None:
+# Dates a widget may ask for: from 2000 (before Stripe) to a year ahead, over at most about
+# ten years. A request is bounded work, whoever sends it (the page answers without login).
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAYS_AHEAD = 366
+MAX_PERIOD_DAYS = 3660
+
+
+def _as_date(value: date | str | None, name: str, now: datetime | None = None) -> date | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value.astimezone(UTC).date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"--{name} must be a date like 2024-05-31, not {value!r}.") from None
+        day = value.astimezone(UTC).date()
+    elif isinstance(value, date):
+        day = value
+    else:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"--{name} must be a date like 2024-05-31, not {value!r}.") from None
+    latest = (now or datetime.now(UTC)).astimezone(UTC).date() + timedelta(LATEST_DAYS_AHEAD)
+    if not EARLIEST_DAY <= day <= latest:
+        raise ValueError(f"--{name} must be between {EARLIEST_DAY} and {latest}, not {day}.")
+    return day
 
 
 def resolve_period(start: date | str | None, end: date | str | None, now: datetime) -> Period:
-    """Defaults: the last 30 days up to today (UTC); a lone start runs 30 days from it."""
-    start_day, end_day = _as_date(start, "start"), _as_date(end, "end")
+    """Defaults: the last 30 days up to today (UTC); a lone start runs 30 days from it.
+
+    Dates lie between EARLIEST_DAY and a year from today, and a period spans at most
+    MAX_PERIOD_DAYS; anything else is a ValueError that says so.
+    """
+    start_day, end_day = _as_date(start, "start", now), _as_date(end, "end", now)
     if end_day is None:
         today = now.astimezone(UTC).date()
         end_day = start_day + timedelta(days=DEFAULT_DAYS - 1) if start_day else today
@@ -102,6 +118,9 @@ def resolve_period(start: date | str | None, end: date | str | None, now: dateti
         start_day = end_day - timedelta(days=DEFAULT_DAYS - 1)
     if start_day > end_day:
         raise ValueError(f"The start ({start_day}) is after the end ({end_day}).")
+    if (end_day - start_day).days + 1 > MAX_PERIOD_DAYS:
+        raise ValueError(f"The period {start_day} to {end_day} is longer than "
+                         f"{MAX_PERIOD_DAYS} days (about ten years): choose a shorter one.")
     return Period(start_day, end_day)
 
 
