@@ -20,13 +20,17 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    clients = list(args.clients)
+    clients, skipped = list(args.clients), 0
     if args.all or not clients:
-        from resources.client_config import load_client_configs
+        from resources.client_config import read_clients_file
 
+        clients_file = read_clients_file()
+        for problem in clients_file.problems.values():  # reported and skipped, the rest sync
+            print(f"error: {problem}", file=sys.stderr)
+        skipped = len(clients_file.problems)
         stored = [c.client_id for c in ConnectionStore.from_settings().list()
                   if c.state != ConnectionState.DISCONNECTED]
-        clients = sorted(set(stored) | set(load_client_configs()))
+        clients = sorted(set(stored) | set(clients_file.configs))
         if not clients:
             print("No clients yet: run `stripe-reports connect CLIENT` first.", file=sys.stderr)
             return 2
@@ -39,13 +43,19 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if not o.success]
     if failed:
         print(f"\n{len(failed)} of {len(outcomes)} client(s) failed.", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or skipped else 0
+
+
+def _run_sandbox(argv: list[str]) -> int:
+    """`sandbox [--port N] [--seed N] ...`: the sandbox's own parser reads the options (and
+    `--help`); it is imported only here, as it costs a quarter of a second."""
+    from sandbox.cli import main as sandbox_main
+
+    return sandbox_main(argv) or 0
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from sandbox.cli import main as sandbox_main
-
-    return sandbox_main(args.rest) or 0
+    return _run_sandbox(args.rest)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -71,6 +81,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     serve(host=args.host, port=args.port)
     return 0
+
+
+def _port(text: str) -> int:
+    """A TCP port for --port: 1 to 65535, or 0 for any free port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{port} is not a port: use 1 to 65535 (or 0 for any free port)")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the report web page")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument("--port", type=_port, default=8050,
+                       help="1 to 65535, or 0 for any free port (default 8050)")
     serve.set_defaults(handler=_cmd_serve)
 
     sandbox = commands.add_parser(
@@ -139,15 +162,58 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(handler=_cmd_sandbox)
 
     demo = commands.add_parser("demo", help="sandbox + demo clients, synced and reported")
-    demo.add_argument("--port", type=int, default=0, help="sandbox port (default: any free)")
+    demo.add_argument("--port", type=_port, default=0, help="sandbox port (default: any free)")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
+def _named_clients(args: argparse.Namespace) -> list[str]:
+    if args.command in ("connect", "disconnect", "widget"):
+        return [args.client]
+    return list(getattr(args, "clients", None) or [])
+
+
+def check_named_clients(args: argparse.Namespace) -> None:
+    """Every client a command names is a valid id and, but for `connect`, a known client
+    (in the store or clients.yaml): before any partition, run or alert exists."""
+    from resources.connection_store import ConnectionStore, check_client_ids
+    from resources.user_errors import UnknownClient
+
+    names = check_client_ids(_named_clients(args))
+    if not names or args.command == "connect":
+        return
+    from resources.client_config import ClientsFileError, read_clients_file
+
+    clients_file = read_clients_file()
+    with ConnectionStore.from_settings() as store:
+        known = {c.client_id for c in store.list()} | set(clients_file.configs)
+    for name in names:
+        if name in clients_file.problems:
+            raise ClientsFileError(clients_file.problems[name])
+        if name not in known:
+            raise UnknownClient(name, sorted(known))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Failures a user can act on (resources/user_errors.py) end as one
+    line on stderr and the exit code CONTRACT.md gives; anything else is a bug and keeps
+    its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:
+        return _run_sandbox(argv[1:])
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        check_named_clients(args)
+        return int(args.handler(args) or 0)
+    except Exception as error:
+        from resources.user_errors import explain
+
+        problem = explain(error)
+        if problem is None:
+            raise
+        print(f"error: {problem.message}", file=sys.stderr)
+        return problem.exit_code
 
 
 if __name__ == "__main__":

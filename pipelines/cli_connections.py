@@ -29,6 +29,8 @@ def _print_refusal(error: StripeAccessError | Exception) -> None:
 def connect(args: argparse.Namespace) -> int:
     from resources.credentials import connect_client
 
+    with ConnectionStore.from_settings() as store:
+        store.verify_master_key(args.client)  # refused before the key is even asked for
     raw_key = _read_key(args.client)
     try:
         outcome = connect_client(args.client, raw_key, name=args.name, strict=args.strict,

@@ -10,6 +10,7 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from resources.connection_store import check_client_ids
 from resources.settings import load_settings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -37,6 +38,7 @@ def get_instance() -> DagsterInstance:
 
 def register_clients(instance: DagsterInstance, client_ids: list[str]) -> None:
     """Make each client a partition key (idempotent)."""
+    check_client_ids(client_ids)  # every path registers here: no bad id becomes a partition
     known = set(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
     missing = [c for c in client_ids if c not in known]
     if missing:

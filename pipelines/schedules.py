@@ -1,13 +1,17 @@
 """Schedules: one run per connected client, at the cadence set in clients.yaml (hourly default)."""
 
-
 import re
 
 from dagster import RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SkipReason
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from pipelines.jobs import stripe_sync_job
-from resources.client_config import DEFAULT_SCHEDULE, load_client_configs
+from resources.client_config import (
+    DEFAULT_SCHEDULE,
+    ClientsFileError,
+    load_client_configs,
+    read_clients_file,
+)
 
 
 def _schedule_name(cron: str) -> str:
@@ -17,16 +21,31 @@ def _schedule_name(cron: str) -> str:
 
 
 def clients_on(cron: str, partition_keys: list[str]) -> list[str]:
-    """The registered clients whose cadence is `cron` (undeclared clients run on the default)."""
-    configs = load_client_configs()
+    """The registered clients that sync on `cron` (undeclared clients run on the default).
+
+    A client is a target only while it is connected (or failed: its next run tells it so)
+    in the store, or declared in clients.yaml and not disconnected: a disconnected or purged
+    client, a stray partition, or a client whose entry in clients.yaml is broken gets no run.
+    """
+    from resources.connection_store import ConnectionState, ConnectionStore
+
+    clients_file = read_clients_file()
+    configs = clients_file.configs
+    with ConnectionStore.from_settings() as store:
+        states = {c.client_id: c.state for c in store.list()}
     return [
         client for client in partition_keys
-        if (configs[client].schedule if client in configs else DEFAULT_SCHEDULE) == cron
+        if client not in clients_file.problems
+        and (client in configs or client in states)
+        and states.get(client) is not ConnectionState.DISCONNECTED
+        and (configs[client].schedule if client in configs else DEFAULT_SCHEDULE) == cron
     ]
 
 
 def _build(cron: str) -> ScheduleDefinition:
     def evaluate(context: ScheduleEvaluationContext):
+        for problem in read_clients_file().problems.values():
+            context.log.warning(problem)
         clients = clients_on(cron, context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
         if not clients:
             yield SkipReason(f"No connected client syncs on '{cron}'.")
@@ -47,5 +66,11 @@ def _build(cron: str) -> ScheduleDefinition:
 
 
 def build_sync_schedules() -> list[ScheduleDefinition]:
-    crons = {DEFAULT_SCHEDULE} | {c.schedule for c in load_client_configs().values()}
+    """One schedule per cadence in use. A clients.yaml that cannot be read leaves the hourly
+    schedule, whose ticks then fail with the file's problem (the code location still loads)."""
+    try:
+        configs = load_client_configs()
+    except ClientsFileError:
+        configs = {}
+    crons = {DEFAULT_SCHEDULE} | {c.schedule for c in configs.values()}
     return [_build(cron) for cron in sorted(crons)]

@@ -26,7 +26,7 @@ def print_widget(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         result = run_widget(args.client, args.widget, args.start, args.end, args.currency)
     except (UnknownWidget, ValueError) as error:
-        err.write(f"{error}\n")
+        err.write(f"error: {error}\n")
         return 2
     # Every state is an answer (its JSON says which): exit 0, as scripts piping to jq expect.
     out.write(render(result, args.format).rstrip("\n") + "\n")

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -45,8 +46,14 @@ from reports.widgets import (
     run_widgets,
     widget_catalog,
 )
-from resources.connection_store import ClientConnection, ConnectionStore, check_client_id
+from resources.connection_store import (
+    ClientConnection,
+    ConnectionStore,
+    InvalidClientId,
+    check_client_id,
+)
 from resources.settings import Settings, load_settings
+from resources.user_errors import CommandError
 from resources.warehouse import Warehouse
 
 log = logging.getLogger("stripe_reports.web")
@@ -395,6 +402,13 @@ async def api_widgets(request: Request) -> Response:
     return JSONResponse([r.to_json() for r in results])
 
 
+async def invalid_client_id(request: Request, error: Exception) -> Response:
+    """A client id that is not a slug is the visitor's mistake on every route: 400."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return _page(request, "error.html", {"message": str(error)}, status=400)
+
+
 # -- the app --------------------------------------------------------------------------------
 
 
@@ -439,15 +453,41 @@ def create_app(settings: Settings | None = None, *, host: str | None = None) -> 
             Middleware(TrustedHostMiddleware, allowed_hosts=_allowed_hosts(host)),
         ],
         lifespan=lifespan,
+        exception_handlers={InvalidClientId: invalid_client_id},
     )
     app.state.reports = state
     app.state.templates = templates
     return app
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a refusal is one clear line and the printed
+    URL is the real one (port 0: the free port the system chose)."""
+    if not 0 <= port <= 65535:
+        raise CommandError(f"{port} is not a port: use 1 to 65535 (or 0 for any free port).")
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise CommandError(f"Cannot listen on {host}: {error}. Use --host 127.0.0.1 or the "
+                           "address of one of this machine's interfaces.", 1) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise CommandError(f"Cannot listen on {host}:{port} ({error.strerror}). Choose another "
+                           "port with --port, or stop what is using it.", 1) from None
+    return sock
+
+
 def serve(host: str = "127.0.0.1", port: int = 8050) -> None:
     """Run the report page with uvicorn (127.0.0.1 by default: reachable from this machine)."""
     import uvicorn
 
-    print(f"Report page: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    uvicorn.run(create_app(host=host), host=host, port=port, log_level="warning")
+    sock = _listen(host, port)
+    app = create_app(host=host)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Report page: http://{shown}:{sock.getsockname()[1]}/  (Ctrl-C to stop)", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -12,16 +12,18 @@ never logged, never put in an exception, and only ever stored encrypted.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import JSON, Column, DateTime, Text, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -56,14 +58,27 @@ class ClientNotConnected(LookupError):
         )
 
 
-def check_client_id(client_id: str) -> str:
-    """The client id if it is a slug ([a-z0-9_-], starting with a letter or digit)."""
-    if not CLIENT_ID_PATTERN.fullmatch(client_id):
-        raise ValueError(
+class InvalidClientId(ValueError):
+    """A client id that is not a slug; the message says what a valid one looks like."""
+
+
+def check_client_id(client_id: object) -> str:
+    """The client id if it is a slug ([a-z0-9_-], starting with a letter or digit).
+
+    The one guard every path uses (CLI, web page, clients.yaml, partition registration):
+    an id becomes a Dagster partition, a file name and a URL segment.
+    """
+    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
+        raise InvalidClientId(
             f"Invalid client id {client_id!r}: use 1 to 63 lower-case letters, digits, '-' or "
             "'_', starting with a letter or a digit (for example 'acme-shop')."
         )
     return client_id
+
+
+def check_client_ids(client_ids: Iterable[object]) -> list[str]:
+    """Every id checked with check_client_id before any of them is used."""
+    return [check_client_id(client_id) for client_id in client_ids]
 
 
 def utc_now() -> datetime:
@@ -231,14 +246,29 @@ def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _read_only_url(path: Path) -> str | None:
+    """A read-only URL for a store whose folder cannot be written (a read-only mount).
+
+    SQLite needs to write beside a WAL database even to read it; a file nobody is writing
+    (no -wal beside it) is opened as immutable instead, so `clients` and widgets still work.
+    """
+    if not path.exists() or os.access(path.parent, os.W_OK):
+        return None
+    immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+
+
 def _sqlite_engine(url: str) -> Engine:
     parsed = make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
+    read_only = None
     if not in_memory:
+        path = Path(parsed.database).expanduser()
         # A folder we create is private: it holds the store (and usually the key file).
-        Path(parsed.database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        read_only = _read_only_url(path)
     engine = create_engine(
-        url,
+        read_only or url,
         hide_parameters=True,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         **({"poolclass": StaticPool} if in_memory else {}),
@@ -249,8 +279,9 @@ def _sqlite_engine(url: str) -> Engine:
         # Let SQLAlchemy say BEGIN itself (below), so writes can say BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
-        _enable_wal(dbapi_connection)
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+        if read_only is None:
+            _enable_wal(dbapi_connection)
+            dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -328,6 +359,32 @@ class ConnectionStore:
             raise ClientNotConnected(client_id, "is not connected")
         return row
 
+    def _check_master_key(self, session: Session, client_id: str | None) -> None:
+        """Refuse a master key that cannot open the keys already stored (but `client_id`'s
+        own, which is being replaced): one store must never hold keys under two master keys."""
+        rows = session.exec(
+            select(StripeConnection.client_id, StripeConnection.encrypted_key)
+            .where(col(StripeConnection.encrypted_key).is_not(None))
+        )
+        for other, token in rows:
+            if other == client_id:
+                continue
+            try:
+                self._cipher.decrypt(token)
+            except WrongMasterKey:
+                raise WrongMasterKey(
+                    f"The master key this process uses ({self._cipher.source}) cannot open the "
+                    f"Stripe keys already in the connection store (client '{other}'), so nothing "
+                    "was stored: one store keeps one master key. Set STRIPE_REPORTS_SECRET to the "
+                    "master key the store was created with (unset, the key file in "
+                    "STRIPE_REPORTS_HOME is used) and run the command again."
+                ) from None
+
+    def verify_master_key(self, client_id: str | None = None) -> None:
+        """Raise WrongMasterKey now if saving `client_id`'s key would be refused for it."""
+        with self._reading() as session:
+            self._check_master_key(session, client_id)
+
     # -- reading ----------------------------------------------------------------------
 
     def get(self, client_id: str) -> ClientConnection | None:
@@ -398,6 +455,7 @@ class ConnectionStore:
         now = utc_now()
         encrypted = self._cipher.encrypt(secret_key)
         with self._writing() as session:
+            self._check_master_key(session, client_id)
             row = session.get(StripeConnection, client_id, with_for_update=True)
             if row is None:
                 row = StripeConnection(
