@@ -1,7 +1,9 @@
-"""Pacing for one Stripe account: a token bucket that backs off on 429 and recovers."""
+"""Pacing for one Stripe account (a token bucket that backs off on 429 and recovers), and
+the backoff between attempts of one request."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -57,3 +59,31 @@ class AdaptiveRateLimiter:
         if self.rate < self.ceiling and now - self._last_throttle > 1.0:
             elapsed = now - max(self._last_throttle, self._updated)
             self.rate = min(self.ceiling, self.rate + self.recovery_per_second * max(elapsed, 0))
+
+
+class Backoff:
+    """When to try one request again: exponential delays with jitter, within a time budget.
+
+    Delays double from `first` up to `cap`, each drawn in [half, whole] so that threads
+    failing together do not retry together. A server's own Retry-After is a floor.
+    """
+
+    def __init__(self, budget: float, first: float = 0.25, cap: float = 5.0) -> None:
+        self.budget = budget
+        self.started = time.monotonic()
+        self.first = first
+        self.cap = cap
+        self.attempts = 1  # the first try has been made when a delay is asked for
+
+    def next_delay(self, at_least: float = 0.0) -> float | None:
+        """Seconds to wait before the next attempt, or None once the budget is spent."""
+        remaining = self.started + self.budget - time.monotonic()
+        if remaining <= 0:
+            return None
+        base = min(self.cap, self.first * 2 ** (self.attempts - 1))
+        self.attempts += 1
+        return min(remaining, max(at_least, random.uniform(base / 2, base)))
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

@@ -1,19 +1,23 @@
 """Access to one client's Stripe account through the official SDK.
 
 One `stripe.StripeClient` per client (never the module-global key), pointed at
-`STRIPE_API_BASE`, with the SDK's own retries for dropped connections and 5xx,
-our pacing on top, and every Stripe error mapped to resources.failures.
+`STRIPE_API_BASE`, paced by the account's adaptive limiter, and every Stripe error
+mapped to resources.failures. Every transient failure (5xx, 429, a dropped, reset or
+timed-out connection, a truncated or non-JSON answer) is retried per request, with
+exponential backoff and jitter, for up to `retry_seconds` (STRIPE_REPORTS_RETRY_SECONDS,
+default 180 s): a blip costs one request, never the run. The SDK's own retries are off,
+so every attempt is paced and counted.
 """
 
 from __future__ import annotations
 
 import copy
-import random
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -34,16 +38,26 @@ from resources.rate_limit import (
     LIVE_REQUESTS_PER_SECOND,
     TEST_REQUESTS_PER_SECOND,
     AdaptiveRateLimiter,
+    Backoff,
 )
 
 PAGE_SIZE = 100  # Stripe's maximum
+RETRY_SECONDS_ENV = "STRIPE_REPORTS_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 180.0
+# A 200 whose body does not decode: truncated, or not JSON at all (a proxy's HTML page).
+_MALFORMED = (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError,
+              UnicodeDecodeError)
+# Connection failures that asking again cannot fix: the base address itself is wrong.
+_PERMANENT_CONNECTION = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                         requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader)
+T = TypeVar("T")
 
 
 class _ListBody(msgspec.Struct):
     """A list response, cut into each object's JSON text without decoding the objects."""
 
-    data: list[msgspec.Raw] = []
-    has_more: bool = False
+    data: list[msgspec.Raw]  # required: a body without them is not a list, and is retried
+    has_more: bool
 
 
 class _ListedHead(msgspec.Struct):
@@ -93,8 +107,8 @@ class StripeAccount:
         api_base: str,
         stripe_account: str | None = None,
         requests_per_second: float | None = None,
-        max_network_retries: int = 2,
-        max_throttle_retries: int = 8,
+        max_network_retries: int = 0,
+        retry_seconds: float | None = None,
         timeout: float = 60.0,
     ) -> None:
         self.client_id = client_id
@@ -102,11 +116,13 @@ class StripeAccount:
         self.livemode = "_live_" in secret_key
         default_rate = LIVE_REQUESTS_PER_SECOND if self.livemode else TEST_REQUESTS_PER_SECOND
         self.limiter = AdaptiveRateLimiter(requests_per_second or default_rate)
-        self.max_throttle_retries = max_throttle_retries
+        self.retry_seconds = retry_seconds if retry_seconds is not None else _retry_seconds()
         self._client = stripe.StripeClient(
             secret_key,
             stripe_account=stripe_account,
             base_addresses={"api": api_base},
+            # Ours retry everything transient, paced and counted; the SDK's would retry
+            # unpaced, and only 5xx and some connection errors, twice by default.
             max_network_retries=max_network_retries,
             http_client=stripe.RequestsClient(timeout=timeout, session=_session(api_base)),
         )
@@ -129,51 +145,59 @@ class StripeAccount:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a Stripe path, decoded."""
-        return orjson.loads(self._get_body(path, params or {}))
+        return self._fetch(path, params or {}, _decode_object)
 
     def get_page(self, path: str, params: dict[str, Any]) -> ListPage:
         """GET one page of a Stripe list, its objects left as JSON text."""
-        body = self._get_body(path, params)
-        try:
-            return ListPage.from_body(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise StripeAccessError(
-                message=f"Stripe answered {path} with something that is not a list; "
-                "the next scheduled sync retries.",
-                client_id=self.client_id, masked_key=self.masked_key, code="unexpected_response",
-            ) from None
+        return self._fetch(path, params, ListPage.from_body)
 
-    def _get_body(self, path: str, params: dict[str, Any]) -> bytes:
-        """GET a Stripe path; 429s back off and retry, credential errors raise at once."""
-        for attempt in range(self.max_throttle_retries + 1):
+    def _fetch(self, path: str, params: dict[str, Any], decode: Callable[[bytes], T]) -> T:
+        """GET and decode, retrying transient failures within the budget; credential
+        errors and other refusals raise at once. Decoding is part of the attempt: a
+        truncated or non-JSON 200 is asked for again like a 500."""
+        backoff = Backoff(self.retry_seconds)
+        while True:
             self.limiter.acquire()
             self._count()
             try:
-                return self._send_get(path, params)
-            except stripe.RateLimitError as error:
-                self.limiter.on_throttled()
-                if attempt == self.max_throttle_retries:
-                    raise self._transient(error, "Stripe kept rate-limiting our requests") from None
-                time.sleep(min(5.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
-            except stripe.AuthenticationError as error:
-                raise self._rejected(error) from None
-            except stripe.PermissionError as error:
-                raise self._permission(error, path) from None
-            except (stripe.APIConnectionError, stripe.APIError) as error:
-                # The SDK already retried these; one failure here ends the run, key untouched.
+                return decode(self._send_get(path, params))
+            except (stripe.StripeError, *_MALFORMED) as error:
+                what, at_least = self._retryable(error, path)
+                failure = error
+            delay = backoff.next_delay(at_least)
+            if delay is None:
+                raise self._gave_up(failure, what, backoff) from None
+            time.sleep(delay)
+
+    def _retryable(self, error: Exception, path: str) -> tuple[str, float]:
+        """What went wrong and the least wait before asking again; raises what is final."""
+        if isinstance(error, _MALFORMED):
+            return f"Stripe kept answering {path} with a malformed response", 0.0
+        assert isinstance(error, stripe.StripeError)
+        if isinstance(error, stripe.RateLimitError):
+            self.limiter.on_throttled()
+            return "Stripe kept rate-limiting our requests", _retry_after(error)
+        if isinstance(error, stripe.AuthenticationError):
+            raise self._rejected(error) from None
+        if isinstance(error, stripe.PermissionError):
+            raise self._permission(error, path) from None
+        if isinstance(error, stripe.APIConnectionError):
+            if isinstance(error.__cause__, _PERMANENT_CONNECTION):
                 raise self._transient(error, "Stripe could not be reached") from None
-            except stripe.StripeError as error:
-                raise StripeAccessError(
-                    message=f"Stripe refused the request to {path}: {error.user_message}",
-                    client_id=self.client_id, masked_key=self.masked_key,
-                    code=_code(error), request_id=error.request_id, http_status=error.http_status,
-                ) from None
-        raise AssertionError("unreachable")
+            return "Stripe could not be reached", 0.0
+        if isinstance(error, stripe.APIError) and not 400 <= (error.http_status or 500) < 500:
+            return "Stripe could not be reached", 0.0  # 5xx, or an error body that was not JSON
+        raise StripeAccessError(
+            message=f"Stripe refused the request to {path}: {error.user_message}",
+            client_id=self.client_id, masked_key=self.masked_key,
+            code=_code(error), request_id=error.request_id, http_status=error.http_status,
+        ) from None
 
     def _send_get(self, path: str, params: dict[str, Any]) -> bytes:
-        """The SDK's requestor sends the request (auth, encoding, retries) and raises its
-        typed errors; a successful body comes back as bytes, so we decode only what we
-        need: the SDK's OrderedDict decoding costs more CPU than everything else in a sync.
+        """The SDK's requestor sends the request (auth, encoding) and raises its typed
+        errors; a successful body comes back as bytes, so we decode only what we need:
+        the SDK's decoding costs more CPU than everything else in a sync. Both calls are
+        private: tests/test_faults.py fails the day their shape changes.
         """
         requestor = getattr(self._client, "_requestor", None)
         if requestor is None or not hasattr(requestor, "request_raw"):
@@ -233,12 +257,24 @@ class StripeAccount:
         )
 
     def _transient(self, error: stripe.StripeError, what: str) -> TransientStripeError:
+        return self._transient_failure(error, what, "")
+
+    def _gave_up(self, error: Exception, what: str, backoff: Backoff) -> TransientStripeError:
+        tried = (f" Tried {backoff.attempts} times over {backoff.elapsed:.0f} s (retry budget "
+                 f"{self.retry_seconds:.0f} s, {RETRY_SECONDS_ENV}).")
+        return self._transient_failure(error, what, tried)
+
+    def _transient_failure(self, error: Exception, what: str, tried: str
+                           ) -> TransientStripeError:
+        # A body that did not decode came with a 2xx: _send_get raises for anything else.
+        known = error if isinstance(error, stripe.StripeError) else None
+        status = known.http_status if known else 200
         return TransientStripeError(
-            message=f"{what} for client {self.client_id!r} "
-            f"({error.http_status or 'no response'}); the key was not marked failed. "
-            "The next scheduled sync retries.",
-            client_id=self.client_id, masked_key=self.masked_key, code=_code(error),
-            request_id=error.request_id, http_status=error.http_status,
+            message=f"{what} for client {self.client_id!r} ({status or 'no response'}); "
+            f"the key was not marked failed.{tried} The next scheduled sync retries.",
+            client_id=self.client_id, masked_key=self.masked_key,
+            code=_code(known) if known else "malformed_response",
+            request_id=known.request_id if known else None, http_status=status,
         )
 
 
@@ -250,6 +286,30 @@ def _session(api_base: str) -> requests.Session:
     session.proxies = requests.utils.get_environ_proxies(api_base)
     session.trust_env = False
     return session
+
+
+def _retry_seconds() -> float:
+    """The per-request retry budget from the environment (seconds), else the default."""
+    raw = os.environ.get(RETRY_SECONDS_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_RETRY_SECONDS
+    except ValueError:
+        return DEFAULT_RETRY_SECONDS
+
+
+def _retry_after(error: stripe.StripeError) -> float:
+    """Seconds the server asked us to wait (Retry-After), capped: we pace ourselves too."""
+    try:
+        return min(60.0, max(0.0, float((error.headers or {}).get("Retry-After", 0))))
+    except (TypeError, ValueError):  # an HTTP date: fall back on our own backoff
+        return 0.0
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
+    decoded = orjson.loads(body)
+    if not isinstance(decoded, dict):
+        raise msgspec.ValidationError("expected a JSON object")
+    return decoded
 
 
 def _code(error: stripe.StripeError) -> str | None:

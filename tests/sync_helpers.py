@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -55,3 +56,81 @@ def duplicate_count(warehouse: Warehouse, table: str) -> int:
 
 def new_warehouse(tmp_path: Path) -> Warehouse:
     return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def _at(obj: dict, path: tuple[str, ...]):
+    for part in path:
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def _typed_totals(warehouse: Warehouse, spec: StreamSpec, client_id: str,
+                  live: set[str]) -> tuple[dict[str, int], dict[str, str | None]]:
+    """Sums of the stream's integer columns over live rows, and each live row's status."""
+    sums = [c.name for c in spec.columns if c.type == "BIGINT" and not c.ref]
+    has_status = any(c.name == "status" for c in spec.columns)
+    select = ", ".join(["id", "status" if has_status else "NULL", *sums])
+    with warehouse.reader() as conn:
+        rows = conn.execute(f"SELECT {select} FROM stripe.{spec.table} "
+                            "WHERE client_id = ? AND NOT is_deleted", [client_id]).fetchall()
+    totals = {name: sum(row[2 + i] or 0 for row in rows) for i, name in enumerate(sums)}
+    statuses = {row[0]: row[1] for row in rows if row[0] in live}
+    return totals, statuses
+
+
+def compare_with_source(server, name: str, warehouse: Warehouse, client_id: str | None = None,
+                        deleted: Iterable[str] = ()) -> list[str]:
+    """Every difference between the warehouse and what the sandbox lists, stream by stream:
+    ids and counts, duplicates, each object's JSON, the sums of the typed integer columns
+    (amounts), statuses, and deletions (`is_deleted` exactly on the rows Stripe no longer
+    lists, `deleted` among them). An empty list means the warehouse equals the source."""
+    client_id = client_id or name
+    wanted_gone = set(deleted)
+    problems: list[str] = []
+    for spec in STREAMS:
+        source = source_objects(server, name, spec)
+        rows = warehouse_rows(warehouse, spec.table, client_id)
+        live = {i for i, r in rows.items() if not r["is_deleted"]}
+        flagged = set(rows) - live
+        table = spec.table
+        if live != set(source):
+            problems.append(f"{table}: {len(live)} live rows for {len(source)} in the source; "
+                            f"missing {sorted(set(source) - live)[:5]}, "
+                            f"extra {sorted(live - set(source))[:5]}")
+        if flagged & set(source):
+            problems.append(f"{table}: flagged deleted, yet listed "
+                            f"{sorted(flagged & set(source))[:5]}")
+        if (wanted_gone & set(rows)) - flagged:
+            problems.append(f"{table}: deleted in Stripe, not flagged "
+                            f"{sorted((wanted_gone & set(rows)) - flagged)[:5]}")
+        changed = [i for i in live & set(source) if rows[i]["raw"] != source[i]]
+        if changed:
+            problems.append(f"{table}: {len(changed)} rows differ from Stripe, e.g. {changed[0]}")
+        if duplicate_count(warehouse, table):
+            problems.append(f"{table}: duplicate rows")
+        totals, statuses = _typed_totals(warehouse, spec, client_id, live)
+        for column, total in totals.items():
+            path = next(c.source_path for c in spec.columns if c.name == column)
+            expected = sum(_at(obj, path) or 0 for obj in source.values())
+            if total != expected:
+                problems.append(f"{table}.{column}: sum {total} != source {expected}")
+        if statuses and statuses != {i: source[i].get("status") for i in statuses}:
+            problems.append(f"{table}: statuses differ from the source")
+        problems += _child_differences(warehouse, spec, client_id, source)
+    return problems
+
+
+def _child_differences(warehouse: Warehouse, spec: StreamSpec, client_id: str,
+                       source: dict[str, dict]) -> list[str]:
+    """Child tables (subscription items) hold exactly the items of the listed parents."""
+    problems = []
+    for child in spec.children:
+        expected = {item["id"] for obj in source.values() for item in _at(obj, child.path) or []}
+        with warehouse.reader() as conn:
+            ids = [row[0] for row in conn.execute(
+                f"SELECT c.id FROM stripe.{child.table} c JOIN stripe.{spec.table} p "
+                f"ON p.client_id = c.client_id AND p.id = c.{child.parent_column} "
+                "WHERE c.client_id = ? AND NOT p.is_deleted", [client_id]).fetchall()]
+        if sorted(ids) != sorted(expected):
+            problems.append(f"{child.table}: {len(ids)} rows for {len(expected)} in the source")
+    return problems

@@ -60,7 +60,7 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture
-def world(home, sandbox_factory):
+def world(home, sandbox_factory, monkeypatch):
     """acme (healthy), globex (key revoked since), initech (unreachable), oldco (disconnected)."""
     server = sandbox_factory([AccountSpec(name, **SMALL)
                               for name in ("acme", "globex", "initech", "oldco")])
@@ -70,7 +70,9 @@ def world(home, sandbox_factory):
                                   account_id=account.account_id, livemode=False)
         store.disconnect("oldco")
     server.world.revoke_key("globex")
-    server.inject_faults("initech", 3, kind="drop")  # more than the SDK retries
+    # An outage that outlasts the (shortened) per-request retry budget.
+    monkeypatch.setenv("STRIPE_REPORTS_RETRY_SECONDS", "1")
+    server.inject_faults("initech", 10_000, kind="drop")
     return server
 
 
