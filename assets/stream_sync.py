@@ -45,7 +45,6 @@ from resources.warehouse import (
     merge_rows,
     read_state,
     save_state,
-    state_saved_at,
 )
 
 EVENT_RETENTION = timedelta(days=30)
@@ -133,7 +132,6 @@ class _StreamLoader:
         self.synced_at = synced_at
         # The client had no rows in the table when the listing began: nothing to replace.
         self.known_new = False
-        self.saved_at: datetime | None = None  # when this run last saved the cursor
 
     def flush(self, rows: pa.Table, final: bool = False,
               conn: duckdb.DuckDBPyConnection | None = None) -> None:
@@ -143,8 +141,6 @@ class _StreamLoader:
                 self.flush(rows, final, own)
             return
         conn.begin()
-        if self.known_new and self._another_run_wrote(conn):
-            self.known_new = False
         counts: MergeCounts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
         if final and self.state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.
@@ -154,25 +150,20 @@ class _StreamLoader:
                 )
             self.state.full_started_at = None
             self.state.last_full_sync = self.synced_at
-        self.saved_at = save_state(conn, self.state)
+        save_state(conn, self.state)
         conn.commit()
         self.result.inserted += counts.inserted
         self.result.updated += counts.updated
         self.result.created_cursor = self.state.created_cursor
         self.result.events_cursor = self.state.events_cursor
 
-    def _another_run_wrote(self, conn: duckdb.DuckDBPyConnection) -> bool:
-        """Every sync saves the stream's cursor with each chunk it lands: a cursor saved
-        since this run began, and not by it, means another run of the client (a CLI sync
-        beside a scheduled one) has landed rows the listing may hold again."""
-        saved_at = state_saved_at(conn, self.client_id, self.spec.name)
-        return saved_at is not None and saved_at > self.synced_at and saved_at != self.saved_at
-
+    # Rows are stamped when their page arrived: a full listing flags as deleted only rows
+    # stamped before it began, never one written meanwhile (by any run).
     def rows(self, raw_objects: list[bytes]) -> pa.Table:
-        return to_arrow(self.client_id, raw_objects, self.synced_at)
+        return to_arrow(self.client_id, raw_objects, datetime.now(UTC))
 
     def rows_of_objects(self, objects: list[dict], deleted_ids: frozenset[str]) -> pa.Table:
-        return objects_to_arrow(self.client_id, objects, self.synced_at, deleted_ids)
+        return objects_to_arrow(self.client_id, objects, datetime.now(UTC), deleted_ids)
 
 
 class _ChunkWriter:
@@ -287,7 +278,9 @@ def sync_stream(
             reason = "the key cannot read events, so changes come from a full listing"
             result.full_refresh_reason = reason
     if reason is not None and state.full_started_at is None:
-        state.full_started_at = synced_at
+        # The listing covers objects created before `hi`: rows stamped earlier that it
+        # does not see again are gone from Stripe.
+        state.full_started_at = datetime.fromtimestamp(hi, UTC)
         state.created_cursor = None
     # After a full listing that starts now, events from `hi` on carry every later change.
     if state.events_cursor is None or reason is not None:
@@ -394,29 +387,56 @@ def sync_client(
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
+    on_wait: Callable[[str], None] = lambda _: None,
 ) -> SyncReport:
     """Check the key, then sync every stream side by side under the account's one pacer.
 
-    A credential failure stops everything at once; any other stream failure lets the
-    others finish and land, and is reported in `errors`. Permissions the key was knowingly
-    connected without (`accepted_missing`) skip their stream instead of failing.
+    One sync per client at a time: a second one (another process, another launch path)
+    waits for the first, then runs incrementally on what it landed. A credential failure
+    stops everything at once; any other stream failure lets the others finish and land,
+    and is reported in `errors`. Permissions the key was knowingly connected without
+    (`accepted_missing`) skip their stream instead of failing.
     """
     started = time.monotonic()
-    info = verify_account(account, expected_account_id)
-    report = SyncReport(account.client_id, info.get("id"))
-    specs = list(streams)
+    with warehouse.client_lock(account.client_id, on_wait=on_wait):
+        info = verify_account(account, expected_account_id)
+        report = SyncReport(account.client_id, info.get("id"))
+        options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
+                                 chunk_rows, accepted_missing)
+        report.streams = _sync_streams(account, warehouse, list(streams), options)
+        if include_balance:
+            report.balance_rows, report.balance_skipped = _balance_unless_accepted_missing(
+                account, warehouse, accepted_missing)
+    report.requests = account.requests
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass(frozen=True)
+class _StreamOptions:
+    full_refresh: bool
+    account_created: int | None
+    concurrency: int
+    progress: Progress | None
+    chunk_rows: int
+    accepted_missing: frozenset[str]
+
+
+def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
+                  options: _StreamOptions) -> dict[str, StreamResult]:
     failed = threading.Event()
 
     def run(spec: StreamSpec) -> StreamResult:
         if failed.is_set():
             return StreamResult(spec.name)
         try:
-            return sync_stream(account, warehouse, spec, full_refresh=full_refresh,
-                               account_created=info.get("created"), concurrency=concurrency,
-                               progress=progress, chunk_rows=chunk_rows,
-                               accepted_missing=accepted_missing)
+            return sync_stream(
+                account, warehouse, spec, full_refresh=options.full_refresh,
+                account_created=options.account_created, concurrency=options.concurrency,
+                progress=options.progress, chunk_rows=options.chunk_rows,
+                accepted_missing=options.accepted_missing)
         except PermissionMissing as gap:
-            if gap.details.get("missing_permission") in accepted_missing:
+            if gap.details.get("missing_permission") in options.accepted_missing:
                 return StreamResult(spec.name, skipped=gap.message)
             failed.set()
             raise
@@ -428,15 +448,15 @@ def sync_client(
 
     with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
         futures = [pool.submit(run, spec) for spec in specs]
-        for spec, future in zip(specs, futures, strict=True):
-            report.streams[spec.name] = future.result()
-    if include_balance:
-        try:
-            report.balance_rows = snapshot_balance(account, warehouse)
-        except PermissionMissing as gap:
-            if gap.details.get("missing_permission") not in accepted_missing:
-                raise
-            report.balance_skipped = gap.message
-    report.requests = account.requests
-    report.seconds = time.monotonic() - started
-    return report
+        return {spec.name: future.result()
+                for spec, future in zip(specs, futures, strict=True)}
+
+
+def _balance_unless_accepted_missing(account: StripeAccount, warehouse: Warehouse,
+                                     accepted_missing: frozenset[str]) -> tuple[int, str | None]:
+    try:
+        return snapshot_balance(account, warehouse), None
+    except PermissionMissing as gap:
+        if gap.details.get("missing_permission") not in accepted_missing:
+            raise
+        return 0, gap.message

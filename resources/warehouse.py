@@ -7,8 +7,8 @@ between reads) lives in resources/warehouse_lock.py.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,13 @@ from assets.streams import (
     StreamSpec,
 )
 from resources.settings import load_settings
-from resources.warehouse_lock import SharedReader, acquire, shared_reader, writer_waiting_flag
+from resources.warehouse_lock import (
+    SharedReader,
+    acquire,
+    client_sync_lock,
+    shared_reader,
+    writer_waiting_flag,
+)
 
 STATE_TABLE = "meta.sync_state"
 
@@ -126,6 +132,13 @@ class Warehouse:
     def intent_path(self) -> Path:
         return self.path.with_name(self.path.name + ".writer-waiting")
 
+    def client_lock(self, client_id: str, timeout: float = 3600.0,
+                    on_wait: Callable[[str], None] = lambda _: None
+                    ) -> AbstractContextManager[None]:
+        """Held while a client syncs or is purged: one at a time per client, every path."""
+        lock_path = self.path.with_name(f"{self.path.name}.clients") / f"{client_id}.lock"
+        return client_sync_lock(lock_path, client_id, timeout, on_wait)
+
     def _shared_reader(self) -> SharedReader:
         return shared_reader(self.path, self.lock_path, self.intent_path)
 
@@ -166,7 +179,7 @@ class Warehouse:
     def purge_client(self, client_id: str) -> int:
         """Delete every row of one client (stripe.*, reporting.*, cursors); returns the count."""
         removed = 0
-        with self.writer() as conn:
+        with self.client_lock(client_id), self.writer() as conn:
             tables = conn.execute(
                 "SELECT table_schema || '.' || table_name FROM information_schema.columns "
                 "WHERE column_name = 'client_id' AND table_schema IN ('stripe', 'reporting', "
@@ -196,16 +209,8 @@ def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> 
     return StreamState(client_id, stream, *row)
 
 
-def state_saved_at(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str
-                   ) -> datetime | None:
-    """When a sync last saved this stream's cursor (every chunk a sync lands saves it)."""
-    row = conn.execute(f"SELECT updated_at FROM {STATE_TABLE} WHERE client_id = ? AND stream = ?",
-                       [client_id, stream]).fetchall()
-    return row[0][0] if row else None
-
-
-def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> datetime:
-    """Save the cursors; returns the time stamped on them."""
+def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
+    """Save the cursors, stamped with the time they were saved."""
     saved_at = datetime.now(UTC)
     conn.execute(
         f"INSERT OR REPLACE INTO {STATE_TABLE} BY NAME SELECT ? AS client_id, ? AS stream, "
@@ -216,7 +221,6 @@ def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> datetime:
             state.last_full_sync, saved_at, state.full_started_at,
         ],
     )
-    return saved_at
 
 
 def _json_path(path: tuple[str, ...]) -> str:

@@ -34,30 +34,81 @@ class WarehouseBusy(TimeoutError):
     """The warehouse stayed locked by another writer for longer than we wait."""
 
 
+class ClientBusy(TimeoutError):
+    """Another sync of the same client held it for longer than we wait."""
+
+
 def _open_lock_file(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def acquire(lock_path: Path, exclusive: bool, timeout: float,
-            while_waiting: Callable[[], None] = lambda: None) -> int:
+            while_waiting: Callable[[], None] = lambda: None,
+            busy: Callable[[], Exception] | None = None) -> int:
     """Take the lock file shared or exclusive; returns the fd whose closing releases it."""
     fd = _open_lock_file(lock_path)
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise WarehouseBusy(
-                    f"The warehouse {lock_path.with_suffix('')} stayed locked by another "
-                    f"writer for {timeout:.0f}s; try again when the running sync ends."
-                ) from None
-            while_waiting()
-            time.sleep(POLL_SECONDS)
+    while not _try_flock(fd, mode):
+        if time.monotonic() > deadline:
+            os.close(fd)
+            raise (busy or _warehouse_busy(lock_path, timeout))()
+        while_waiting()
+        time.sleep(POLL_SECONDS)
+    return fd
+
+
+def _warehouse_busy(lock_path: Path, timeout: float) -> Callable[[], Exception]:
+    return lambda: WarehouseBusy(
+        f"The warehouse {lock_path.with_suffix('')} stayed locked by another "
+        f"writer for {timeout:.0f}s; try again when the running sync ends.")
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+@contextmanager
+def client_sync_lock(lock_path: Path, client_id: str, timeout: float,
+                     on_wait: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """One sync per client at a time, whichever process or path started it.
+
+    Waits (telling `on_wait` once who holds it) rather than failing: the second sync then
+    runs incrementally on what the first landed. The lock dies with its process.
+    """
+    holder = _holder(lock_path)
+    told: list[bool] = []
+
+    def tell_once() -> None:
+        if not told:
+            told.append(True)
+            who = holder or "another process"
+            on_wait(f"Another sync of client {client_id!r} is running ({who}); "
+                    "this one waits for it to finish.")
+
+    fd = acquire(lock_path, exclusive=True, timeout=timeout, while_waiting=tell_once,
+                 busy=lambda: ClientBusy(
+                     f"Another sync of client {client_id!r} ({holder or 'another process'}) "
+                     f"kept running for {timeout:.0f}s; this run changed nothing. Try again "
+                     "when it ends, or look at its run in the Dagster UI."))
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text(errors="replace").strip()[:200]
+    except OSError:
+        return ""
 
 
 @contextmanager

@@ -135,31 +135,42 @@ def test_objects_new_to_an_empty_table_and_already_changed_land_once(sandbox_fac
     assert_matches_source(server, "acme", warehouse)
 
 
-def test_a_run_that_found_the_table_empty_does_not_duplicate_rows_another_run_wrote(
+def test_a_second_run_of_a_client_waits_for_the_first_and_lands_nothing_twice(
         sandbox_factory, tmp_path, monkeypatch):
-    """Two runs of one client at once (a CLI sync beside a scheduled run): the one that
-    found the table empty must notice, when it writes, the rows the other landed since."""
+    """Two runs of one client at once (a CLI sync beside a scheduled run): the second
+    waits, says why, then runs incrementally on what the first landed."""
+    import threading
+
     import assets.stream_sync
     from assets.stream_sync import sync_client
 
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     warehouse = new_warehouse(tmp_path)
     listing = assets.stream_sync.extract_window
-    other_run: list[object] = []
+    waiting, second = threading.Event(), []
 
-    def listing_once_another_run_has_landed(account, endpoint, *args, **kwargs):
-        if endpoint == "/v1/charges" and not other_run:  # after this run's emptiness check
-            other_run.append("running")  # its own listing goes straight through
-            other_run[0] = sync_client(account_for(server, "acme"), warehouse,
-                                       [STREAMS_BY_NAME["charges"]], include_balance=False)
+    def second_run() -> None:
+        second.append(sync_client(account_for(server, "acme"), warehouse,
+                                  [STREAMS_BY_NAME["charges"]], include_balance=False,
+                                  on_wait=lambda message: (second.append(message),
+                                                           waiting.set())))
+
+    def listing_once_a_second_run_started(account, endpoint, *args, **kwargs):
+        if endpoint == "/v1/charges" and not second:
+            threading.Thread(target=second_run, daemon=True).start()
+            assert waiting.wait(10), "the second run did not wait for the first"
         return listing(account, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(assets.stream_sync, "extract_window",
-                        listing_once_another_run_has_landed)
+    monkeypatch.setattr(assets.stream_sync, "extract_window", listing_once_a_second_run_started)
     report = run_sync(server, "acme", warehouse)
+    deadline = time.monotonic() + 60
+    while len(second) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
-    assert other_run[0].streams["charges"].inserted == 600
-    assert report.streams["charges"].updated == 600 and report.streams["charges"].inserted == 0
+    assert "Another sync of client 'acme' is running" in second[0]
+    assert report.streams["charges"].inserted == 600
+    assert second[1].streams["charges"].inserted == 0
+    assert second[1].streams["charges"].full_refresh_reason is None
     assert_matches_source(server, "acme", warehouse)
 
 
