@@ -97,6 +97,8 @@ def extract_window(
             work.put(_Slice(part_lo, part_hi))
         results.put(PageResult(data))
 
+    failures: list[BaseException] = []
+
     def worker() -> None:
         while not stop.is_set():
             try:
@@ -108,9 +110,9 @@ def extract_window(
                 continue
             try:
                 fetch(piece)
-            except BaseException as error:  # handed to the consumer, which re-raises
-                stop.set()
-                results.put(error)
+            except BaseException as error:  # the consumer re-raises it, after the pages
+                failures.append(error)
+                stop.set()  # no new slices; fetches under way still deliver their pages
                 return
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, concurrency))]
@@ -120,7 +122,7 @@ def extract_window(
     def closer() -> None:
         for thread in threads:
             thread.join()
-        results.put(_DONE)
+        results.put(failures[0] if failures else _DONE)
 
     threading.Thread(target=closer, daemon=True).start()
     try:

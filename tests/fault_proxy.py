@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,9 +52,13 @@ class FaultProxy:
         self.methods = {m.upper() for m in methods}
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
+        # 2xx answers from upstream, by path (a "truncated" or "reset" one still counts).
+        self.answered: Counter[str] = Counter()
         # An outage: once this many requests have been forwarded, every Stripe request fails.
         self.outage_after: int | None = None
         self.outage_kind = "503"
+        # A targeted fault: called with each request's target (path and query).
+        self.rule: Callable[[str], str | None] | None = None
         self._rng = random.Random(seed)
         self._order = self._rng.sample(self.kinds, len(self.kinds))
         self._scripted: deque[str] = deque()
@@ -95,12 +99,15 @@ class FaultProxy:
         with self._lock:
             self._scripted.extend(kinds)
 
-    def draw(self, method: str, path: str) -> str | None:
+    def draw(self, method: str, target: str) -> str | None:
         """The fault for this request, or None to forward it as it is."""
-        if method not in self.methods or not path.startswith("/v1/"):
+        if method not in self.methods or not target.startswith("/v1/"):
             return None
         with self._lock:
-            if self.outage_after is not None and self.forwarded >= self.outage_after:
+            kind = self.rule(target) if self.rule is not None else None
+            if kind:
+                pass
+            elif self.outage_after is not None and self.forwarded >= self.outage_after:
                 kind = self.outage_kind
             elif self._scripted:
                 kind = self._scripted.popleft()
@@ -147,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = self.proxy.draw(method, urlsplit(self.path).path)
+        fault = self.proxy.draw(method, self.path)
         if fault in ("500", "502", "503", "429", "not_json"):
             self._answer_instead(fault)
             return
@@ -181,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             with self.proxy._lock:
                 self.proxy.forwarded += 1
+                if 200 <= answer.status < 300:
+                    self.proxy.answered[urlsplit(self.path).path] += 1
             kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in _HOP_BY_HOP]
             return answer.status, kept, payload
         raise AssertionError("unreachable")

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import stripe
 
 from assets.stream_sync import SETTLE_SECONDS, sync_client
 from assets.streams import STREAMS, STREAMS_BY_NAME
+from resources.extract import extract_window
 from resources.failures import TransientStripeError
 from resources.stripe_api import StripeAccount
 from resources.warehouse import read_state
@@ -126,6 +128,33 @@ def test_the_private_sdk_calls_we_rely_on_keep_their_shape(faulty):
     account = account_via(proxy, server, "acme")
     account._client.raw_request = None  # the slow public path must not be the one taken
     assert len(account.get_page("/v1/charges", {"limit": 5}).raw_objects) == 5
+
+
+def test_a_request_that_fails_for_good_loses_none_of_the_pages_fetched_beside_it(faulty):
+    """The oldest time slice of a listing keeps failing; the pages the other slices fetched
+    meanwhile, in flight when it gave up included, all reach the caller before the error."""
+    server, proxy = faulty([AccountSpec("acme", charges=4000)])
+    server.configure(latency_ms=50)  # the other slices are still busy when it gives up
+    lo, hi = 1_500_000_000, int(time.time())
+    first_pages: list[str] = []
+
+    def oldest_slice_fails(target: str) -> str | None:
+        query = unquote(target)
+        if f"created[gte]={lo}&" in query and "starting_after" not in query:
+            first_pages.append(target)
+            return "not_json" if len(first_pages) > 1 else None  # all but the window's first
+        return None
+
+    proxy.rule = oldest_slice_fails
+    account = account_via(proxy, server, "acme", retry_seconds=0.2)
+    pages = []
+    with pytest.raises(TransientStripeError):
+        for page in extract_window(account, "/v1/charges", {}, lo, hi, concurrency=6):
+            pages.append(page)
+    time.sleep(0.3)  # fetches still under way, if any, get their answer
+
+    assert proxy.injected["not_json"] >= 2
+    assert len(pages) == proxy.answered["/v1/charges"] > 6
 
 
 # -- whole syncs under faults ------------------------------------------------------------------
