@@ -8,7 +8,7 @@ from pipelines.alerts import credential_alert_sensor
 from pipelines.credential_watch import check_credentials_job, check_credentials_schedule
 from pipelines.jobs import stripe_sync_job
 from pipelines.schedules import build_sync_schedules
-from pipelines.sensors import register_clients_sensor
+from pipelines.sensors import fail_dead_runs_sensor, register_clients_sensor
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 RESOURCES = {"stripe": StripeResource(), "warehouse": WarehouseResource()}
@@ -19,6 +19,6 @@ defs = Definitions(
     assets=ASSETS,
     jobs=[stripe_sync_job, check_credentials_job],
     schedules=[*build_sync_schedules(), check_credentials_schedule],
-    sensors=[register_clients_sensor, credential_alert_sensor],
+    sensors=[register_clients_sensor, credential_alert_sensor, fail_dead_runs_sensor],
     resources=RESOURCES,
 )

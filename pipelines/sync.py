@@ -68,11 +68,13 @@ def materialize_client(
 
     from pipelines.definitions import ASSETS, RESOURCES
     from pipelines.instance import get_instance, register_clients
+    from pipelines.run_health import fail_dead_runs, this_process_tags
     from resources.progress import add_progress_sink
 
     if progress_queue is not None:
         add_progress_sink(lambda *update: progress_queue.put(update))
     instance = get_instance()
+    fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
     register_clients(instance, [client_id])
     result = materialize(
         ASSETS,
@@ -84,6 +86,7 @@ def materialize_client(
             "client": client_id,
             "stripe_reports/full_refresh": "true" if full_refresh else "false",
             "stripe_reports/launched_by": "cli",
+            **this_process_tags(),
         },
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         raise_on_error=False,

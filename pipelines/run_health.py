@@ -1,0 +1,86 @@
+"""Runs whose process died (kill -9, a crash, a reboot) are marked failed, so the queue moves on.
+
+Dagster's own run monitoring asks the run launcher whether a run's worker lives, and the
+default launcher (a process per run on this machine) cannot tell; runs executed in the
+CLI's own process have no launcher at all. Each run therefore says which process runs it
+(its tags, or Dagster's "Started process for run (pid: N)" event), and a run still STARTED
+whose process is gone is reported failed: by the `fail_dead_runs` sensor in the daemon,
+and by every CLI sync before it launches its own runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.launcher import DefaultRunLauncher
+
+PID_TAG = "stripe_reports/pid"
+HOST_TAG = "stripe_reports/host"
+# A process that began this long after its run started cannot be the run's (a reused pid).
+START_SLACK_SECONDS = 5.0
+
+
+def this_process_tags() -> dict[str, str]:
+    """Tags for a run executed in this process."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Report every STARTED run of this machine whose process is gone as failed; their ids."""
+    failed = []
+    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        pid = _run_pid(instance, run.run_id, run.tags)
+        if pid is None or not _on_this_host(instance, run.tags):
+            continue
+        if _process_alive(pid, started_before=record.start_time):
+            continue
+        instance.report_run_failed(
+            run, f"The process running this sync (pid {pid}) is gone: it was killed or "
+            "crashed. The run is marked failed so other runs can start; the next sync resumes "
+            "from the last rows that landed.")
+        failed.append(run.run_id)
+    return failed
+
+
+def _run_pid(instance: DagsterInstance, run_id: str, tags: dict[str, str]) -> int | None:
+    if PID_TAG in tags:
+        return int(tags[PID_TAG])
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+        pid = data.metadata.get("pid") if data else None
+        if pid is not None:
+            return int(pid.value)
+    return None
+
+
+def _on_this_host(instance: DagsterInstance, tags: dict[str, str]) -> bool:
+    if HOST_TAG in tags:
+        return tags[HOST_TAG] == socket.gethostname()
+    # Launched by the daemon: the default launcher starts runs on this machine.
+    return isinstance(instance.run_launcher, DefaultRunLauncher)
+
+
+def _process_alive(pid: int, started_before: float | None) -> bool:
+    """Whether `pid` runs (not a zombie) and began before the run did."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # zombie or dead: killed, not yet reaped by its parent
+        return False
+    if started_before is None:
+        return True
+    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK") \
+        <= started_before + START_SLACK_SECONDS
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
