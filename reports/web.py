@@ -475,6 +475,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(2048)  # connections wait from the moment the URL is printed
     except OSError as error:
         sock.close()
         raise CommandError(f"Cannot listen on {host}:{port} ({error.strerror}). Choose another "
