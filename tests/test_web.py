@@ -54,9 +54,10 @@ def test_index_lists_clients_with_state_and_masked_keys_only(client):
 
 
 def test_api_widget_is_the_cli_json(client):
+    end = datetime.now(UTC).date().isoformat()  # periods end at most a year ahead
     api = client.get("/api/clients/acme/widgets/gross_volume",
-                     params={"start": "2024-01-01", "end": "2030-12-31"}).json()
-    cli = run_widget("acme", "gross_volume", "2024-01-01", "2030-12-31").to_json()
+                     params={"start": "2024-01-01", "end": end}).json()
+    cli = run_widget("acme", "gross_volume", "2024-01-01", end).to_json()
     assert api == cli and api["state"] == "ok" and api["value"] > 0
     every = client.get("/api/clients/acme/widgets").json()
     assert {w["widget"] for w in every} >= {"mrr", "payouts", "recent_payments"}
