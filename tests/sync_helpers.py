@@ -79,7 +79,8 @@ def _typed_totals(warehouse: Warehouse, spec: StreamSpec, client_id: str,
 
 
 def compare_with_source(server, name: str, warehouse: Warehouse, client_id: str | None = None,
-                        deleted: Iterable[str] = ()) -> list[str]:
+                        deleted: Iterable[str] = (),
+                        streams: Iterable[StreamSpec] = STREAMS) -> list[str]:
     """Every difference between the warehouse and what the sandbox lists, stream by stream:
     ids and counts, duplicates, each object's JSON, the sums of the typed integer columns
     (amounts), statuses, and deletions (`is_deleted` exactly on the rows Stripe no longer
@@ -87,7 +88,7 @@ def compare_with_source(server, name: str, warehouse: Warehouse, client_id: str 
     client_id = client_id or name
     wanted_gone = set(deleted)
     problems: list[str] = []
-    for spec in STREAMS:
+    for spec in streams:
         source = source_objects(server, name, spec)
         rows = warehouse_rows(warehouse, spec.table, client_id)
         live = {i for i, r in rows.items() if not r["is_deleted"]}
