@@ -15,8 +15,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -398,7 +399,8 @@ def sync_client(
     (`accepted_missing`) skip their stream instead of failing.
     """
     started = time.monotonic()
-    with warehouse.client_lock(account.client_id, on_wait=on_wait):
+    with warehouse.client_lock(account.client_id, on_wait=on_wait), \
+            _failures_recorded(warehouse, account.client_id):
         info = verify_account(account, expected_account_id)
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
@@ -407,9 +409,22 @@ def sync_client(
         if include_balance:
             report.balance_rows, report.balance_skipped = _balance_unless_accepted_missing(
                 account, warehouse, accepted_missing)
+        if report.errors:
+            warehouse.record_failure(account.client_id, "; ".join(
+                error.message for error in report.errors))
     report.requests = account.requests
     report.seconds = time.monotonic() - started
     return report
+
+
+@contextmanager
+def _failures_recorded(warehouse: Warehouse, client_id: str) -> Iterator[None]:
+    """A sync that fails is remembered, so the widgets built before it say `stale`."""
+    try:
+        yield
+    except StripeAccessError as error:
+        warehouse.record_failure(client_id, error.message)
+        raise
 
 
 @dataclass(frozen=True)

@@ -116,19 +116,19 @@ def _stream_metadata(result: StreamResult) -> dict[str, Any]:
         "cursor": cursor,
         "full_refresh": result.full_refresh_reason or "no (incremental)",
         "seconds": round(result.seconds, 2),
+        "skipped": result.skipped or "",
     }
 
 
-def _record_success(store: ConnectionStore, account: StripeAccount, report: SyncReport,
-                    known: bool, secret_key: str | None) -> None:
+def _record_key_works(store: ConnectionStore, account: StripeAccount, report: SyncReport,
+                      known: bool, secret_key: str | None) -> None:
+    # The client's "last sync" moves only once its reporting tables are built from it.
     if not known and secret_key:
         # A client declared in clients.yaml: the store tracks its health like any other.
         store.save_connection(account.client_id, secret_key=secret_key,
                               account_id=report.account_id or "", livemode=account.livemode)
     else:
         store.record_check(account.client_id, ok=True)
-    if not report.errors:
-        store.record_sync(account.client_id, datetime.now(UTC))
 
 
 def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
@@ -209,7 +209,7 @@ def stripe_sync(
         raise _credential_failure(context, store, failure) from None
 
     env_key = None if connection else client_config(client_id).key_from_env()
-    _record_success(store, account, report, known=connection is not None, secret_key=env_key)
+    _record_key_works(store, account, report, known=connection is not None, secret_key=env_key)
     if BALANCE_KEY in selected:
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
@@ -222,14 +222,16 @@ def stripe_sync(
         )
     for spec in specs:
         result = report.streams[spec.name]
+        if result.error is not None:
+            continue
         if result.skipped:
+            # As complete as the key allows: the reporting tables still build from the rest.
             context.log.warning(f"{client_id}/{spec.name} skipped: {result.skipped}")
-        elif result.error is None:
-            yield MaterializeResult(asset_key=stream_asset_key(spec),
-                                    metadata=_stream_metadata(result))
-            for child in spec.children:
-                yield MaterializeResult(asset_key=AssetKey(["stripe", child.table]),
-                                        metadata={"parent_rows_written": result.rows_landed})
+        yield MaterializeResult(asset_key=stream_asset_key(spec),
+                                metadata=_stream_metadata(result))
+        for child in spec.children:
+            yield MaterializeResult(asset_key=AssetKey(["stripe", child.table]),
+                                    metadata={"parent_rows_written": result.rows_landed})
     if report.errors:
         raise _stream_errors_failure(report.errors)
 

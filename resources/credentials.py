@@ -21,6 +21,7 @@ from resources.failures import (
 from resources.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
 from resources.settings import load_settings
 from resources.stripe_api import StripeAccount
+from resources.warehouse import Warehouse
 
 # What callers catch: every refusal carries `message` and `steps`.
 CredentialError = StripeAccessError
@@ -44,10 +45,17 @@ class ConnectOutcome:
     account_name: str | None
     livemode: bool
     missing: list[MissingPermission] = field(default_factory=list)
+    # The account the client was moved from (--replace-account), and its rows removed.
+    replaced_account: str | None = None
+    purged_rows: int = 0
 
     @property
     def warnings(self) -> list[str]:
         lines = []
+        if self.replaced_account:
+            lines.append(f"The client moved from Stripe account {self.replaced_account}: its "
+                         f"{self.purged_rows:,} synced rows were removed and the next sync "
+                         "starts over from the new account.")
         if not self.livemode:
             lines.append("This is a test-mode key: the reports will show test data.")
         for gap in self.missing:
@@ -166,13 +174,18 @@ def _validate_and_store(
     dashboard = settings.get("dashboard") or {}
     account_name = (dashboard.get("display_name")
                     or (info.get("business_profile") or {}).get("name"))
+    moved_from = previous.account_id if previous and previous.account_id not in (
+        None, "", account_id) else None
+    # Another account's history must not mix with the new one's: the client starts over.
+    purged = Warehouse.from_settings().purge_client(client_id) if moved_from else 0
     connection = store.save_connection(
         client_id, secret_key=parsed.key, account_id=account_id, account_name=account_name,
         livemode=parsed.livemode, name=name, stripe_account=stripe_account,
         missing_permissions=[m.permission for m in missing],
     )
     _register_partition(client_id)
-    return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing)
+    return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing,
+                          moved_from, purged)
 
 
 def _register_partition(client_id: str) -> None:

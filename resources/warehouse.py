@@ -34,6 +34,8 @@ from resources.warehouse_lock import (
 )
 
 STATE_TABLE = "meta.sync_state"
+# Each client's latest failed sync or build: widgets built before it are `stale`.
+FAILURES_TABLE = "meta.sync_failures"
 
 
 # DuckDB would take most of the machine's memory for caches; a sync needs little of it.
@@ -102,6 +104,10 @@ def schema_statements() -> list[str]:
     )
     statements.append(
         f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS full_started_at TIMESTAMPTZ"
+    )
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (client_id VARCHAR PRIMARY KEY, "
+        "failed_at TIMESTAMPTZ, message VARCHAR)"
     )
     return statements
 
@@ -192,9 +198,22 @@ class Warehouse:
             conn.commit()
         return removed
 
-    def read_state(self, client_id: str, stream: str) -> StreamState:
-        with self.reader() as conn:
-            return read_state(conn, client_id, stream)
+    def record_failure(self, client_id: str, message: str) -> None:
+        """Remember that a sync or build of the client failed now (widgets turn `stale`)."""
+        with self.writer() as conn:
+            conn.execute(f"INSERT OR REPLACE INTO {FAILURES_TABLE} VALUES (?, ?, ?)",
+                         [client_id, datetime.now(UTC), message])
+
+
+def last_failure(conn: duckdb.DuckDBPyConnection, client_id: str
+                 ) -> tuple[datetime, str] | None:
+    """When the client's latest failed sync or build happened, and why."""
+    if not conn.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'meta' "
+                        "AND table_name = 'sync_failures'").fetchall():
+        return None
+    row = conn.execute(f"SELECT failed_at, message FROM {FAILURES_TABLE} WHERE client_id = ?",
+                       [client_id]).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:

@@ -4,6 +4,8 @@ One op (not one per table) because a client's tables are replaced in a single wa
 transaction: the widgets never see MRR from one build beside revenue from another.
 """
 
+import contextlib
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -17,7 +19,8 @@ from dagster import (
 from assets.partitions import clients_partitions
 from assets.reporting.build import build_reporting_tables
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
-from resources.dagster_resources import WarehouseResource
+from resources.connection_store import ClientNotConnected
+from resources.dagster_resources import StripeResource, WarehouseResource
 
 REPORTING_GROUP = "reporting"
 
@@ -50,10 +53,18 @@ def _spec(table: ReportingTable) -> AssetSpec:
     partitions_def=clients_partitions,
     description="Rebuild the client's reporting.* tables from its stripe.* rows.",
 )
-def reporting_tables(context: AssetExecutionContext, warehouse: WarehouseResource):
+def reporting_tables(context: AssetExecutionContext, warehouse: WarehouseResource,
+                     stripe: StripeResource):
     client_id = context.partition_key
-    with warehouse.open().writer() as conn:
-        result = build_reporting_tables(conn, client_id)
+    target = warehouse.open()
+    try:
+        with target.writer() as conn:
+            result = build_reporting_tables(conn, client_id)
+    except Exception as error:
+        target.record_failure(client_id, f"Building the reporting tables failed: {error}")
+        raise
+    with stripe.store() as store, contextlib.suppress(ClientNotConnected):
+        store.record_sync(client_id, result.built_at)  # env-only clients have no row
     for table in REPORTING_TABLES:
         yield MaterializeResult(
             asset_key=reporting_asset_key(table),

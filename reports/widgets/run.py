@@ -15,10 +15,11 @@ from typing import Any
 import duckdb
 
 from assets.reporting.currencies import currency_exponent
+from assets.streams import STREAMS
 from reports.widgets.catalog import WIDGETS, Widget, get_widget
 from resources.client_config import client_config
 from resources.connection_store import ClientConnection, ConnectionState, ConnectionStore
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, last_failure
 
 DEFAULT_DAYS = 30
 _PARAMETER = re.compile(r"\$([a-z_]+)")
@@ -151,9 +152,10 @@ def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | Non
     return row[0] if row else None
 
 
-def _synced_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
+def _built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
+    """When the client's figures were built: they hold what had landed by then."""
     row = conn.execute(
-        "SELECT synced_at FROM reporting.freshness WHERE client_id = ?", [client_id]
+        "SELECT built_at FROM reporting.freshness WHERE client_id = ?", [client_id]
     ).fetchone()
     return row[0] if row else None
 
@@ -216,21 +218,28 @@ def _sync_steps(client_id: str) -> list[str]:
             "build its reporting tables."]
 
 
-def _stale_message(client_id: str, last_sync: datetime, now: datetime) -> tuple[str, list[str]]:
+def _staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] | None,
+               now: datetime) -> str | None:
+    """Why figures built at `built_at` may be wrong now, or None if they are current."""
+    if failure is not None and failure[0] > built_at:
+        return (f"The last sync ({failure[0]:%Y-%m-%d %H:%M} UTC) failed: {failure[1]} "
+                f"These figures are from the data synced by {built_at:%Y-%m-%d %H:%M} UTC.")
     config = client_config(client_id)
-    hours = (now - last_sync).total_seconds() / 3600
+    if now - built_at <= config.stale_after:
+        return None
+    hours = (now - built_at).total_seconds() / 3600
     age = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
-    message = (
-        f"The last successful sync was {age} ago ({last_sync:%Y-%m-%d %H:%M} UTC); this "
-        f"client's schedule ({config.schedule}) expects one at least every "
-        f"{config.stale_after}. Figures may be out of date."
-    )
-    steps = [
+    return (f"The last successful sync was {age} ago ({built_at:%Y-%m-%d %H:%M} UTC); this "
+            f"client's schedule ({config.schedule}) expects one at least every "
+            f"{config.stale_after}. Figures may be out of date.")
+
+
+def _stale_steps(client_id: str) -> list[str]:
+    return [
         f"Run `stripe-reports sync {client_id}` to update now.",
         "If syncs keep failing, see `stripe-reports clients` and the client's runs in the "
         "Dagster UI.",
     ]
-    return message, steps
 
 
 def _reconnect(result: WidgetResult, connection: ClientConnection) -> WidgetResult:
@@ -254,8 +263,15 @@ def _blank(client_id: str, widget: Widget, period: Period, currency: str | None)
 
 
 def _evaluate(conn, client_id: str, widget: Widget, period: Period,
-              currency: str | None) -> WidgetResult:
+              currency: str | None, connection: ClientConnection | None) -> WidgetResult:
     result = _blank(client_id, widget, period, currency)
+    unreadable = _unreadable_streams(widget, connection)
+    if unreadable:
+        return _no_data(result, f"The client's restricted key cannot read {unreadable}, "
+                        "which this widget needs.", [
+                            "In the Stripe Dashboard, grant the key Read access to those "
+                            "resources (Developers → API keys), or use the Secret key.",
+                            f"Then run `stripe-reports connect {client_id}` with it."])
     if widget.currency_scoped and currency is None:
         return _no_data(result, f"No payments, subscriptions or balance synced for "
                         f"'{client_id}' yet.", _sync_steps(client_id))
@@ -276,6 +292,15 @@ def _evaluate(conn, client_id: str, widget: Widget, period: Period,
     if result.value is None and not result.rows:
         return _no_data(result, f"No figures for {period.start} to {period.end}.")
     return result
+
+
+def _unreadable_streams(widget: Widget, connection: ClientConnection | None) -> str:
+    """The streams this widget reads that the client's key was accepted without."""
+    if connection is None or not connection.missing_permissions:
+        return ""
+    missing = set(connection.missing_permissions)
+    return ", ".join(f"{spec.name} ({spec.permission})" for spec in STREAMS
+                     if widget.name in spec.widgets and spec.permission in missing)
 
 
 def _connection(client_id: str, store: ConnectionStore | None) -> ClientConnection | None:
@@ -320,16 +345,15 @@ def run_widgets(
                 for w in chosen
             ]
         currency = currency or _main_currency(conn, client_id)
-        synced_at = _synced_at(conn, client_id)
-        results = [_evaluate(conn, client_id, w, period, currency) for w in chosen]
+        built_at = _built_at(conn, client_id)
+        failure = last_failure(conn, client_id)
+        results = [_evaluate(conn, client_id, w, period, currency, connection) for w in chosen]
 
-    last_sync = (connection.last_sync_at if connection else None) or synced_at
-    stale = last_sync is not None and now - last_sync > client_config(client_id).stale_after
+    stale = built_at and _staleness(client_id, built_at, failure, now)
     for result in results:
-        result.as_of = last_sync
+        result.as_of = built_at
         if stale and result.state == OK:
-            result.state = STALE
-            result.message, result.steps = _stale_message(client_id, last_sync, now)
+            result.state, result.message, result.steps = STALE, stale, _stale_steps(client_id)
     return results
 
 
