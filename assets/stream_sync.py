@@ -230,18 +230,31 @@ class _ChunkWriter:
             return None
 
 
-def _full_refresh_reason(spec: StreamSpec, state: StreamState, hi: int, requested: bool
-                         ) -> str | None:
-    if requested:
-        return "full refresh requested"
-    if state.full_started_at is not None:
-        return "resuming an unfinished full refresh"
-    if state.created_cursor is None:
-        return "first sync"
+RESUMING = "resuming an unfinished full refresh"
+EVENTS_TOO_OLD = "last sync is older than the 30 days of events Stripe keeps"
+NO_EVENTS = "the key cannot read events, so changes come from a full listing"
+
+
+def _plan(spec: StreamSpec, state: StreamState, hi: int, requested: bool
+          ) -> tuple[str | None, bool]:
+    """Why the stream is listed in full (None: incremental), and whether events come first.
+
+    A full listing that a dead run left unfinished resumes where it stopped, after the
+    events since it began: the rows it landed may have changed since.
+    """
     oldest_usable = hi - (EVENT_RETENTION - EVENT_SAFETY_MARGIN).total_seconds()
-    if spec.event_types and (state.events_cursor is None or state.events_cursor < oldest_usable):
-        return "last sync is older than the 30 days of events Stripe keeps"
-    return None
+    events_usable = not spec.event_types or (
+        state.events_cursor is not None and state.events_cursor >= oldest_usable)
+    has_events = bool(spec.event_types)
+    if state.full_started_at is not None and events_usable:
+        return RESUMING, has_events
+    if requested:
+        return "full refresh requested", False
+    if state.created_cursor is None and state.full_started_at is None:
+        return "first sync", False
+    if not events_usable:
+        return EVENTS_TOO_OLD, False
+    return None, has_events
 
 
 def sync_stream(
@@ -259,45 +272,59 @@ def sync_stream(
 ) -> StreamResult:
     started = time.monotonic()
     account = account.tagged(spec.name)
-    client_id = account.client_id
-    synced_at = datetime.now(UTC)
     hi = int(now if now is not None else time.time()) - SETTLE_SECONDS
     with warehouse.reader() as conn:
-        state = read_state(conn, client_id, spec.name)
+        state = read_state(conn, account.client_id, spec.name)
     result = StreamResult(spec.name, created_cursor=state.created_cursor,
                           events_cursor=state.events_cursor)
-    loader = _StreamLoader(spec, client_id, warehouse, state, result, synced_at)
-    reason = _full_refresh_reason(spec, state, hi, full_refresh)
-    result.full_refresh_reason = reason
+    loader = _StreamLoader(spec, account.client_id, warehouse, state, result,
+                           datetime.now(UTC))
+    _catch_up(account, spec, loader, hi, full_refresh, accepted_missing)
+    lo = state.created_cursor
+    if lo is None:
+        lo = min(account_created or EPOCH_START, hi)
+    with warehouse.reader() as conn:  # after the events, which may have added rows
+        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
+    _list_created(account, loader, lo, hi, concurrency, chunk_rows, progress)
+    result.requests = account.requests_by_tag.get(spec.name, 0)
+    result.seconds = time.monotonic() - started
+    if progress:
+        progress(spec.name, result.rows_landed, result.requests)
+    return result
 
-    if reason is None and spec.event_types:
+
+def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, hi: int,
+              full_refresh: bool, accepted_missing: frozenset[str]) -> None:
+    """Apply the events since the last run where they can be, and decide the listing."""
+    state = loader.state
+    reason, apply_events = _plan(spec, state, hi, full_refresh)
+    if apply_events:
         try:
             _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
         except PermissionMissing as gap:
             if gap.details.get("missing_permission") not in accepted_missing:
                 raise
-            reason = "the key cannot read events, so changes come from a full listing"
-            result.full_refresh_reason = reason
-    if reason is not None and state.full_started_at is None:
-        # The listing covers objects created before `hi`: rows stamped earlier that it
-        # does not see again are gone from Stripe.
+            reason = NO_EVENTS
+    if reason not in (None, RESUMING):
+        # A new full listing covers objects created before `hi`: rows stamped earlier that
+        # it does not see again are gone from Stripe. Events from `hi` on carry the rest.
         state.full_started_at = datetime.fromtimestamp(hi, UTC)
         state.created_cursor = None
-    # After a full listing that starts now, events from `hi` on carry every later change.
-    if state.events_cursor is None or reason is not None:
-        state.events_cursor = hi
+    state.events_cursor = hi
+    loader.result.full_refresh_reason = reason
 
-    lo = state.created_cursor
-    if lo is None:
-        lo = min(account_created or EPOCH_START, hi)
-    with warehouse.reader() as conn:  # after the events, which may have added rows
-        loader.known_new = not has_client_rows(conn, spec.table, client_id)
+
+def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: int,
+                  concurrency: int, chunk_rows: int, progress: Progress | None) -> None:
+    """List objects created in [lo, hi) and land them in chunks, the cursor with each.
+
+    If the listing fails for good, what it fetched up to the covered frontier still lands.
+    """
+    spec = loader.spec
     coverage = Coverage(lo)
     writer = _ChunkWriter(loader)
     batches: list[pa.Table] = []
-    buffered = 0
-    submitted_cursor = lo
-    last_flush = time.monotonic()
+    buffered, submitted_cursor, last_flush = 0, lo, time.monotonic()
     try:
         for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
                                    concurrency=concurrency):
@@ -309,20 +336,19 @@ def sync_stream(
             due = time.monotonic() - last_flush > FLUSH_SECONDS
             if buffered >= chunk_rows or (due and coverage.frontier > submitted_cursor):
                 writer.submit(batches, coverage.frontier)
-                submitted_cursor = coverage.frontier
-                batches, buffered = [], 0
+                submitted_cursor, batches, buffered = coverage.frontier, [], 0
                 last_flush = time.monotonic()
                 if progress:
-                    progress(spec.name, result.rows_landed,
+                    progress(spec.name, loader.result.rows_landed,
                              account.requests_by_tag.get(spec.name, 0))
+    except StripeAccessError:
+        if batches and writer.error is None:
+            writer.submit(batches, coverage.frontier)
+        raise
+    else:
         writer.submit(batches, hi, final=True)
     finally:
         writer.close()
-    result.requests = account.requests_by_tag.get(spec.name, 0)
-    result.seconds = time.monotonic() - started
-    if progress:
-        progress(spec.name, result.rows_landed, result.requests)
-    return result
 
 
 def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader,

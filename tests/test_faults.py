@@ -230,13 +230,6 @@ def start_sync(proxy: FaultProxy, server, name: str, warehouse) -> subprocess.Po
          str(TIMEOUT)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-RESUME_LOSES_EVENTS = ("assets/stream_sync.py: a resumed full listing skips the events since "
-                       "the interrupted run, so changes to rows it landed are lost")
-
-
-# Not strict: whether a refunded charge lies in a range the killed run completed depends on
-# where the kill lands. The strict case below shows the same defect deterministically.
-@pytest.mark.xfail(strict=False, reason=RESUME_LOSES_EVENTS)
 def test_syncs_killed_at_seeded_random_points_resume_exact(faulty, tmp_path):
     server, proxy = faulty([AccountSpec("acme", charges=6000, customers=150)], rate=0.10)
     server.configure(latency_ms=15)  # a sync long enough to be killed inside
@@ -281,7 +274,6 @@ def test_concurrent_syncs_of_different_clients_under_faults_end_exact(faulty, tm
     assert sum(proxy.injected.values()) >= 20
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_LOSES_EVENTS)
 def test_changes_to_rows_an_interrupted_run_landed_reach_the_resumed_run(faulty, tmp_path):
     """Stripe fails for longer than the retry budget halfway through a first listing; the
     rows already landed change in Stripe; the next sync resumes the listing, and must
@@ -297,7 +289,7 @@ def test_changes_to_rows_an_interrupted_run_landed_reach_the_resumed_run(faulty,
     proxy.rule = only_the_oldest_slice_gets_through
     account = account_via(proxy, server, "acme", retry_seconds=1)
     report = sync_client(account, warehouse, [STREAMS_BY_NAME["charges"]], concurrency=4,
-                         chunk_rows=1, include_balance=False)
+                         include_balance=False)
     assert isinstance(report.streams["charges"].error, TransientStripeError)
     with warehouse.reader() as conn:
         cursor = read_state(conn, "acme", "charges").created_cursor
