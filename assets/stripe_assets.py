@@ -26,15 +26,15 @@ from dagster import (
 )
 
 from assets.partitions import clients_partitions
-from assets.stream_sync import StreamResult, SyncReport, sync_client
-from assets.streams import BALANCE_COLUMNS, STREAMS, ChildSpec, Column, StreamSpec
-from resources.client_config import client_config
-from resources.connection_store import ClientNotConnected, ConnectionStore
+from engine.client_config import client_config
+from engine.connection_store import ClientNotConnected, ConnectionStore
+from engine.failures import CredentialFailure, StripeAccessError
+from engine.progress import report_progress
+from engine.streams import BALANCE_COLUMNS, STREAMS, ChildSpec, Column, StreamSpec
+from engine.stripe_api import StripeAccount
+from engine.sync import StreamResult, SyncReport, sync_client
+from engine.warehouse import child_columns, stream_columns
 from resources.dagster_resources import StripeResource, WarehouseResource
-from resources.failures import CredentialFailure, StripeAccessError
-from resources.progress import report_progress
-from resources.stripe_api import StripeAccount
-from resources.warehouse import child_columns, stream_columns
 
 STRIPE_GROUP = "stripe"
 BALANCE_KEY = AssetKey(["stripe", "balance"])

@@ -7,7 +7,7 @@ filters included) from its columns. Runs inside the sandbox process.
 
 from __future__ import annotations
 
-from assets.streams import STREAMS, STREAMS_BY_NAME
+from engine.streams import STREAMS, STREAMS_BY_NAME
 from sandbox.account import SandboxAccount
 from sandbox.billing import NOT_ENDED
 from sandbox.listing import build_query, page_indices

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from assets.streams import STREAMS
 from benchmarks.sandbox_process import BenchAccount
+from engine.streams import STREAMS
 
 WORK = Path(__file__).resolve().parent / "work"
 ALL_STREAMS = tuple(spec.name for spec in STREAMS)
@@ -67,7 +67,7 @@ def pipeline_concurrency() -> int:
     """The default of `sync_client(concurrency=...)`, what the Dagster asset uses unless set."""
     import inspect
 
-    from assets.stream_sync import sync_client
+    from engine.sync import sync_client
 
     return int(inspect.signature(sync_client).parameters["concurrency"].default)
 

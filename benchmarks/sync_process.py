@@ -115,10 +115,10 @@ def _progress_printer(client_id: str):
 
 def _child_main() -> int:
     config = json.loads(sys.stdin.read())
-    from assets.stream_sync import sync_client
-    from assets.streams import resolve_streams
-    from resources.stripe_api import StripeAccount
-    from resources.warehouse import Warehouse
+    from engine.streams import resolve_streams
+    from engine.stripe_api import StripeAccount
+    from engine.sync import sync_client
+    from engine.warehouse import Warehouse
 
     account = StripeAccount(config["client_id"], config["secret_key"],
                             api_base=config["api_base"],

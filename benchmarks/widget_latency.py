@@ -36,7 +36,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def build_reporting(warehouse: Path, client_id: str) -> float:
     from assets.reporting import build_reporting_tables
-    from resources.warehouse import Warehouse
+    from engine.warehouse import Warehouse
 
     started = time.perf_counter()
     with Warehouse(warehouse).writer() as conn:
@@ -49,8 +49,8 @@ def measure_widgets(warehouse: Path, client_id: str, repeats: int = 20) -> Widge
         from reports.widgets import WIDGETS, run_widget, run_widgets
     except ImportError as missing:
         return WidgetLatency(skipped=f"reports.widgets is not available ({missing})")
-    from resources.connection_store import ConnectionStore
-    from resources.warehouse import Warehouse
+    from engine.connection_store import ConnectionStore
+    from engine.warehouse import Warehouse
 
     result = WidgetLatency(build_s=build_reporting(warehouse, client_id))
     store = ConnectionStore.from_settings()

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 from dagster import DagsterEvent, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from resources.connection_store import ConnectionState, ConnectionStore
-from resources.settings import load_settings
+from engine.connection_store import ConnectionState, ConnectionStore
+from engine.settings import load_settings
 
 # Failure metadata naming several clients at once, comma-separated (pipelines.credential_watch).
 FAILED_CLIENTS_METADATA = "failed_clients"

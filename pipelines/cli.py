@@ -10,9 +10,9 @@ from pipelines.terminal import SyncProgressView, print_outcome
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from assets.streams import resolve_streams
+    from engine.connection_store import ConnectionState, ConnectionStore
+    from engine.streams import resolve_streams
     from pipelines.sync import sync_clients
-    from resources.connection_store import ConnectionState, ConnectionStore
 
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
     try:
@@ -22,7 +22,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         return 2
     clients, skipped = list(args.clients), 0
     if args.all or not clients:
-        from resources.client_config import read_clients_file
+        from engine.client_config import read_clients_file
 
         clients_file = read_clients_file()
         for problem in clients_file.problems.values():  # reported and skipped, the rest sync
@@ -177,13 +177,13 @@ def _named_clients(args: argparse.Namespace) -> list[str]:
 def check_named_clients(args: argparse.Namespace) -> None:
     """Every client a command names is a valid id and, but for `connect`, a known client
     (in the store or clients.yaml): before any partition, run or alert exists."""
-    from resources.connection_store import ConnectionStore, check_client_ids
-    from resources.user_errors import UnknownClient
+    from engine.connection_store import ConnectionStore, check_client_ids
+    from engine.user_errors import UnknownClient
 
     names = check_client_ids(_named_clients(args))
     if not names or args.command == "connect":
         return
-    from resources.client_config import ClientsFileError, read_clients_file
+    from engine.client_config import ClientsFileError, read_clients_file
 
     clients_file = read_clients_file()
     with ConnectionStore.from_settings() as store:
@@ -196,7 +196,7 @@ def check_named_clients(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. Failures a user can act on (resources/user_errors.py) end as one
+    """Run one command. Failures a user can act on (engine/user_errors.py) end as one
     line on stderr and the exit code CONTRACT.md gives; anything else is a bug and keeps
     its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_named_clients(args)
         return int(args.handler(args) or 0)
     except Exception as error:
-        from resources.user_errors import explain
+        from engine.user_errors import explain
 
         problem = explain(error)
         if problem is None:

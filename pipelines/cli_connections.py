@@ -7,8 +7,8 @@ import getpass
 import json
 import sys
 
-from resources.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
-from resources.failures import StripeAccessError
+from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
+from engine.failures import StripeAccessError
 
 
 def _read_key(client_id: str) -> str:
@@ -27,13 +27,13 @@ def _print_refusal(error: StripeAccessError | Exception) -> None:
 
 
 def connect(args: argparse.Namespace) -> int:
-    from resources.credentials import connect_client
+    from pipelines.instance import connect_and_register
 
     with ConnectionStore.from_settings() as store:
         store.verify_master_key(args.client)  # refused before the key is even asked for
     raw_key = _read_key(args.client)
     try:
-        outcome = connect_client(args.client, raw_key, name=args.name, strict=args.strict,
+        outcome = connect_and_register(args.client, raw_key, name=args.name, strict=args.strict,
                                  replace_account=args.replace_account)
     except (StripeAccessError, ValueError) as error:
         _print_refusal(error)
@@ -58,7 +58,7 @@ def disconnect(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.purge:
-        from resources.warehouse import Warehouse
+        from engine.warehouse import Warehouse
 
         removed = Warehouse.from_settings().purge_client(args.client)
         print(f"Deleted {removed:,} synced rows of {args.client}.")
@@ -98,7 +98,7 @@ def clients(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from resources.credentials import check_client
+    from engine.credentials import check_client
 
     store = ConnectionStore.from_settings()
     targets = args.clients or [c.client_id for c in store.list() if c.masked_key]

@@ -19,16 +19,16 @@ from dagster import (
     op,
 )
 
-from pipelines.alerts import FAILED_CLIENTS_METADATA
-from resources.connection_store import (
+from engine.connection_store import (
     ClientConnection,
     ClientNotConnected,
     ConnectionState,
     ConnectionStore,
 )
-from resources.credentials import check_client
+from engine.credentials import check_client
+from engine.failures import StripeAccessError
+from pipelines.alerts import FAILED_CLIENTS_METADATA
 from resources.dagster_resources import StripeResource
-from resources.failures import StripeAccessError
 
 CHECK_JOB_NAME = "check_credentials_job"
 CHECK_SCHEDULE_NAME = "check_credentials_daily"

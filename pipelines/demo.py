@@ -11,9 +11,9 @@ import os
 import sys
 from typing import TextIO
 
+from engine.settings import load_settings
 from pipelines.sync import sync_clients
 from pipelines.terminal import SyncProgressView, print_outcome
-from resources.settings import load_settings
 
 DEMO_CLIENTS = {"acme": "Acme Corp", "globex": "Globex", "initech": "Initech"}
 REVOKED_CLIENT = "initech"
@@ -34,7 +34,7 @@ def _print_widgets(client_id: str, out: TextIO) -> None:
 
 
 def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
-    from resources.credentials import connect_client
+    from pipelines.instance import connect_and_register
     from sandbox import SandboxServer, SandboxWorld
     from sandbox.demo import DEMO_SPECS
 
@@ -45,7 +45,7 @@ def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
         out.write(f"Sandbox Stripe API at {server.base_url}\n\n")
         for client_id, name in DEMO_CLIENTS.items():
             account = world.accounts[client_id]
-            outcome = connect_client(client_id, account.secret_key, name=name,
+            outcome = connect_and_register(client_id, account.secret_key, name=name,
                                      replace_account=True, api_base=server.base_url)
             out.write(f"connected {client_id:<8} {outcome.account_id}  "
                       f"{outcome.connection.masked_key}\n")

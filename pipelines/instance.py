@@ -6,12 +6,14 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from dagster import DagsterInstance
 
 from assets.partitions import CLIENTS_PARTITION_NAME
-from resources.connection_store import check_client_ids
-from resources.settings import load_settings
+from engine.connection_store import check_client_ids
+from engine.credentials import ConnectOutcome, connect_client
+from engine.settings import load_settings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -43,6 +45,13 @@ def register_clients(instance: DagsterInstance, client_ids: list[str]) -> None:
     missing = [c for c in client_ids if c not in known]
     if missing:
         instance.add_dynamic_partitions(CLIENTS_PARTITION_NAME, missing)
+
+
+def connect_and_register(client_id: str, raw_key: str, **options: Any) -> ConnectOutcome:
+    """Connect a client's key and make the client a partition: what every connect path does."""
+    outcome = connect_client(client_id, raw_key, **options)
+    register_clients(get_instance(), [client_id])
+    return outcome
 
 
 def unregister_client(instance: DagsterInstance, client_id: str) -> None:

@@ -5,13 +5,13 @@ import re
 from dagster import RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SkipReason
 
 from assets.partitions import CLIENTS_PARTITION_NAME
-from pipelines.jobs import stripe_sync_job
-from resources.client_config import (
+from engine.client_config import (
     DEFAULT_SCHEDULE,
     ClientsFileError,
     load_client_configs,
     read_clients_file,
 )
+from pipelines.jobs import stripe_sync_job
 
 
 def _schedule_name(cron: str) -> str:
@@ -27,7 +27,7 @@ def clients_on(cron: str, partition_keys: list[str]) -> list[str]:
     in the store, or declared in clients.yaml and not disconnected: a disconnected or purged
     client, a stray partition, or a client whose entry in clients.yaml is broken gets no run.
     """
-    from resources.connection_store import ConnectionState, ConnectionStore
+    from engine.connection_store import ConnectionState, ConnectionStore
 
     clients_file = read_clients_file()
     configs = clients_file.configs

@@ -4,9 +4,9 @@
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from engine.client_config import load_client_configs
+from engine.connection_store import ConnectionState, ConnectionStore
 from pipelines.run_health import fail_dead_runs
-from resources.client_config import load_client_configs
-from resources.connection_store import ConnectionState, ConnectionStore
 
 
 @sensor(

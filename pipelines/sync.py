@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.progress import ProgressSink
-from resources.settings import load_settings
+from engine.progress import ProgressSink
+from engine.settings import load_settings
 
 BALANCE_STREAM = "balance"
 
@@ -66,10 +66,10 @@ def materialize_client(
     """Run one client's sync in this process, recorded in the Dagster instance."""
     from dagster import materialize
 
+    from engine.progress import add_progress_sink
     from pipelines.definitions import ASSETS, RESOURCES
     from pipelines.instance import get_instance, register_clients
     from pipelines.run_health import fail_dead_runs, this_process_tags
-    from resources.progress import add_progress_sink
 
     if progress_queue is not None:
         add_progress_sink(lambda *update: progress_queue.put(update))

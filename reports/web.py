@@ -1,7 +1,7 @@
 """The report web page: one report per client, a JSON API, and the reconnect form.
 
 Thin on purpose: every figure comes from reports.widgets.run_widgets (the same JSON as
-the CLI), and a pasted key goes to resources.credentials.connect_client (the same checks
+the CLI), and a pasted key goes to engine.credentials.connect_client (the same checks
 as `stripe-reports connect`). The key is only ever in the POST body: never echoed back,
 never in a URL, never logged. Charts are drawn by Chart.js served from /static.
 """
@@ -33,6 +33,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.connection_store import (
+    ClientConnection,
+    ConnectionStore,
+    InvalidClientId,
+    check_client_id,
+)
+from engine.settings import Settings, load_settings
+from engine.user_errors import CommandError
+from engine.warehouse import Warehouse
 from reports.widgets import (
     RECONNECT,
     UnknownWidget,
@@ -46,15 +55,6 @@ from reports.widgets import (
     run_widgets,
     widget_catalog,
 )
-from resources.connection_store import (
-    ClientConnection,
-    ConnectionStore,
-    InvalidClientId,
-    check_client_id,
-)
-from resources.settings import Settings, load_settings
-from resources.user_errors import CommandError
-from resources.warehouse import Warehouse
 
 log = logging.getLogger("stripe_reports.web")
 
@@ -305,10 +305,10 @@ async def connect_form(request: Request) -> Response:
 
 def _connect_and_sync(client_id: str, raw_key: str, replace_account: bool) -> None:
     # Looked up at call time so the CLI, the page and tests share the one implementation.
+    from pipelines.instance import connect_and_register
     from pipelines.sync import start_background_sync
-    from resources.credentials import connect_client
 
-    connect_client(client_id, raw_key, replace_account=replace_account)
+    connect_and_register(client_id, raw_key, replace_account=replace_account)
     start_background_sync(client_id)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import stripe
 
-from assets.stream_sync import SyncReport, sync_client
-from assets.streams import STREAMS, StreamSpec
-from resources.stripe_api import StripeAccount
-from resources.warehouse import Warehouse
+from engine.streams import STREAMS, StreamSpec
+from engine.stripe_api import StripeAccount
+from engine.sync import SyncReport, sync_client
+from engine.warehouse import Warehouse
 
 
 def account_for(server, name: str, client_id: str | None = None, **kwargs) -> StripeAccount:

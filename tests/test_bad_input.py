@@ -18,13 +18,13 @@ import requests
 from dagster import RunRequest, build_schedule_context
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from engine.connection_store import ConnectionStore
+from engine.encryption import WrongMasterKey
+from engine.settings import load_settings
+from engine.warehouse import Warehouse
 from pipelines.definitions import defs
 from pipelines.instance import get_instance, register_clients
 from pipelines.schedules import build_sync_schedules
-from resources.connection_store import ConnectionStore
-from resources.encryption import WrongMasterKey
-from resources.settings import load_settings
-from resources.warehouse import Warehouse
 from sandbox import AccountSpec
 from tests.test_reporting_support import seed_report_data
 

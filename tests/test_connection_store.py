@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from resources.connection_store import (
+from engine.connection_store import (
     ClientNotConnected,
     ConnectionState,
     ConnectionStore,
 )
-from resources.encryption import KeyCipher, WrongMasterKey
-from resources.keys import mask_key
-from resources.settings import Settings
+from engine.encryption import KeyCipher, WrongMasterKey
+from engine.keys import mask_key
+from engine.settings import Settings
 
 # Sentinels: searched for in what the store leaves behind.
 ACME_KEY = "sk_live_51SentinelAcmeKeyDoNotLeak000000wxyz"

@@ -16,11 +16,11 @@ from dagster import (
 )
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin
 
+from engine.connection_store import ConnectionStore
+from engine.keys import mask_key
 from pipelines.alerts import SENSOR_NAME, credential_alert_sensor
 from pipelines.credential_watch import CHECK_CRON, CHECK_JOB_NAME, CHECK_SCHEDULE_NAME
 from pipelines.definitions import defs
-from resources.connection_store import ConnectionStore
-from resources.keys import mask_key
 from sandbox import AccountSpec
 
 SMALL = {"charges": 10, "customers": 4, "subscriptions": 2, "products": 2, "history_days": 40}

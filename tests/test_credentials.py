@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType
 
-from resources.connection_store import ConnectionStore
-from resources.failures import StripeAccessError
-from resources.keys import mask_key
+from engine.connection_store import ConnectionStore
+from engine.failures import StripeAccessError
+from engine.keys import mask_key
 from sandbox import AccountSpec
 
 CLI = Path(sys.executable).parent / "stripe-reports"

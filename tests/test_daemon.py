@@ -12,9 +12,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from engine.warehouse import Warehouse
 from pipelines.instance import ensure_dagster_home, get_instance
 from pipelines.jobs import SYNC_JOB_NAME
-from resources.warehouse import Warehouse
 from sandbox import AccountSpec
 
 ROOT = Path(__file__).resolve().parent.parent

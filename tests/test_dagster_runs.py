@@ -5,9 +5,9 @@ from __future__ import annotations
 from dagster import DagsterInstance, DagsterRunStatus
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from engine.credentials import connect_client
+from engine.warehouse import Warehouse
 from pipelines.sync import sync_clients
-from resources.credentials import connect_client
-from resources.warehouse import Warehouse
 from sandbox import AccountSpec
 
 
@@ -35,8 +35,8 @@ def test_two_clients_sync_at_once_and_both_runs_are_recorded(home, sandbox_facto
 
 
 def test_a_key_accepted_without_a_permission_syncs_everything_else(home, sandbox_factory):
+    from engine.connection_store import ConnectionStore
     from pipelines.sync import materialize_client
-    from resources.connection_store import ConnectionStore
 
     server = sandbox_factory([AccountSpec("acme", charges=300)])
     key = server.world.accounts["acme"].restricted_key(without={"refunds"})

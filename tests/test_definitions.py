@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from assets.streams import STREAMS
+from engine.streams import STREAMS
 from pipelines.definitions import defs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from resources.encryption import KeyCipher, MasterKeyError, WrongMasterKey, derive_key
-from resources.settings import Settings
+from engine.encryption import KeyCipher, MasterKeyError, WrongMasterKey, derive_key
+from engine.settings import Settings
 
 SECRET_KEY = "sk_test_51SentinelEncryptionKey0000abcd"
 

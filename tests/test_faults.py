@@ -16,12 +16,12 @@ from urllib.parse import unquote
 import pytest
 import stripe
 
-from assets.stream_sync import SETTLE_SECONDS, sync_client
-from assets.streams import STREAMS, STREAMS_BY_NAME
-from resources.extract import extract_window
-from resources.failures import TransientStripeError
-from resources.stripe_api import StripeAccount
-from resources.warehouse import read_state
+from engine.failures import TransientStripeError
+from engine.pager import extract_window
+from engine.streams import STREAMS, STREAMS_BY_NAME
+from engine.stripe_api import StripeAccount
+from engine.sync import SETTLE_SECONDS, sync_client
+from engine.warehouse import read_state
 from sandbox import AccountSpec
 from tests.fault_proxy import FAULT_KINDS, FaultProxy
 from tests.sync_helpers import compare_with_source, new_warehouse, source_objects
@@ -210,11 +210,11 @@ def test_full_then_incremental_syncs_under_ten_percent_faults_end_exact(faulty, 
 
 SYNC_SCRIPT = """
 import sys
-from resources.stripe_api import StripeAccount
-from resources.warehouse import read_state
-from resources.warehouse import Warehouse
-from assets.stream_sync import sync_client
-from assets.streams import STREAMS
+from engine.stripe_api import StripeAccount
+from engine.warehouse import read_state
+from engine.warehouse import Warehouse
+from engine.sync import sync_client
+from engine.streams import STREAMS
 base, client_id, key, path, timeout = sys.argv[1:6]
 account = StripeAccount(client_id, key, api_base=base, requests_per_second=2000,
                         timeout=float(timeout), retry_seconds=60)

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import stripe
 
-from assets.stream_sync import SETTLE_SECONDS, SyncReport, sync_client
-from assets.streams import STREAMS, STREAMS_BY_NAME, ChildSpec, Column, StreamSpec
-from resources.stripe_api import StripeAccount
-from resources.warehouse import Warehouse
+from engine.streams import STREAMS, STREAMS_BY_NAME, ChildSpec, Column, StreamSpec
+from engine.stripe_api import StripeAccount
+from engine.sync import SETTLE_SECONDS, SyncReport, sync_client
+from engine.warehouse import Warehouse
 from tests.localstripe_harness import (
     LOCALSTRIPE_ACCOUNT_ID,
     LOCALSTRIPE_KEY,

@@ -8,7 +8,7 @@ from datetime import date
 
 import duckdb
 
-from assets.streams import STREAMS_BY_NAME
+from engine.streams import STREAMS_BY_NAME
 from sandbox import AccountSpec
 from tests.sync_helpers import source_objects
 from tests.test_credentials import run_cli

@@ -15,8 +15,8 @@ import orjson
 import pyarrow as pa
 
 from assets.reporting import build_reporting_tables
-from assets.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
-from resources.warehouse import Warehouse, insert_rows
+from engine.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
+from engine.warehouse import Warehouse, insert_rows
 
 _ids = itertools.count(1)
 

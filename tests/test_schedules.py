@@ -8,12 +8,12 @@ from pathlib import Path
 from dagster import RunRequest, build_schedule_context, build_sensor_context
 
 from assets.partitions import CLIENTS_PARTITION_NAME
+from engine.connection_store import ConnectionStore
 from pipelines.definitions import defs
 from pipelines.instance import get_instance
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import register_clients_sensor
 from pipelines.sync import materialize_client
-from resources.connection_store import ConnectionStore
 from sandbox import AccountSpec
 
 TICK = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

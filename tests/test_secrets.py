@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.connection_store import ConnectionStore
+from engine.keys import mask_key
 from pipelines.instance import get_instance
-from resources.connection_store import ConnectionStore
-from resources.keys import mask_key
 from sandbox import AccountSpec
 from sandbox.world import KeyInfo
 from tests.test_credentials import SMALL, run_cli

@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from assets.stream_sync import SETTLE_SECONDS
-from assets.streams import STREAMS, STREAMS_BY_NAME
-from resources.warehouse import read_state, save_state
+from engine.streams import STREAMS, STREAMS_BY_NAME
+from engine.sync import SETTLE_SECONDS
+from engine.warehouse import read_state, save_state
 from sandbox import AccountSpec
 from tests.sync_helpers import (
     account_for,
@@ -141,12 +141,12 @@ def test_a_second_run_of_a_client_waits_for_the_first_and_lands_nothing_twice(
     waits, says why, then runs incrementally on what the first landed."""
     import threading
 
-    import assets.stream_sync
-    from assets.stream_sync import sync_client
+    import engine.sync
+    from engine.sync import sync_client
 
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     warehouse = new_warehouse(tmp_path)
-    listing = assets.stream_sync.extract_window
+    listing = engine.sync.extract_window
     waiting, second = threading.Event(), []
 
     def second_run() -> None:
@@ -161,7 +161,7 @@ def test_a_second_run_of_a_client_waits_for_the_first_and_lands_nothing_twice(
             assert waiting.wait(10), "the second run did not wait for the first"
         return listing(account, endpoint, *args, **kwargs)
 
-    monkeypatch.setattr(assets.stream_sync, "extract_window", listing_once_a_second_run_started)
+    monkeypatch.setattr(engine.sync, "extract_window", listing_once_a_second_run_started)
     report = run_sync(server, "acme", warehouse)
     deadline = time.monotonic() + 60
     while len(second) < 2 and time.monotonic() < deadline:
@@ -201,9 +201,9 @@ def test_every_stripe_example_object_loads(tmp_path):
     in a list body indented the way api.stripe.com sends it."""
     import orjson
 
-    from assets.normalize import to_arrow
-    from resources.stripe_api import ListPage
-    from resources.warehouse import merge_rows
+    from engine.raw_rows import to_arrow
+    from engine.stripe_api import ListPage
+    from engine.warehouse import merge_rows
 
     examples = json.loads((ROOT / "sandbox/data/fixtures3.json").read_text())["resources"]
     warehouse = new_warehouse(tmp_path)
@@ -236,7 +236,7 @@ def test_rate_limit_storm_is_ridden_out(sandbox_factory, tmp_path):
     server.inject_faults("acme", 5, kind="429")  # a storm at the start, whatever the timing
     warehouse = new_warehouse(tmp_path)
     account = account_for(server, "acme", requests_per_second=400)
-    from assets.stream_sync import sync_client
+    from engine.sync import sync_client
 
     report = sync_client(account, warehouse, STREAMS)
     assert not report.errors
@@ -249,10 +249,10 @@ def test_rate_limit_storm_is_ridden_out(sandbox_factory, tmp_path):
 KILL_SCRIPT = """
 import sys
 from sandbox import SandboxWorld, AccountSpec
-from resources.stripe_api import StripeAccount
-from resources.warehouse import Warehouse
-from assets.stream_sync import sync_client
-from assets.streams import STREAMS
+from engine.stripe_api import StripeAccount
+from engine.warehouse import Warehouse
+from engine.sync import sync_client
+from engine.streams import STREAMS
 base, key, path = sys.argv[1:4]
 account = StripeAccount("acme", key, api_base=base, requests_per_second=2000)
 sync_client(account, Warehouse(path), STREAMS, concurrency=4, chunk_rows=300)

@@ -9,13 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
-from resources.warehouse import Warehouse
+from engine.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
 WRITER_SCRIPT = """
 import sys
-from resources.warehouse import Warehouse
+from engine.warehouse import Warehouse
 warehouse = Warehouse(sys.argv[1], lock_timeout=20)
 for i in range(20):
     with warehouse.writer() as conn:

@@ -8,11 +8,11 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
+from engine.connection_store import ConnectionStore
+from engine.failures import StripeAccessError
+from engine.warehouse import Warehouse
 from reports.web import create_app
 from reports.widgets import run_widget
-from resources.connection_store import ConnectionStore
-from resources.failures import StripeAccessError
-from resources.warehouse import Warehouse
 from tests.test_reporting_support import seed_report_data
 
 SECRET = "sk_test_" + "S3cr3tKeyBody" * 3
@@ -95,7 +95,7 @@ def _token(client: TestClient, client_id: str) -> str:
 
 def test_connect_refuses_forged_or_cross_site_posts(client, monkeypatch):
     calls = []
-    monkeypatch.setattr("resources.credentials.connect_client",
+    monkeypatch.setattr("pipelines.instance.connect_and_register",
                         lambda *a, **k: calls.append(a))
     forged = client.post("/clients/initech/connect",
                          data={"secret_key": SECRET, "form_token": "x" * 64})
@@ -112,7 +112,7 @@ def test_connect_shows_stripe_refusal_without_echoing_the_key(client, monkeypatc
         raise StripeAccessError(message="Stripe rejected that key (invalid_api_key).",
                                 steps=("Copy the Secret key again.", "Paste it whole."))
 
-    monkeypatch.setattr("resources.credentials.connect_client", refuse)
+    monkeypatch.setattr("pipelines.instance.connect_and_register", refuse)
     answer = client.post("/clients/initech/connect",
                          data={"secret_key": SECRET, "form_token": _token(client, "initech")})
     assert answer.status_code == 400
@@ -130,7 +130,7 @@ def test_connect_stores_then_starts_a_sync_and_follows_it(client, monkeypatch):
             store.save_connection(client_id, secret_key=raw_key, account_id="acct_initech",
                                   livemode=False)
 
-    monkeypatch.setattr("resources.credentials.connect_client", connect)
+    monkeypatch.setattr("pipelines.instance.connect_and_register", connect)
     monkeypatch.setattr("pipelines.sync.start_background_sync",
                         lambda client_id: seen.setdefault("sync", client_id))
     answer = client.post("/clients/initech/connect", follow_redirects=False,

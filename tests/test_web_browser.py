@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from engine.connection_store import ConnectionStore
+from engine.warehouse import Warehouse
 from reports.web import TILES, create_app
 from reports.widgets import format_value, run_widget
-from resources.connection_store import ConnectionStore
-from resources.warehouse import Warehouse
 from tests.test_reporting_support import seed_report_data
 
 CHROMIUM = "/usr/bin/chromium"
@@ -189,7 +189,7 @@ def test_reconnect_then_sync_ends_with_figures(app, page, monkeypatch):
                 store.record_sync(client_id, now)
         threading.Thread(target=run, daemon=True).start()
 
-    monkeypatch.setattr("resources.credentials.connect_client", connect)
+    monkeypatch.setattr("pipelines.instance.connect_and_register", connect)
     monkeypatch.setattr("pipelines.sync.start_background_sync", sync_later)
     page.goto(f"{app.url}/clients/initech")
     page.click("#connect-button")
@@ -220,7 +220,7 @@ def _reporting_in_definitions() -> bool:
 def test_reconnect_end_to_end_on_the_sandbox(home, sandbox_factory, browser, monkeypatch):
     """The revoked demo client: real connect_client against the sandbox, a real background
     sync through Dagster, and the figures on the page at the end."""
-    from resources.credentials import check_client, connect_client
+    from engine.credentials import check_client, connect_client
     from sandbox import SandboxWorld
     from sandbox.context import AccountSpec
 

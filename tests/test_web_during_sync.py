@@ -10,9 +10,9 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from engine.credentials import connect_client
+from engine.warehouse import Warehouse
 from reports.web import create_app
-from resources.credentials import connect_client
-from resources.warehouse import Warehouse
 from sandbox import AccountSpec
 from tests.sync_helpers import run_sync
 
@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SYNC_SCRIPT = """
 import sys
-from assets.stream_sync import sync_client
-from assets.streams import STREAMS
-from resources.stripe_api import StripeAccount
-from resources.warehouse import Warehouse
+from engine.sync import sync_client
+from engine.streams import STREAMS
+from engine.stripe_api import StripeAccount
+from engine.warehouse import Warehouse
 account = StripeAccount("acme", sys.argv[2], api_base=sys.argv[1], requests_per_second=2000)
 sync_client(account, Warehouse.from_settings(), STREAMS, concurrency=4, chunk_rows=500)
 """

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.connection_store import ConnectionStore
+from engine.warehouse import Warehouse
 from reports.widgets import (
     UnknownWidget,
     render,
@@ -17,8 +19,6 @@ from reports.widgets import (
     run_widgets,
     widget_catalog,
 )
-from resources.connection_store import ConnectionStore
-from resources.warehouse import Warehouse
 from tests.test_reporting_support import (
     build,
     charge,

@@ -19,7 +19,7 @@ from dagster import (
 from assets.partitions import clients_partitions
 from assets.reporting.build import build_reporting_tables
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
-from resources.connection_store import ClientNotConnected
+from engine.connection_store import ClientNotConnected
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 REPORTING_GROUP = "reporting"

@@ -15,7 +15,7 @@ import duckdb
 
 from assets.reporting.currencies import exponent_macro_sql
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
-from resources.warehouse import schema_statements
+from engine.warehouse import schema_statements
 
 _PARAMETER = re.compile(r"\$([a-z_]+)")
 

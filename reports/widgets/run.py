@@ -15,11 +15,11 @@ from typing import Any
 import duckdb
 
 from assets.reporting.currencies import currency_exponent
-from assets.streams import STREAMS
+from engine.client_config import client_config
+from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
+from engine.streams import STREAMS
+from engine.warehouse import Warehouse, last_failure
 from reports.widgets.catalog import WIDGETS, Widget, get_widget
-from resources.client_config import client_config
-from resources.connection_store import ClientConnection, ConnectionState, ConnectionStore
-from resources.warehouse import Warehouse, last_failure
 
 DEFAULT_DAYS = 30
 _PARAMETER = re.compile(r"\$([a-z_]+)")

@@ -1,7 +1,7 @@
 """The DuckDB warehouse: schema from the stream specs, merges, cursors, and safe access.
 
 Who may open the file when (one writer at a time, readers shared, a reader kept open
-between reads) lives in resources/warehouse_lock.py.
+between reads) lives in engine/warehouse_lock.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from assets.streams import (
+from engine.settings import load_settings
+from engine.streams import (
     BALANCE_COLUMNS,
     BOOKKEEPING_COLUMNS,
     STREAMS,
@@ -24,8 +25,7 @@ from assets.streams import (
     Column,
     StreamSpec,
 )
-from resources.settings import load_settings
-from resources.warehouse_lock import (
+from engine.warehouse_lock import (
     SharedReader,
     acquire,
     client_sync_lock,
@@ -40,7 +40,7 @@ FAILURES_TABLE = "meta.sync_failures"
 
 # DuckDB would take most of the machine's memory for caches; a sync needs little of it.
 # Writers checkpoint when they close (every few seconds, see HOLD_SECONDS in
-# assets/stream_sync.py), not whenever the WAL passes 16 MB: each checkpoint re-compresses
+# engine/sync.py), not whenever the WAL passes 16 MB: each checkpoint re-compresses
 # the table's open row group, and at 5,000 objects a commit that was most of a sync's time.
 WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False,
                  "checkpoint_threshold": "1GB"}

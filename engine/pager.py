@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.stripe_api import PAGE_SIZE, StripeAccount
+from engine.stripe_api import PAGE_SIZE, StripeAccount
 
 
 @dataclass

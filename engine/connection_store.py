@@ -31,9 +31,9 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
-from resources.encryption import KeyCipher, WrongMasterKey
-from resources.keys import mask_key
-from resources.settings import Settings, load_settings
+from engine.encryption import KeyCipher, WrongMasterKey
+from engine.keys import mask_key
+from engine.settings import Settings, load_settings
 
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SQLITE_BUSY_TIMEOUT_SECONDS = 60

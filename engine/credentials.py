@@ -1,4 +1,5 @@
-"""Connecting a client: validate a pasted key against Stripe, then store it encrypted.
+"""A client's Stripe key: connecting it (validate, then store encrypted), checking it,
+and opening the client's Stripe account with it.
 
 The same function serves `stripe-reports connect` and the report page's reconnect
 form, so both accept and refuse exactly the same keys with the same words.
@@ -8,9 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from assets.streams import STREAMS
-from resources.connection_store import ClientConnection, ConnectionStore, check_client_id
-from resources.failures import (
+from engine.client_config import client_config
+from engine.connection_store import (
+    ClientConnection,
+    ClientNotConnected,
+    ConnectionState,
+    ConnectionStore,
+    check_client_id,
+)
+from engine.failures import (
     CredentialFailure,
     PermissionMissing,
     StripeAccessError,
@@ -18,13 +25,11 @@ from resources.failures import (
     WrongAccount,
     reconnect_steps,
 )
-from resources.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
-from resources.settings import load_settings
-from resources.stripe_api import StripeAccount
-from resources.warehouse import Warehouse
-
-# What callers catch: every refusal carries `message` and `steps`.
-CredentialError = StripeAccessError
+from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
+from engine.settings import load_settings
+from engine.streams import STREAMS
+from engine.stripe_api import StripeAccount
+from engine.warehouse import Warehouse
 
 
 class KeyRefused(StripeAccessError):
@@ -183,23 +188,13 @@ def _validate_and_store(
         livemode=parsed.livemode, name=name, stripe_account=stripe_account,
         missing_permissions=[m.permission for m in missing],
     )
-    _register_partition(client_id)
     return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing,
                           moved_from, purged)
-
-
-def _register_partition(client_id: str) -> None:
-    from pipelines.instance import get_instance, register_clients
-
-    register_clients(get_instance(), [client_id])
 
 
 def check_client(client_id: str, *, store: ConnectionStore | None = None,
                  api_base: str | None = None) -> ClientConnection:
     """The credential check on demand: who the key belongs to; the result is recorded."""
-    from assets.stream_sync import verify_account
-    from resources.dagster_resources import open_account
-
     store = store or ConnectionStore.from_settings()
     account, connection = open_account(client_id, api_base=api_base, store=store)
     try:
@@ -209,3 +204,53 @@ def check_client(client_id: str, *, store: ConnectionStore | None = None,
                                   steps=failure.steps or reconnect_steps(client_id),
                                   error_code=failure.code, request_id=failure.request_id)
     return store.record_check(client_id, ok=True)
+
+
+def verify_account(account: StripeAccount, expected_account_id: str | None) -> dict:
+    """The credential check: who the key belongs to (GET /v1/account).
+
+    Raises a CredentialFailure for a rejected key or a key of another account.
+    """
+    info = account.tagged("account").get("/v1/account")
+    if expected_account_id and info.get("id") != expected_account_id:
+        raise WrongAccount(
+            message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
+            f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
+            "history comes from.",
+            steps=reconnect_steps(account.client_id, expected_account_id),
+            client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
+        )
+    return info
+
+
+
+def open_account(
+    client_id: str, *, api_base: str | None = None,
+    store: ConnectionStore | None = None,
+) -> tuple[StripeAccount, ClientConnection | None]:
+    """The client's Stripe account (key from clients.yaml's variable, else the store).
+
+    Raises ClientNotConnected, with guidance, when no key can be found.
+    """
+    settings = load_settings()
+    config = client_config(client_id)
+    store = store or ConnectionStore.from_settings(settings)
+    connection = store.get(client_id)
+    env_key = config.key_from_env()
+    if env_key:
+        key = env_key.strip()
+    elif connection is not None and connection.state != ConnectionState.DISCONNECTED:
+        key = store.secret_key(client_id)
+    elif config.key_env:
+        raise ClientNotConnected(
+            client_id, f"declares key_env {config.key_env} in clients.yaml, which is not set")
+    else:
+        raise ClientNotConnected(client_id)
+    account = StripeAccount(
+        client_id,
+        key,
+        api_base=api_base or settings.api_base,
+        stripe_account=config.stripe_account or (connection.stripe_account if connection else None),
+        requests_per_second=config.max_requests_per_second,
+    )
+    return account, connection

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from resources.settings import load_settings
+from engine.settings import load_settings
 
 DEFAULT_SCHEDULE = "0 * * * *"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -119,7 +119,7 @@ def _field_problem(name: str, value: Any) -> str | None:
 
 
 def _entry_problem(client_id: Any, entry: Any) -> str | None:
-    from resources.connection_store import InvalidClientId, check_client_id
+    from engine.connection_store import InvalidClientId, check_client_id
 
     try:
         check_client_id(client_id)

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from resources.settings import Settings
+from engine.settings import Settings
 
 # Changing any of these makes every stored key unreadable: they are part of the format.
 _PASSPHRASE_SALT = b"stripe-reports/connection-store/v1"

@@ -2,7 +2,7 @@
 
 One `stripe.StripeClient` per client (never the module-global key), pointed at
 `STRIPE_API_BASE`, paced by the account's adaptive limiter, and every Stripe error
-mapped to resources.failures. Every transient failure (5xx, 429, a dropped, reset or
+mapped to engine.failures. Every transient failure (5xx, 429, a dropped, reset or
 timed-out connection, a truncated or non-JSON answer) is retried per request, with
 exponential backoff and jitter, for up to `retry_seconds` (STRIPE_REPORTS_RETRY_SECONDS,
 default 180 s): a blip costs one request, never the run. The SDK's own retries are off,
@@ -24,7 +24,7 @@ import orjson
 import requests
 import stripe
 
-from resources.failures import (
+from engine.failures import (
     KeyExpired,
     KeyRejected,
     PermissionMissing,
@@ -33,8 +33,8 @@ from resources.failures import (
     permission_steps,
     reconnect_steps,
 )
-from resources.keys import mask_key
-from resources.rate_limit import (
+from engine.keys import mask_key
+from engine.rate_limit import (
     LIVE_REQUESTS_PER_SECOND,
     TEST_REQUESTS_PER_SECOND,
     AdaptiveRateLimiter,

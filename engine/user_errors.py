@@ -78,7 +78,7 @@ def _where(error: BaseException) -> Path:
     """The file the error is about: its own file name, else the store or the warehouse."""
     from sqlalchemy.engine import make_url
 
-    from resources.settings import load_settings
+    from engine.settings import load_settings
 
     name = getattr(error, "filename", None)
     if name:
@@ -140,9 +140,9 @@ def _storage(error: BaseException) -> UserError | None:
 
 
 def _known(error: BaseException) -> UserError | None:
-    from resources.client_config import ClientsFileError
-    from resources.connection_store import InvalidClientId
-    from resources.encryption import MasterKeyError
+    from engine.client_config import ClientsFileError
+    from engine.connection_store import InvalidClientId
+    from engine.encryption import MasterKeyError
 
     if isinstance(error, CommandError):
         return UserError(str(error), error.exit_code, 404 if isinstance(error, LookupError)

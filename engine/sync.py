@@ -25,18 +25,17 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from assets.normalize import objects_to_arrow, to_arrow
-from assets.streams import BALANCE_COLUMNS, StreamSpec
-from resources.extract import Coverage, extract_events, extract_window
-from resources.failures import (
+from engine.credentials import verify_account
+from engine.failures import (
     CredentialFailure,
     PermissionMissing,
     StripeAccessError,
-    WrongAccount,
-    reconnect_steps,
 )
-from resources.stripe_api import StripeAccount
-from resources.warehouse import (
+from engine.pager import Coverage, extract_events, extract_window
+from engine.raw_rows import objects_to_arrow, to_arrow
+from engine.streams import BALANCE_COLUMNS, StreamSpec
+from engine.stripe_api import StripeAccount
+from engine.warehouse import (
     MergeCounts,
     StreamState,
     Warehouse,
@@ -99,23 +98,6 @@ class SyncReport:
     @property
     def errors(self) -> list[StripeAccessError]:
         return [r.error for r in self.streams.values() if r.error is not None]
-
-
-def verify_account(account: StripeAccount, expected_account_id: str | None) -> dict:
-    """The credential check: who the key belongs to (GET /v1/account).
-
-    Raises a CredentialFailure for a rejected key or a key of another account.
-    """
-    info = account.tagged("account").get("/v1/account")
-    if expected_account_id and info.get("id") != expected_account_id:
-        raise WrongAccount(
-            message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
-            f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
-            "history comes from.",
-            steps=reconnect_steps(account.client_id, expected_account_id),
-            client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
-        )
-    return info
 
 
 class _StreamLoader:

@@ -1,9 +1,9 @@
 """Stripe objects become an Arrow batch: the raw JSON and bookkeeping, nothing decoded.
 
-Listed objects arrive as the JSON text Stripe sent (resources/stripe_api.py cuts a
+Listed objects arrive as the JSON text Stripe sent (engine/stripe_api.py cuts a
 page into one slice per object without building dicts); typed columns, the id
 included, are extracted by DuckDB from `raw` with SQL generated from the stream's
-column specs (resources/warehouse.py, `typed_select`). JSON then never becomes
+column specs (engine/warehouse.py, `typed_select`). JSON then never becomes
 Python objects on the listing path, and parsing runs in DuckDB's C++ threads.
 """
 
