@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from engine.connection_store import InvalidClientId, check_client_id
 from engine.settings import load_settings
 
 DEFAULT_SCHEDULE = "0 * * * *"
@@ -119,8 +120,6 @@ def _field_problem(name: str, value: Any) -> str | None:
 
 
 def _entry_problem(client_id: Any, entry: Any) -> str | None:
-    from engine.connection_store import InvalidClientId, check_client_id
-
     try:
         check_client_id(client_id)
     except InvalidClientId as error:

@@ -59,24 +59,69 @@ def extract_window(
     concurrency: int = 24,
     max_buffered_pages: int = 24,
 ) -> Iterator[PageResult]:
-    """Yield every object created in [lo, hi), page by page, with completed ranges."""
-    work: queue.Queue[_Slice] = queue.Queue()
-    results: queue.Queue[Any] = queue.Queue(maxsize=max_buffered_pages)
-    lock = threading.Lock()
-    outstanding = [1]  # slices queued or being fetched
-    stop = threading.Event()
-    work.put(_Slice(lo, hi))
+    """Yield every object created in [lo, hi), page by page, with completed ranges.
 
-    def fetch(piece: _Slice) -> None:
-        query = {**params, "limit": PAGE_SIZE, "created": {"gte": piece.lo, "lt": piece.hi}}
+    If a slice fails for good, the pages fetched meanwhile come first, then the error.
+    """
+    listing = _SlicedListing(account, endpoint, params, max(1, concurrency), max_buffered_pages)
+    return listing.pages(lo, hi)
+
+
+class _SlicedListing:
+    """Workers take slices from a queue; a page that says there is more re-queues the rest
+    of its slice, split by time when workers are idle. The workers stop when no slice is
+    left or one fails for good."""
+
+    def __init__(self, account: StripeAccount, endpoint: str, params: dict[str, Any],
+                 concurrency: int, max_buffered_pages: int) -> None:
+        self.account, self.endpoint, self.params = account, endpoint, params
+        self.concurrency = concurrency
+        self.work: queue.Queue[_Slice | None] = queue.Queue()  # None: stop working
+        self.results: queue.Queue[Any] = queue.Queue(maxsize=max_buffered_pages)
+        self.lock = threading.Lock()
+        self.outstanding = 0  # slices queued or being fetched
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+
+    def pages(self, lo: int, hi: int) -> Iterator[PageResult]:
+        self._add([_Slice(lo, hi)])
+        workers = [threading.Thread(target=self._work, daemon=True)
+                   for _ in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+        threading.Thread(target=self._close_after, args=(workers,), daemon=True).start()
+        try:
+            while (item := self.results.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+            self._release_workers()
+            while not self.results.empty():  # unblock workers waiting on a full queue
+                self.results.get_nowait()
+
+    def _work(self) -> None:
+        while (piece := self.work.get()) is not None:
+            try:
+                if not self.stop.is_set():
+                    self._fetch(piece)
+            except BaseException as error:  # the consumer re-raises it, after the pages
+                self.failures.append(error)
+                self.stop.set()  # no new slices; fetches under way still deliver their pages
+                self._release_workers()
+                return
+            finally:
+                self._done_with_one()
+
+    def _fetch(self, piece: _Slice) -> None:
+        query = {**self.params, "limit": PAGE_SIZE, "created": {"gte": piece.lo, "lt": piece.hi}}
         if piece.starting_after:
             query["starting_after"] = piece.starting_after
-        page = account.get_page(endpoint, query)
+        page = self.account.get_page(self.endpoint, query)
         data = page.raw_objects
         if not page.has_more or not data:
-            results.put(PageResult(data, [(piece.lo, piece.hi)]))
-            with lock:
-                outstanding[0] -= 1
+            self.results.put(PageResult(data, [(piece.lo, piece.hi)]))
             return
         oldest = int(page.oldest_created or piece.lo)
         newest = int(page.newest_created or oldest)
@@ -84,60 +129,37 @@ def extract_window(
         # into parts worth a few pages each, since every part ends with a partial page.
         density = len(data) / max(1, newest - oldest + 1)
         pages_left = density * (oldest - piece.lo) / PAGE_SIZE
-        with lock:
-            # Workers neither fetching nor with a slice waiting; busy ones need no new work.
-            idle = concurrency - outstanding[0]
-            parts = max(0, min(idle, int(pages_left // MIN_PAGES_PER_SLICE)))
-            pieces = _split(piece.lo, oldest, idle=parts)
-            outstanding[0] += len(pieces) - 1
-        # The slice carries on from its last object, over the newest part only...
-        work.put(_Slice(pieces[-1][0], piece.hi, page.last_id))
-        # ...and the older parts, not yet touched, become slices of their own.
-        for part_lo, part_hi in pieces[:-1]:
-            work.put(_Slice(part_lo, part_hi))
-        results.put(PageResult(data))
+        with self.lock:  # workers neither fetching nor with a slice waiting
+            idle = self.concurrency - self.outstanding
+        parts = max(0, min(idle, int(pages_left // MIN_PAGES_PER_SLICE)))
+        pieces = _split(piece.lo, oldest, idle=parts)
+        # The slice carries on from its last object over the newest part; the older
+        # parts, not yet touched, become slices of their own.
+        self._add([_Slice(pieces[-1][0], piece.hi, page.last_id),
+                   *(_Slice(part_lo, part_hi) for part_lo, part_hi in pieces[:-1])])
+        self.results.put(PageResult(data))
 
-    failures: list[BaseException] = []
+    def _add(self, pieces: list[_Slice]) -> None:
+        with self.lock:
+            self.outstanding += len(pieces)
+        for piece in pieces:
+            self.work.put(piece)
 
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                piece = work.get(timeout=0.05)
-            except queue.Empty:
-                with lock:
-                    if outstanding[0] == 0:
-                        return
-                continue
-            try:
-                fetch(piece)
-            except BaseException as error:  # the consumer re-raises it, after the pages
-                failures.append(error)
-                stop.set()  # no new slices; fetches under way still deliver their pages
-                return
+    def _done_with_one(self) -> None:
+        with self.lock:
+            self.outstanding -= 1
+            finished = self.outstanding == 0
+        if finished:
+            self._release_workers()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, concurrency))]
-    for thread in threads:
-        thread.start()
+    def _release_workers(self) -> None:
+        for _ in range(self.concurrency):
+            self.work.put(None)
 
-    def closer() -> None:
-        for thread in threads:
-            thread.join()
-        results.put(failures[0] if failures else _DONE)
-
-    threading.Thread(target=closer, daemon=True).start()
-    try:
-        while True:
-            item = results.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        # Unblock workers waiting on a full results queue.
-        while not results.empty():
-            results.get_nowait()
+    def _close_after(self, workers: list[threading.Thread]) -> None:
+        for worker in workers:
+            worker.join()
+        self.results.put(self.failures[0] if self.failures else _DONE)
 
 
 def _split(lo: int, oldest: int, idle: int) -> list[tuple[int, int]]:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 
 import duckdb
 
-from assets.reporting.currencies import exponent_macro_sql
+from engine.currencies import exponent_macro_sql
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.warehouse import schema_statements
 

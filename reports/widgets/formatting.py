@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from assets.reporting.currencies import currency_exponent
+from engine.currencies import currency_exponent
 from reports.widgets.run import WidgetResult
 
 CURRENCY_SYMBOLS = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from assets.reporting.currencies import currency_exponent
+from engine.currencies import currency_exponent
 from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
 from engine.streams import STREAMS
