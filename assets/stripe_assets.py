@@ -6,17 +6,20 @@ single rate limiter and the credential check runs once, first.
 
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -24,21 +27,45 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
+from dagster._utils.warnings import PreviewWarning
+from pydantic import Field
 
 from assets.partitions import clients_partitions
 from engine.client_config import client_config
 from engine.connection_store import ClientNotConnected, ConnectionStore
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
-from engine.streams import BALANCE_COLUMNS, STREAMS, ChildSpec, Column, StreamSpec
+from engine.streams import (
+    BALANCE_COLUMNS,
+    STREAMS,
+    ChildSpec,
+    Column,
+    StreamSpec,
+    resolve_streams,
+)
 from engine.stripe_api import StripeAccount
 from engine.sync import StreamResult, SyncReport, sync_client
+from engine.user_errors import explain
 from engine.warehouse import child_columns, stream_columns
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 STRIPE_GROUP = "stripe"
 BALANCE_KEY = AssetKey(["stripe", "balance"])
 CREDENTIAL_CHECK = "stripe_credentials_valid"
+CREDENTIAL_CHECK_KEY = AssetCheckKey(BALANCE_KEY, CREDENTIAL_CHECK)
+
+
+class SyncConfig(Config):
+    """The options of one client's sync run (the CLI's `--full-refresh` and `--streams`)."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="List every object again instead of applying changes since the last sync.")
+    streams: list[str] = Field(
+        default_factory=list,
+        description="The streams this run syncs (e.g. ['charges', 'subscriptions']), as the "
+        "CLI's --streams; empty: the selected ones. Must match the selected assets; a stream "
+        "brings its child tables (subscriptions: subscription_items).")
 
 
 def stream_asset_key(spec: StreamSpec) -> AssetKey:
@@ -120,6 +147,22 @@ def _stream_metadata(result: StreamResult) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def explained_errors() -> Iterator[None]:
+    """A full disk, a read-only folder or a damaged warehouse fails the step with one line
+    saying what to do (engine.user_errors), not a traceback; anything else is a bug."""
+    try:
+        yield
+    except Failure:
+        raise
+    except Exception as error:
+        problem = explain(error)
+        if problem is None:
+            raise
+        raise Failure(description=problem.message, allow_retries=False,
+                      metadata={"error_type": MetadataValue.text(type(error).__name__)}) from None
+
+
 def _record_key_works(store: ConnectionStore, account: StripeAccount, report: SyncReport,
                       known: bool, secret_key: str | None) -> None:
     # The client's "last sync" moves only once its reporting tables are built from it.
@@ -146,6 +189,41 @@ def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
     )
 
 
+def _credential_check_spec() -> AssetCheckSpec:
+    # Partitioned checks are a preview in Dagster 1.13: the warning would reach every CLI user.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)
+        return AssetCheckSpec(
+            CREDENTIAL_CHECK, asset=BALANCE_KEY, partitions_def=clients_partitions,
+            description="Stripe accepts the client's key and it belongs to the client's "
+            "account: one result per client (partition).",
+        )
+
+
+def _chosen_specs(context: AssetExecutionContext, config: SyncConfig) -> list[StreamSpec]:
+    """The streams this run syncs: those selected in Dagster (a stream or a child table).
+
+    The config's `streams` must name the same streams: a selected asset left unsynced would
+    skip the reporting tables, and one claimed synced would lie about freshness."""
+    selected = context.selected_asset_keys
+    chosen = [
+        spec for spec in STREAMS
+        if stream_asset_key(spec) in selected
+        or any(AssetKey(["stripe", child.table]) in selected for child in spec.children)
+    ]
+    try:
+        named = resolve_streams(config.streams or None)
+    except ValueError as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+    if config.streams and {s.name for s in named} != {s.name for s in chosen}:
+        raise Failure(
+            description=f"The run's config names the streams {', '.join(config.streams)} but "
+            f"the run selects {', '.join(s.name for s in chosen) or 'no stream'}. Select "
+            "just those assets (Materialize selected) or leave `streams` empty.",
+            allow_retries=False)
+    return chosen
+
+
 @multi_asset(
     name="stripe_sync",
     specs=[
@@ -153,68 +231,77 @@ def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
         *(_child_asset_spec(spec, child) for spec, child in CHILD_SPECS),
         BALANCE_SPEC,
     ],
-    check_specs=[
-        AssetCheckSpec(
-            CREDENTIAL_CHECK, asset=BALANCE_KEY,
-            description="Stripe accepts the client's key and it belongs to the client's account.",
-        )
-    ],
+    check_specs=[_credential_check_spec()],
     partitions_def=clients_partitions,
     can_subset=True,
     description="Pulls the client's Stripe objects into DuckDB incrementally (events for "
     "updates and deletions, new objects since the cursor), after checking the key.",
 )
 def stripe_sync(
-    context: AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource
+    context: AssetExecutionContext, config: SyncConfig, stripe: StripeResource,
+    warehouse: WarehouseResource,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     client_id = context.partition_key
-    selected = context.selected_asset_keys
-    specs = [
-        spec for spec in STREAMS
-        if stream_asset_key(spec) in selected
-        or any(AssetKey(["stripe", child.table]) in selected for child in spec.children)
-    ]
+    specs = _chosen_specs(context, config)
     store = stripe.store()
     try:
         account, connection = stripe.account_for(client_id)
     except ClientNotConnected as missing:
         raise Failure(description=str(missing), allow_retries=False) from None
-    full_refresh = bool(context.run.tags.get("stripe_reports/full_refresh") == "true")
 
     def progress(stream: str, rows: int, requests: int) -> None:
         context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
         report_progress(client_id, stream, rows, requests)
 
     try:
-        report = sync_client(
-            account, warehouse.open(), specs,
-            expected_account_id=connection.account_id if connection else None,
-            full_refresh=full_refresh, include_balance=BALANCE_KEY in selected,
-            concurrency=stripe.concurrency, progress=progress,
-            accepted_missing=frozenset(connection.missing_permissions if connection else ()),
-        )
-    except StripeAccessError as error:
-        if not isinstance(error, CredentialFailure):  # 429s, outages: the key is fine
-            facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
-            raise Failure(description=error.guidance(),
-                          metadata={k: MetadataValue.text(v) for k, v in facts.items()},
-                          allow_retries=True) from None
-        failure = error
-        if BALANCE_KEY in selected:
-            yield AssetCheckResult(
-                check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=False,
-                severity=AssetCheckSeverity.ERROR, description=failure.message,
-                metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
+        with explained_errors():
+            report = sync_client(
+                account, warehouse.open(), specs,
+                expected_account_id=connection.account_id if connection else None,
+                full_refresh=config.full_refresh,
+                include_balance=BALANCE_KEY in context.selected_asset_keys,
+                concurrency=stripe.concurrency, progress=progress,
+                accepted_missing=frozenset(connection.missing_permissions if connection else ()),
             )
+    except CredentialFailure as failure:
+        if _checking(context):
+            yield _failed_check(failure)
         raise _credential_failure(context, store, failure) from None
+    except StripeAccessError as error:  # 429s, outages: the key is fine
+        facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
+        raise Failure(description=error.guidance(),
+                      metadata={k: MetadataValue.text(v) for k, v in facts.items()},
+                      allow_retries=True) from None
 
     env_key = None if connection else client_config(client_id).key_from_env()
     _record_key_works(store, account, report, known=connection is not None, secret_key=env_key)
-    if BALANCE_KEY in selected:
+    if _checking(context):
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
+    yield from _materializations(context, specs, report)
+    if report.errors:
+        raise _stream_errors_failure(report.errors)
+
+
+def _checking(context: AssetExecutionContext) -> bool:
+    return CREDENTIAL_CHECK_KEY in context.selected_asset_check_keys
+
+
+def _failed_check(failure: CredentialFailure) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=False,
+        severity=AssetCheckSeverity.ERROR, description=failure.guidance(),
+        metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
+    )
+
+
+def _materializations(context: AssetExecutionContext, specs: list[StreamSpec],
+                      report: SyncReport) -> Iterator[MaterializeResult]:
+    """One result per selected asset that landed; a subset may leave out a child table."""
+    selected = context.selected_asset_keys
+    if BALANCE_KEY in selected:
         yield MaterializeResult(
             asset_key=BALANCE_KEY,
             metadata={"currencies": report.balance_rows, "api_requests": report.requests,
@@ -226,14 +313,14 @@ def stripe_sync(
             continue
         if result.skipped:
             # As complete as the key allows: the reporting tables still build from the rest.
-            context.log.warning(f"{client_id}/{spec.name} skipped: {result.skipped}")
-        yield MaterializeResult(asset_key=stream_asset_key(spec),
-                                metadata=_stream_metadata(result))
+            context.log.warning(f"{context.partition_key}/{spec.name} skipped: {result.skipped}")
+        if stream_asset_key(spec) in selected:
+            yield MaterializeResult(asset_key=stream_asset_key(spec),
+                                    metadata=_stream_metadata(result))
         for child in spec.children:
-            yield MaterializeResult(asset_key=AssetKey(["stripe", child.table]),
-                                    metadata={"parent_rows_written": result.rows_landed})
-    if report.errors:
-        raise _stream_errors_failure(report.errors)
+            if AssetKey(["stripe", child.table]) in selected:
+                yield MaterializeResult(asset_key=AssetKey(["stripe", child.table]),
+                                        metadata={"parent_rows_written": result.rows_landed})
 
 
 def _stream_errors_failure(errors: list[StripeAccessError]) -> Failure:

@@ -55,7 +55,8 @@ def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
 
         clients = list(DEMO_CLIENTS)
         view = SyncProgressView(clients, sys.stderr)
-        outcomes = sync_clients(clients, progress=view.update, on_done=view.done)
+        outcomes = sync_clients(clients, progress=view.update, on_done=view.done,
+                                launched_by="demo")
         view.close()
     for outcome in outcomes:
         print_outcome(outcome, out)

@@ -1,11 +1,24 @@
 """Jobs: the per-client sync (Stripe streams, then the reporting tables)."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 SYNC_JOB_NAME = "stripe_sync_job"
+LAUNCHED_BY_TAG = "stripe_reports/launched_by"
+LAUNCHERS = ("cli", "web", "demo", "schedule", "sensor")
 
 stripe_sync_job = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.groups("stripe").downstream(),
-    description="Sync one client's Stripe account into DuckDB and rebuild its reporting tables.",
+    description="Sync one client's Stripe account into DuckDB and rebuild its reporting tables. "
+    "Config `ops.stripe_sync.config`: full_refresh, streams.",
+    # One op fills the Stripe assets and one builds the reporting tables, one after the other:
+    # a process per step would only add start-up time.
+    executor_def=in_process_executor,
 )
+
+
+def launcher_tags(launched_by: str) -> dict[str, str]:
+    """The tag saying who launched a sync run (CONTRACT.md)."""
+    if launched_by not in LAUNCHERS:
+        raise ValueError(f"Unknown launcher {launched_by!r}: use one of {', '.join(LAUNCHERS)}.")
+    return {LAUNCHED_BY_TAG: launched_by}

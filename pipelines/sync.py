@@ -1,7 +1,8 @@
-"""Syncing clients through Dagster from the CLI or the web page.
+"""Syncing clients through Dagster from the CLI, the web page and the demo.
 
-Each client is materialized in its own process with `dagster.materialize` against
-the shared instance, so every run shows in the Dagster UI like a scheduled one.
+Each client's sync is a run of the job `stripe_sync_job` for the client's partition,
+executed in its own process against the shared instance, so every run shows in the
+Dagster UI beside the scheduled ones, tagged with who launched it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from typing import Any
 
 from engine.progress import ProgressSink
 from engine.settings import load_settings
+from engine.user_errors import explain
 
-BALANCE_STREAM = "balance"
+# Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
+LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
+QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
+# What the UI groups a job's runs by; runs executed here have no code location of their own.
+REPOSITORY_LABEL = "__repository__@stripe_reports"
 
 
 @dataclass
@@ -33,14 +39,28 @@ class ClientSyncOutcome:
     message: str | None = None
 
 
-def _selection(streams: list[str] | None):
-    from dagster import AssetKey, AssetSelection
+def default_launcher() -> str:
+    """`web` in a sync the report page started, else `cli`."""
+    return os.environ.get(LAUNCHER_ENV) or "cli"
+
+
+def asset_selection(streams: list[str] | None) -> list | None:
+    """The job's assets for the chosen streams (None: all): each stream with its child
+    tables, the balance (the credential check hangs on it) and every reporting table."""
+    from dagster import AssetKey
+
+    from assets.reporting import REPORTING_TABLES
+    from assets.reporting.assets import reporting_asset_key
+    from assets.stripe_assets import BALANCE_KEY, stream_asset_key
+    from engine.streams import resolve_streams
 
     if not streams:
-        return AssetSelection.groups("stripe").downstream()
-    keys = [AssetKey(["stripe", name]) for name in [*streams, BALANCE_STREAM]]
+        return None
+    keys = [BALANCE_KEY]
+    for spec in resolve_streams(streams):
+        keys += [stream_asset_key(spec), *(AssetKey(["stripe", c.table]) for c in spec.children)]
     # The reporting tables are one multi-asset: rebuild all of them, never a part.
-    return AssetSelection.assets(*keys).downstream().required_multi_asset_neighbors()
+    return keys + [reporting_asset_key(table) for table in REPORTING_TABLES]
 
 
 def _failure_text(result: Any) -> str:
@@ -57,40 +77,29 @@ def _failure_text(result: Any) -> str:
     return "The sync failed."
 
 
-def materialize_client(
-    client_id: str,
-    full_refresh: bool = False,
-    streams: list[str] | None = None,
-    progress_queue: Any = None,
-) -> ClientSyncOutcome:
-    """Run one client's sync in this process, recorded in the Dagster instance."""
-    from dagster import materialize
+def run_sync_job(client_id: str, instance: Any, *, full_refresh: bool = False,
+                 streams: list[str] | None = None, launched_by: str = "cli",
+                 tags: dict[str, str] | None = None) -> Any:
+    """One run of `stripe_sync_job` for the client's partition, in this process."""
+    from dagster import RunConfig
 
-    from engine.progress import add_progress_sink
-    from pipelines.definitions import ASSETS, RESOURCES
-    from pipelines.instance import get_instance, register_clients
-    from pipelines.run_health import fail_dead_runs, this_process_tags
+    from assets.stripe_assets import SyncConfig
+    from pipelines.definitions import defs
+    from pipelines.jobs import SYNC_JOB_NAME, launcher_tags
 
-    if progress_queue is not None:
-        add_progress_sink(lambda *update: progress_queue.put(update))
-    instance = get_instance()
-    fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
-    register_clients(instance, [client_id])
-    result = materialize(
-        ASSETS,
-        selection=_selection(streams),
-        partition_key=client_id,
+    config = SyncConfig(full_refresh=full_refresh, streams=list(streams or []))
+    return defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+        run_config=RunConfig(ops={"stripe_sync": config}, loggers=QUIET_LOGGERS),
         instance=instance,
-        resources=RESOURCES,
-        tags={
-            "client": client_id,
-            "stripe_reports/full_refresh": "true" if full_refresh else "false",
-            "stripe_reports/launched_by": "cli",
-            **this_process_tags(),
-        },
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        partition_key=client_id,
+        asset_selection=asset_selection(streams),
+        tags={"client": client_id, ".dagster/repository": REPOSITORY_LABEL,
+              **launcher_tags(launched_by), **(tags or {})},
         raise_on_error=False,
     )
+
+
+def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
     assets = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
@@ -98,12 +107,38 @@ def materialize_client(
             key: value.value for key, value in materialization.metadata.items()
         }
     return ClientSyncOutcome(
-        client_id=client_id,
-        success=result.success,
-        run_id=result.run_id,
-        assets=assets,
+        client_id=client_id, success=result.success, run_id=result.run_id, assets=assets,
         message=None if result.success else _failure_text(result),
     )
+
+
+def materialize_client(
+    client_id: str,
+    full_refresh: bool = False,
+    streams: list[str] | None = None,
+    progress_queue: Any = None,
+    launched_by: str | None = None,
+) -> ClientSyncOutcome:
+    """Run one client's sync in this process, recorded in the Dagster instance."""
+    from engine.progress import add_progress_sink
+    from pipelines.instance import get_instance, register_clients
+    from pipelines.run_health import fail_dead_runs, this_process_tags
+
+    if progress_queue is not None:
+        add_progress_sink(lambda *update: progress_queue.put(update))
+    try:
+        instance = get_instance()
+        fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
+        register_clients(instance, [client_id])
+        result = run_sync_job(client_id, instance, full_refresh=full_refresh, streams=streams,
+                              launched_by=launched_by or default_launcher(),
+                              tags=this_process_tags())
+    except Exception as error:  # a full disk, a damaged instance: one line, not a traceback
+        problem = explain(error)
+        if problem is None:
+            raise
+        return ClientSyncOutcome(client_id, False, message=problem.message)
+    return _outcome(client_id, result)
 
 
 def sync_clients(
@@ -114,6 +149,7 @@ def sync_clients(
     parallel: int = 4,
     progress: ProgressSink | None = None,
     on_done: Callable[[ClientSyncOutcome], None] | None = None,
+    launched_by: str | None = None,
 ) -> list[ClientSyncOutcome]:
     """Sync clients side by side, each in its own process; outcomes in the given order."""
     context = multiprocessing.get_context("spawn")
@@ -127,7 +163,8 @@ def sync_clients(
                                      mp_context=context) as pool:
                 futures = {
                     client: pool.submit(materialize_client, client, full_refresh, streams,
-                                        updates if progress else None)
+                                        updates if progress else None,
+                                        launched_by or default_launcher())
                     for client in client_ids
                 }
                 outcomes = []
@@ -163,5 +200,5 @@ def start_background_sync(client_id: str) -> None:
     subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "sync", client_id],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=os.environ.copy(),
+        start_new_session=True, env={**os.environ, LAUNCHER_ENV: "web"},
     )

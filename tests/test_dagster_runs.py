@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dagster import DagsterInstance, DagsterRunStatus
+import time
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.credentials import connect_client
@@ -66,3 +69,116 @@ def test_sync_of_chosen_streams_rebuilds_reporting(home, sandbox_factory):
     stripe_assets = {k for k in outcome.assets if k.startswith("stripe/")}
     assert stripe_assets == {"stripe/charges", "stripe/balance"}
     assert any(k.startswith("reporting/") for k in outcome.assets)
+
+
+SMALL = {"charges": 30, "customers": 8, "subscriptions": 6, "products": 3, "history_days": 40}
+
+
+def _sync_runs(instance: DagsterInstance, launched_by: str | None = None) -> list:
+    from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME
+
+    tags = {LAUNCHED_BY_TAG: launched_by} if launched_by else None
+    return list(instance.get_runs(filters=RunsFilter(job_name=SYNC_JOB_NAME, tags=tags)))
+
+
+def test_cli_and_demo_syncs_are_stripe_sync_job_runs_tagged_with_their_launcher(
+        home, sandbox_factory, monkeypatch):
+    from pipelines.sync import LAUNCHER_ENV
+
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+    monkeypatch.delenv(LAUNCHER_ENV, raising=False)
+
+    cli, = sync_clients(["acme"], full_refresh=True)
+    demo, = sync_clients(["acme"], launched_by="demo")
+
+    assert cli.success and demo.success, (cli.message, demo.message)
+    instance = DagsterInstance.get()
+    runs = {run.run_id: run for run in instance.get_runs()}
+    assert {r.job_name for r in runs.values()} == {"stripe_sync_job"}
+    for outcome, launcher in ((cli, "cli"), (demo, "demo")):
+        run = runs[outcome.run_id]
+        assert run.tags["stripe_reports/launched_by"] == launcher
+        assert run.tags["dagster/partition"] == "acme"
+    # The options travel as the job's typed config, which the UI shows with the run.
+    config = runs[cli.run_id].run_config["ops"]["stripe_sync"]["config"]
+    assert config["full_refresh"] is True
+    assert cli.assets["stripe/charges"]["full_refresh"] != "no (incremental)"
+    assert demo.assets["stripe/charges"]["full_refresh"] == "no (incremental)"
+
+
+@pytest.mark.slow
+def test_the_report_pages_reconnect_sync_is_a_run_launched_by_the_web(home, sandbox_factory):
+    from pipelines.sync import start_background_sync
+
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+
+    from pipelines.instance import get_instance
+
+    start_background_sync("acme")  # what the page's Connect does: a CLI sync in the background
+
+    instance = get_instance()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = [r for r in _sync_runs(instance, "web") if r.is_finished]
+        if runs:
+            break
+        time.sleep(0.5)
+    log = (home / "sync-acme.log").read_text(errors="replace")
+    assert runs, f"no finished web run; the sync's log:\n{log}"
+    assert runs[0].status == DagsterRunStatus.SUCCESS, log
+    assert runs[0].tags["dagster/partition"] == "acme"
+
+
+@pytest.mark.slow
+def test_every_stream_alone_and_together_syncs_with_its_child_tables(home, sandbox_factory):
+    from engine.streams import STREAMS
+    from pipelines.sync import materialize_client
+
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+    choices = [[spec.name] for spec in STREAMS]
+    choices += [["charges", "customers", "subscriptions", "refunds"],
+                [spec.name for spec in STREAMS]]
+
+    for streams in choices:
+        outcome = materialize_client("acme", streams=streams)
+
+        assert outcome.success, (streams, outcome.message)
+        expected = {"stripe/balance"}
+        for spec in STREAMS:
+            if spec.name in streams:
+                expected |= {f"stripe/{spec.table}"}
+                expected |= {f"stripe/{child.table}" for child in spec.children}
+        assert {k for k in outcome.assets if k.startswith("stripe/")} == expected, streams
+        assert any(k.startswith("reporting/") for k in outcome.assets)
+    with Warehouse.from_settings().reader() as conn:
+        items = conn.execute("SELECT count(*) FROM stripe.subscription_items").fetchone()[0]
+    assert items > 0
+
+
+def test_run_config_streams_that_disagree_with_the_selection_fail_clearly(
+        home, sandbox_factory):
+    """As from the Dagster launchpad: the whole job selected, its config naming one stream."""
+    from dagster import RunConfig
+
+    from assets.stripe_assets import SyncConfig
+    from pipelines.definitions import defs
+    from pipelines.instance import get_instance, register_clients
+    from pipelines.sync import _failure_text
+
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+    instance = get_instance()
+    register_clients(instance, ["acme"])
+
+    result = defs.resolve_job_def("stripe_sync_job").execute_in_process(
+        run_config=RunConfig(ops={"stripe_sync": SyncConfig(streams=["subscriptions"])}),
+        instance=instance, partition_key="acme", raise_on_error=False)
+
+    assert not result.success
+    assert _failure_text(result).startswith(
+        "The run's config names the streams subscriptions but the run selects charges, ")
+    with Warehouse.from_settings().reader() as conn:
+        assert conn.execute("SELECT count(*) FROM stripe.charges").fetchone()[0] == 0

@@ -19,6 +19,7 @@ from dagster import (
 from assets.partitions import clients_partitions
 from assets.reporting.build import build_reporting_tables
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
+from assets.stripe_assets import explained_errors
 from engine.connection_store import ClientNotConnected
 from resources.dagster_resources import StripeResource, WarehouseResource
 
@@ -58,10 +59,11 @@ def reporting_tables(context: AssetExecutionContext, warehouse: WarehouseResourc
     client_id = context.partition_key
     target = warehouse.open()
     try:
-        with target.writer() as conn:
+        with explained_errors(), target.writer() as conn:
             result = build_reporting_tables(conn, client_id)
     except Exception as error:
-        target.record_failure(client_id, f"Building the reporting tables failed: {error}")
+        with contextlib.suppress(Exception):  # the failure itself may not be recordable
+            target.record_failure(client_id, f"Building the reporting tables failed: {error}")
         raise
     with stripe.store() as store, contextlib.suppress(ClientNotConnected):
         store.record_sync(client_id, result.built_at)  # env-only clients have no row
