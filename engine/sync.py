@@ -197,7 +197,7 @@ class _ChunkWriter:
                     rows, cursor, final = item
                     self.loader.state.created_cursor = cursor
                     self.loader.flush(rows, final=final, conn=conn)
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline or self.loader.warehouse.readers_waiting():
                         return _IDLE
                     try:  # go on only with a chunk already waiting: never hold the lock idle
                         item = self.chunks.get_nowait()

@@ -29,8 +29,10 @@ from engine.warehouse_lock import (
     SharedReader,
     acquire,
     client_sync_lock,
+    flag_is_raised,
+    raised_flag,
+    readers_flag_path,
     shared_reader,
-    writer_waiting_flag,
 )
 
 STATE_TABLE = "meta.sync_state"
@@ -145,6 +147,10 @@ class Warehouse:
         lock_path = self.path.with_name(f"{self.path.name}.clients") / f"{client_id}.lock"
         return client_sync_lock(lock_path, client_id, timeout, on_wait)
 
+    def readers_waiting(self) -> bool:
+        """Whether a reader waits for the file (a writer holding it should let go soon)."""
+        return flag_is_raised(readers_flag_path(self.lock_path))
+
     def _shared_reader(self) -> SharedReader:
         return shared_reader(self.path, self.lock_path, self.intent_path)
 
@@ -152,10 +158,11 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, short-lived read-write connection. Keep the work inside small."""
         own_reader = self._shared_reader()
-        with writer_waiting_flag(self.intent_path):
+        with raised_flag(self.intent_path):
             own_reader.release_idle()  # this process's own cached reader must not block us
             fd = acquire(self.lock_path, exclusive=True, timeout=self.lock_timeout,
-                         while_waiting=own_reader.release_idle)
+                         while_waiting=own_reader.release_idle,
+                         readers_flag=readers_flag_path(self.lock_path))
         try:
             conn = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:

@@ -28,6 +28,10 @@ import duckdb
 
 LINGER_SECONDS = 0.25
 POLL_SECONDS = 0.02
+# Turn-taking under load: a writer stands aside this long for waiting readers, and a
+# reader this long for waiting writers, before each competes for the lock as usual.
+READER_TURN_SECONDS = 1.0
+WRITER_TURN_SECONDS = 0.25
 
 
 class WarehouseBusy(TimeoutError):
@@ -45,18 +49,45 @@ def _open_lock_file(path: Path) -> int:
 
 def acquire(lock_path: Path, exclusive: bool, timeout: float,
             while_waiting: Callable[[], None] = lambda: None,
-            busy: Callable[[], Exception] | None = None) -> int:
-    """Take the lock file shared or exclusive; returns the fd whose closing releases it."""
+            busy: Callable[[], Exception] | None = None,
+            readers_flag: Path | None = None) -> int:
+    """Take the lock file shared or exclusive; returns the fd whose closing releases it.
+
+    With `readers_flag`, readers and writers take turns: a waiting reader raises the flag,
+    and a writer stands aside while it is up (for READER_TURN_SECONDS at most), so readers
+    get in at the next release instead of losing every race to queued writers.
+    """
     fd = _open_lock_file(lock_path)
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + timeout
-    while not _try_flock(fd, mode):
-        if time.monotonic() > deadline:
-            os.close(fd)
-            raise (busy or _warehouse_busy(lock_path, timeout))()
-        while_waiting()
-        time.sleep(POLL_SECONDS)
-    return fd
+    stood_aside = 0.0  # a writer's time spent letting readers go first, this acquire
+    with _raised(readers_flag if not exclusive else None):
+        while True:
+            readers_first = (exclusive and readers_flag is not None
+                             and stood_aside < READER_TURN_SECONDS
+                             and flag_is_raised(readers_flag))
+            if readers_first:
+                stood_aside += POLL_SECONDS
+            elif _try_flock(fd, mode):
+                return fd
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise (busy or _warehouse_busy(lock_path, timeout))()
+            while_waiting()
+            time.sleep(POLL_SECONDS)
+
+
+def readers_flag_path(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".readers-waiting")
+
+
+@contextmanager
+def _raised(flag: Path | None) -> Iterator[None]:
+    if flag is None:
+        yield
+        return
+    with raised_flag(flag):
+        yield
 
 
 def _warehouse_busy(lock_path: Path, timeout: float) -> Callable[[], Exception]:
@@ -112,8 +143,8 @@ def _holder(lock_path: Path) -> str:
 
 
 @contextmanager
-def writer_waiting_flag(intent_path: Path) -> Iterator[None]:
-    """Say, for as long as this block runs, that a writer waits for the warehouse."""
+def raised_flag(intent_path: Path) -> Iterator[None]:
+    """Say, for as long as this block runs, that someone (a writer, a reader) waits."""
     fd = _open_lock_file(intent_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -122,7 +153,7 @@ def writer_waiting_flag(intent_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def a_writer_is_waiting(intent_path: Path) -> bool:
+def flag_is_raised(intent_path: Path) -> bool:
     fd = _open_lock_file(intent_path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,7 +191,7 @@ class SharedReader:
             with self._mutex:
                 self._users -= 1
                 if self._users == 0:
-                    if a_writer_is_waiting(self.intent_path):
+                    if flag_is_raised(self.intent_path):
                         self._close()
                     else:
                         self._timer = threading.Timer(LINGER_SECONDS, self.release_idle)
@@ -178,11 +209,11 @@ class SharedReader:
 
         Never waits holding the mutex: a writer of this process needs it to let go of us.
         """
-        deadline = time.monotonic() + timeout
-        while self._users == 0 and a_writer_is_waiting(self.intent_path):
+        deadline = time.monotonic() + min(timeout, WRITER_TURN_SECONDS)
+        while self._users == 0 and flag_is_raised(self.intent_path):
             self.release_idle()
             if time.monotonic() > deadline:
-                return  # `acquire` waits on, and says so if it times out
+                return  # then `acquire` takes turns with the writers
             time.sleep(POLL_SECONDS)
 
     def forget_after_fork(self) -> None:
@@ -193,7 +224,8 @@ class SharedReader:
         self._db, self._fd, self._users, self._timer = None, None, 0, None
 
     def _open(self, timeout: float) -> None:
-        fd = acquire(self.lock_path, exclusive=False, timeout=timeout)
+        fd = acquire(self.lock_path, exclusive=False, timeout=timeout,
+                     readers_flag=readers_flag_path(self.lock_path))
         try:
             self._db = duckdb.connect(str(self.path), read_only=True)
         except BaseException:
