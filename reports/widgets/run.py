@@ -6,7 +6,6 @@ client, widget and period give the same JSON everywhere.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -14,15 +13,15 @@ from typing import Any
 
 import duckdb
 
-from engine.currencies import currency_exponent
 from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
+from engine.currencies import currency_exponent
+from engine.sql import bound
 from engine.streams import STREAMS
 from engine.warehouse import Warehouse, last_failure
 from reports.widgets.catalog import WIDGETS, Widget, get_widget
 
 DEFAULT_DAYS = 30
-_PARAMETER = re.compile(r"\$([a-z_]+)")
 
 OK, NO_DATA, STALE, RECONNECT = "ok", "no_data", "stale", "reconnect_required"
 
@@ -128,12 +127,8 @@ def resolve_period(start: date | str | None, end: date | str | None, now: dateti
 # -- reading the warehouse -----------------------------------------------------------
 
 
-def _bound(sql: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {name: values[name] for name in set(_PARAMETER.findall(sql))}
-
-
 def _query(conn: duckdb.DuckDBPyConnection, sql: str, values: dict[str, Any]):
-    return conn.execute(sql, _bound(sql, values))
+    return conn.execute(sql, bound(sql, values))
 
 
 def _has_reporting_tables(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -357,17 +352,7 @@ def run_widgets(
     return results
 
 
-def run_widget(
-    client_id: str,
-    widget: str | Widget,
-    start: date | str | None = None,
-    end: date | str | None = None,
-    currency: str | None = None,
-    *,
-    warehouse: Warehouse | None = None,
-    store: ConnectionStore | None = None,
-    now: datetime | None = None,
-) -> WidgetResult:
-    """One widget's data for a client and period (default: the last 30 days)."""
-    return run_widgets(client_id, [widget], start, end, currency,
-                       warehouse=warehouse, store=store, now=now)[0]
+def run_widget(client_id: str, widget: str | Widget, *args: Any, **kwargs: Any) -> WidgetResult:
+    """One widget's data for a client and period (default: the last 30 days); the other
+    arguments are run_widgets'."""
+    return run_widgets(client_id, [widget], *args, **kwargs)[0]
