@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STRIPE_DEFAULT_API_BASE = "https://api.stripe.com"
+# STRIPE_REPORTS_WAREHOUSE in DuckDB's ATTACH form for a DuckLake catalog.
+DUCKLAKE_PREFIX = "ducklake:"
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,15 @@ class Settings:
     api_base: str
     dagster_home: Path
     alert_webhook_url: str | None
+    # STRIPE_REPORTS_WAREHOUSE as given when it names a DuckLake catalog (not a file path).
+    warehouse_target: str = ""
+    # Where DuckLake writes its data files: a folder here, object storage in production.
+    lake_data_path: str | None = None
+
+    @property
+    def warehouse(self) -> str:
+        """The warehouse to open: a DuckDB file path, or a `ducklake:` catalog."""
+        return self.warehouse_target or str(self.warehouse_path)
 
     @property
     def key_file(self) -> Path:
@@ -34,7 +45,9 @@ class Settings:
 def load_settings() -> Settings:
     """Read the settings now (not at import), so tests and the CLI can change them."""
     home = Path(os.environ.get("STRIPE_REPORTS_HOME") or Path.cwd() / ".stripe-reports").resolve()
-    warehouse = Path(os.environ.get("STRIPE_REPORTS_WAREHOUSE") or home / "warehouse.duckdb")
+    configured = os.environ.get("STRIPE_REPORTS_WAREHOUSE") or ""
+    warehouse = Path(configured or home / "warehouse.duckdb")
+    lake = configured if configured.startswith(DUCKLAKE_PREFIX) else ""
     connections = os.environ.get("STRIPE_REPORTS_CONNECTIONS_URL") or (
         f"sqlite:///{home / 'connections.db'}"
     )
@@ -47,4 +60,6 @@ def load_settings() -> Settings:
         api_base=(os.environ.get("STRIPE_API_BASE") or STRIPE_DEFAULT_API_BASE).rstrip("/"),
         dagster_home=dagster_home,
         alert_webhook_url=os.environ.get("STRIPE_REPORTS_ALERT_WEBHOOK") or None,
+        warehouse_target=lake,
+        lake_data_path=os.environ.get("STRIPE_REPORTS_LAKE_DATA_PATH") or None,
     )

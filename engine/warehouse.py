@@ -1,7 +1,8 @@
 """The DuckDB warehouse: schema from the stream specs, merges, cursors, and safe access.
 
 Who may open the file when (one writer at a time, readers shared, a reader kept open
-between reads) lives in engine/warehouse_lock.py.
+between reads) lives in engine/warehouse_lock.py. A `ducklake:` warehouse (many writers,
+many machines) is engine/lake.py; the SQL here runs on both.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from engine.settings import load_settings
+from engine.settings import DUCKLAKE_PREFIX, load_settings
 from engine.streams import (
     BALANCE_COLUMNS,
     BOOKKEEPING_COLUMNS,
@@ -99,16 +100,17 @@ def schema_statements() -> list[str]:
             statements.append(_table_ddl(child.table, child_columns(child)))
             statements += _add_missing_columns(child.table, child_columns(child))
     statements.append(_table_ddl("balance", BALANCE_COLUMNS))
+    # No PRIMARY KEY (DuckLake has none): `_upsert` keeps one row per key.
     statements.append(
         f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (client_id VARCHAR, stream VARCHAR, "
         "created_cursor BIGINT, events_cursor BIGINT, last_full_sync TIMESTAMPTZ, "
-        "updated_at TIMESTAMPTZ, PRIMARY KEY (client_id, stream))"
+        "updated_at TIMESTAMPTZ)"
     )
     statements.append(
         f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS full_started_at TIMESTAMPTZ"
     )
     statements.append(
-        f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (client_id VARCHAR PRIMARY KEY, "
+        f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (client_id VARCHAR, "
         "failed_at TIMESTAMPTZ, message VARCHAR)"
     )
     return statements
@@ -123,6 +125,13 @@ def _add_missing_columns(table: str, columns: tuple[Column, ...]) -> list[str]:
 
 
 class Warehouse:
+    def __new__(cls, path: Path | str, *args: object, **kwargs: object) -> Warehouse:
+        if cls is Warehouse and os.fspath(path).startswith(DUCKLAKE_PREFIX):
+            # engine/lake.py builds on this module: imported here to keep out of a cycle.
+            from engine.lake import LakeWarehouse
+            return super().__new__(LakeWarehouse)
+        return super().__new__(cls)
+
     def __init__(self, path: Path | str, lock_timeout: float = 900.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
@@ -130,7 +139,7 @@ class Warehouse:
 
     @classmethod
     def from_settings(cls) -> Warehouse:
-        return cls(load_settings().warehouse_path)
+        return cls(load_settings().warehouse)
 
     @property
     def lock_path(self) -> Path:
@@ -196,7 +205,8 @@ class Warehouse:
             tables = conn.execute(
                 "SELECT table_schema || '.' || table_name FROM information_schema.columns "
                 "WHERE column_name = 'client_id' AND table_schema IN ('stripe', 'reporting', "
-                "'meta') AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
+                "'meta') AND table_catalog = current_database() "
+                "AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
             ).fetchall()
             conn.begin()
             for (table,) in tables:
@@ -208,8 +218,8 @@ class Warehouse:
     def record_failure(self, client_id: str, message: str) -> None:
         """Remember that a sync or build of the client failed now (widgets turn `stale`)."""
         with self.writer() as conn:
-            conn.execute(f"INSERT OR REPLACE INTO {FAILURES_TABLE} VALUES (?, ?, ?)",
-                         [client_id, datetime.now(UTC), message])
+            _upsert(conn, FAILURES_TABLE, ("client_id",), {
+                "client_id": client_id, "failed_at": datetime.now(UTC), "message": message})
 
 
 def last_failure(conn: duckdb.DuckDBPyConnection, client_id: str
@@ -237,15 +247,25 @@ def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> 
 
 def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
     """Save the cursors, stamped with the time they were saved."""
-    saved_at = datetime.now(UTC)
+    _upsert(conn, STATE_TABLE, ("client_id", "stream"), {
+        "client_id": state.client_id, "stream": state.stream,
+        "created_cursor": state.created_cursor, "events_cursor": state.events_cursor,
+        "last_full_sync": state.last_full_sync, "updated_at": datetime.now(UTC),
+        "full_started_at": state.full_started_at,
+    })
+
+
+def _upsert(conn: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...],
+            values: dict[str, object]) -> None:
+    """Insert or replace one row by `key`, in one statement (no PRIMARY KEY needed)."""
+    names = list(values)
+    source = ", ".join(f"? AS {name}" for name in names)
+    on = " AND ".join(f"t.{name} = s.{name}" for name in key)
     conn.execute(
-        f"INSERT OR REPLACE INTO {STATE_TABLE} BY NAME SELECT ? AS client_id, ? AS stream, "
-        "? AS created_cursor, ? AS events_cursor, ? AS last_full_sync, ? AS updated_at, "
-        "? AS full_started_at",
-        [
-            state.client_id, state.stream, state.created_cursor, state.events_cursor,
-            state.last_full_sync, saved_at, state.full_started_at,
-        ],
+        f"MERGE INTO {table} t USING (SELECT {source}) s ON {on} "
+        f"WHEN MATCHED THEN UPDATE SET {', '.join(f'{n} = s.{n}' for n in names)} "
+        "WHEN NOT MATCHED THEN INSERT BY NAME",
+        list(values.values()),
     )
 
 

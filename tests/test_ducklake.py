@@ -1,0 +1,258 @@
+"""The DuckLake warehouse (a PostgreSQL catalog started by the suite, a data folder):
+writers in separate processes commit at once, readers see committed snapshots, rows equal
+the source, and the widgets say exactly what they say on the embedded DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from assets.reporting.build import build_reporting_tables
+from engine.lake import LakeWarehouse, RetryingConnection, extension_path, masked
+from engine.streams import STREAMS
+from engine.user_errors import CommandError
+from engine.warehouse import (
+    FAILURES_TABLE,
+    STATE_TABLE,
+    StreamState,
+    Warehouse,
+    read_state,
+    save_state,
+)
+from engine.warehouse_lock import ClientBusy
+from reports.widgets import run_widgets
+from sandbox import AccountSpec
+from tests.sync_helpers import compare_with_source, run_sync, source_objects
+
+pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parent.parent
+CHARGES = next(spec for spec in STREAMS if spec.name == "charges")
+NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def lake(postgres_server, tmp_path, monkeypatch, home) -> str:
+    """A fresh DuckLake: its own catalog database and data folder, set as the warehouse."""
+    try:
+        extension_path("ducklake"), extension_path("postgres_scanner")
+    except CommandError as missing:
+        pytest.skip(str(missing))
+    database = postgres_server.create_database().rsplit("/", 1)[1]
+    target = (f"ducklake:postgres:dbname={database} host={postgres_server.host} "
+              f"port={postgres_server.port} user=postgres")
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)  # libpq reads it; not argv
+    monkeypatch.setenv("STRIPE_REPORTS_WAREHOUSE", target)
+    monkeypatch.setenv("STRIPE_REPORTS_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
+    return target
+
+
+WRITER = textwrap.dedent("""
+    import json, os, time
+    from engine.stripe_api import StripeAccount
+    from engine.streams import STREAMS
+    from engine.sync import sync_client
+    from engine.warehouse import Warehouse
+    job = json.loads(os.environ["LAKE_TEST_JOB"])
+    account = StripeAccount(job["client"], job["key"], api_base=job["api"],
+                            requests_per_second=2000)
+    started = time.time()
+    report = sync_client(account, Warehouse.from_settings(), STREAMS, chunk_rows=300)
+    print(json.dumps({"started": started, "ended": time.time(),
+                      "errors": [e.message for e in report.errors]}))
+""")
+
+
+def _start_writer(server, name: str) -> subprocess.Popen:
+    key = server.world.accounts[name].secret_key  # in the environment: never in argv
+    job = json.dumps({"client": name, "key": key, "api": server.base_url})
+    return subprocess.Popen([sys.executable, "-c", WRITER], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "LAKE_TEST_JOB": job})
+
+
+def _committed_view_problems(warehouse: Warehouse, created: dict[str, list[int]]) -> list[str]:
+    """Within one read: every charge created before a client's cursor is there, once."""
+    problems = []
+    with warehouse.reader() as conn:
+        for client, times in created.items():
+            cursor = read_state(conn, client, "charges").created_cursor
+            if cursor is None:
+                continue
+            landed, distinct = conn.execute(
+                "SELECT count(*), count(DISTINCT id) FROM stripe.charges "
+                "WHERE client_id = ? AND created < to_timestamp(?)", [client, cursor]
+            ).fetchone()
+            expected = sum(1 for t in times if t < cursor)
+            if landed != expected or distinct != landed:
+                problems.append(f"{client}: {landed} rows ({distinct} distinct) before "
+                                f"the cursor {cursor}, {expected} in the source")
+    return problems
+
+
+def _watch(warehouse: Warehouse, created: dict[str, list[int]], stop: threading.Event,
+           seen: list[str], reads: list[int]) -> None:
+    while not stop.is_set():
+        seen += _committed_view_problems(warehouse, created)
+        reads.append(1)
+        time.sleep(0.05)
+
+
+def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
+        lake, sandbox_factory, home):
+    server = sandbox_factory([AccountSpec("north", charges=2500, customers=200),
+                              AccountSpec("south", charges=2500, customers=200)], seed=5)
+    created = {name: [obj["created"] for obj in source_objects(server, name, CHARGES).values()]
+               for name in ("north", "south")}
+    warehouse = Warehouse.from_settings()
+    assert isinstance(warehouse, LakeWarehouse)
+    warehouse.ensure_schema()
+
+    stop, problems, reads = threading.Event(), [], []
+    reader = threading.Thread(target=_watch, args=(warehouse, created, stop, problems, reads))
+    reader.start()
+    try:
+        writers = [_start_writer(server, name) for name in ("north", "south")]
+        outputs = [writer.communicate(timeout=300) for writer in writers]
+    finally:
+        stop.set()
+        reader.join()
+
+    assert [w.returncode for w in writers] == [0, 0], [err[-3000:] for _, err in outputs]
+    runs = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [run["errors"] for run in runs] == [[], []]
+    assert max(r["started"] for r in runs) < min(r["ended"] for r in runs), "not at once"
+    assert problems == [] and len(reads) > 3
+    for name in ("north", "south"):
+        assert compare_with_source(server, name, warehouse) == []
+    # No lock file anywhere: the writers never waited for each other on one.
+    leftovers = [p for p in [*home.rglob("*"), *Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
+                             .rglob("*")] if p.name.endswith((".lock", ".writer-waiting"))]
+    assert leftovers == []
+
+
+def _widgets_json(warehouse: Warehouse, client: str) -> str:
+    with warehouse.writer() as conn:
+        build_reporting_tables(conn, client, now=NOW)
+    results = run_widgets(client, warehouse=warehouse, now=NOW,
+                          start=(NOW - timedelta(days=365)).date(), end=NOW.date())
+    return json.dumps([r.to_json() for r in results], sort_keys=True, default=str, indent=1)
+
+
+def test_widgets_json_is_identical_on_the_file_and_on_ducklake(
+        lake, sandbox_factory, tmp_path):
+    server = sandbox_factory([AccountSpec("acme", charges=600, customers=80,
+                                          subscriptions=60, currency="eur")], seed=3)
+    on_file = Warehouse(tmp_path / "warehouse.duckdb")
+    on_lake = Warehouse.from_settings()
+    for warehouse in (on_file, on_lake):
+        assert run_sync(server, "acme", warehouse).errors == []
+
+    file_json, lake_json = _widgets_json(on_file, "acme"), _widgets_json(on_lake, "acme")
+
+    assert '"state": "ok"' in lake_json
+    assert lake_json == file_json
+    assert on_lake.purge_client("acme") > 0
+    with on_lake.reader() as conn:
+        assert conn.execute("SELECT count(*) FROM stripe.charges").fetchone()[0] == 0
+
+
+@pytest.fixture(params=["file", "lake"])
+def any_warehouse(request, tmp_path) -> Warehouse:
+    if request.param == "lake":
+        request.getfixturevalue("lake")
+        return Warehouse.from_settings()
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def test_cursors_and_failures_keep_one_row_per_key(any_warehouse):
+    for cursor in (100, 200):
+        with any_warehouse.writer() as conn:
+            save_state(conn, StreamState("acme", "charges", created_cursor=cursor))
+    any_warehouse.record_failure("acme", "first")
+    any_warehouse.record_failure("acme", "second")
+    with any_warehouse.reader() as conn:
+        assert conn.execute(f"SELECT client_id, stream, created_cursor FROM {STATE_TABLE}"
+                            ).fetchall() == [("acme", "charges", 200)]
+        assert conn.execute(f"SELECT message FROM {FAILURES_TABLE}").fetchall() == [("second",)]
+
+
+def test_a_warehouse_file_made_with_primary_keys_still_upserts(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE SCHEMA meta")
+        conn.execute(f"CREATE TABLE {STATE_TABLE} (client_id VARCHAR, stream VARCHAR, "
+                     "created_cursor BIGINT, events_cursor BIGINT, last_full_sync TIMESTAMPTZ,"
+                     " updated_at TIMESTAMPTZ, PRIMARY KEY (client_id, stream))")
+    warehouse = Warehouse(path)
+    for cursor in (1, 2):
+        with warehouse.writer() as conn:
+            save_state(conn, StreamState("acme", "charges", created_cursor=cursor))
+    with warehouse.reader() as conn:
+        assert read_state(conn, "acme", "charges").created_cursor == 2
+
+
+def test_a_conflicting_commit_is_run_again_on_the_newer_snapshot(lake):
+    warehouse = Warehouse.from_settings()
+    with warehouse.writer() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT)")
+        conn.execute("INSERT INTO meta.t VALUES ('a', 1), ('b', 1)")
+    with warehouse.writer() as first, warehouse.writer() as second:
+        second.begin()
+        second.execute("DELETE FROM meta.t WHERE client_id = 'b'")
+        second.execute("INSERT INTO meta.t VALUES ('b', 2)")
+        first.begin()
+        first.execute("DELETE FROM meta.t WHERE client_id = 'a'")
+        first.execute("INSERT INTO meta.t VALUES ('a', 2)")
+        first.commit()
+        second.commit()  # DuckLake refuses it (the table changed under it); it runs again
+    with warehouse.reader() as conn:
+        assert conn.execute("SELECT * FROM meta.t ORDER BY 1").fetchall() == [("a", 2), ("b", 2)]
+
+
+def test_without_the_retry_such_a_commit_fails(lake):
+    warehouse = Warehouse.from_settings()
+    with warehouse.writer() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT)")
+        conn.execute("INSERT INTO meta.t VALUES ('a', 1)")
+    with warehouse.writer() as first, warehouse.writer() as second:
+        plain = second._conn  # the bare DuckDB connection under the retrying one
+        plain.begin()
+        plain.execute("INSERT INTO meta.t VALUES ('b', 2)")
+        first.begin()
+        first.execute("DELETE FROM meta.t WHERE client_id = 'a'")
+        first.commit()
+        with pytest.raises(duckdb.TransactionException, match="(?i)conflict"):
+            plain.commit()
+    assert isinstance(first, RetryingConnection)
+
+
+def test_one_sync_per_client_across_sessions_of_the_catalog(lake):
+    warehouse = Warehouse.from_settings()
+    told: list[str] = []
+    with warehouse.client_lock("acme"):
+        with pytest.raises(ClientBusy, match="acme"):
+            with warehouse.client_lock("acme", timeout=0.5, on_wait=told.append):
+                pass
+        with warehouse.client_lock("other", timeout=0.5):
+            pass
+    assert told and "stripe-reports sync acme" in told[0]
+    with warehouse.client_lock("acme", timeout=0.5):
+        pass
+
+
+def test_ducklake_without_a_data_path_is_refused_with_guidance(lake, monkeypatch):
+    monkeypatch.delenv("STRIPE_REPORTS_LAKE_DATA_PATH")
+    with pytest.raises(CommandError, match="STRIPE_REPORTS_LAKE_DATA_PATH"):
+        Warehouse.from_settings()
+    shown = masked("ducklake:postgres:dbname=x password=hunter2 host=h")
+    assert "hunter2" not in shown and "dbname=x" in shown
