@@ -16,11 +16,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from dagster import DagsterEvent, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultSensorStatus,
+    RunStatusChangeRecordsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
 
 from engine.connection_store import ConnectionState, ConnectionStore
 from engine.settings import load_settings
@@ -29,6 +39,8 @@ from engine.settings import load_settings
 FAILED_CLIENTS_METADATA = "failed_clients"
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 SENSOR_NAME = "credential_failure_alerts"
+LOOK_BACK = timedelta(days=1)
+RUNS_PER_TICK = 100
 
 
 @dataclass(frozen=True)
@@ -143,22 +155,51 @@ def raise_alerts(alerts: Sequence[CredentialAlert], log: logging.Logger,
             post_alert(alert, webhook_url, log)
 
 
-@run_failure_sensor(
+def _look_back_start(instance: DagsterInstance) -> int:
+    """Where a sensor switched on for the first time starts: the failures of the last
+    LOOK_BACK (a demo's or a CLI sync's from before the daemon ran), not the whole history."""
+    cutoff = (datetime.now(UTC) - LOOK_BACK).timestamp()
+    first = instance.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE, after_timestamp=cutoff),
+        limit=1, ascending=True).records
+    if first:
+        return first[0].storage_id - 1
+    latest = instance.fetch_run_status_changes(DagsterEventType.RUN_FAILURE, limit=1).records
+    return latest[0].storage_id if latest else 0
+
+
+def alert_failed_runs(instance: DagsterInstance, after: int,
+                      log: logging.Logger) -> tuple[int, int]:
+    """Alert the credential failures of the runs that failed after storage id `after`;
+    the new cursor and how many failed runs were read."""
+    records = instance.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE, after_storage_id=after),
+        limit=RUNS_PER_TICK, ascending=True).records
+    failed = []
+    for record in records:
+        entries = instance.all_logs(record.event_log_entry.run_id,
+                                    of_type=DagsterEventType.STEP_FAILURE)
+        failed += credential_failures([e.dagster_event for e in entries if e.dagster_event])
+    if failed:
+        settings = load_settings()
+        with ConnectionStore.from_settings(settings) as store:
+            alerts = build_alerts(failed, store, log)
+        raise_alerts(alerts, log, settings.alert_webhook_url)
+    return (records[-1].storage_id if records else after), len(records)
+
+
+@sensor(
     name=SENSOR_NAME,
-    # CLI syncs run through `materialize`, outside any code location: watch every run.
-    monitor_all_code_locations=True,
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Turns a run that failed on a client's Stripe key into one alert line per "
     "client (log, and STRIPE_REPORTS_ALERT_WEBHOOK when set), with the reason and the "
-    "reconnect steps from the connection store.",
+    "reconnect steps from the connection store. Watches every run of the instance (CLI and "
+    "web syncs too); first switched on, it reads the failures of the last day.",
 )
-def credential_alert_sensor(context: RunFailureSensorContext) -> None:
-    failed = credential_failures(context.get_step_failure_events())
-    if not failed:
-        return None  # not a credential failure: nothing to say
-    settings = load_settings()
-    with ConnectionStore.from_settings(settings) as store:
-        alerts = build_alerts(failed, store, context.log)
-    raise_alerts(alerts, context.log, settings.alert_webhook_url)
-    return None
+def credential_alert_sensor(context: SensorEvaluationContext) -> SkipReason:
+    after = int(context.cursor) if context.cursor else _look_back_start(context.instance)
+    cursor, read = alert_failed_runs(context.instance, after, context.log)
+    context.update_cursor(str(cursor))
+    # A sensor that launches no run reports a skipped tick; this one says what it read.
+    return SkipReason(f"{read} failed run(s) read.")

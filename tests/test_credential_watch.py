@@ -95,7 +95,7 @@ class SensorTicks:
 
     def __init__(self, instance: DagsterInstance) -> None:
         self.instance = instance
-        self.cursor = self._evaluate(None).cursor  # the first tick only sets the cursor
+        self.cursor = self._evaluate(None).cursor  # no failure yet: the first tick reads none
 
     def _evaluate(self, cursor: str | None):
         # As in `dagster dev`: the sensor lives in a code location, which CLI runs have not.
@@ -107,11 +107,10 @@ class SensorTicks:
         return credential_alert_sensor.evaluate_tick(context)
 
     def tick(self) -> int:
-        """Evaluate once; the number of failed runs the sensor handled."""
+        """Evaluate once; the number of failed runs the sensor read."""
         data = self._evaluate(self.cursor)
         self.cursor = data.cursor
-        assert [r.error for r in data.dagster_run_reactions if r.error] == []
-        return len(data.dagster_run_reactions)
+        return int(data.skip_message.split()[0])
 
 
 def run_check_job(instance: DagsterInstance):
@@ -258,6 +257,42 @@ def test_a_client_reconnected_before_the_sensor_runs_gets_no_alert(world, capfd)
 
     err = capfd.readouterr().err
     assert alert_lines(err) == [] and "globex: no alert, the connection is connected now." in err
+
+
+def test_failures_from_before_the_sensor_first_ran_are_alerted_once(
+        world, webhook, monkeypatch, capfd):
+    """`stripe-reports demo` fails a client before any daemon runs; `dagster dev` comes later."""
+    from pipelines.instance import get_instance
+    from pipelines.sync import materialize_client
+
+    monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
+    assert not materialize_client("globex").success
+    instance = get_instance()
+    capfd.readouterr()
+
+    first = SensorTicks(instance)  # switched on now: its first tick looks back a day
+
+    globex = stored("globex")
+    assert [a["client"] for a in webhook.received] == ["globex"]
+    assert f"'globex' (key {globex.masked_key}): {globex.reason}" in capfd.readouterr().err
+    assert first.tick() == 0 and len(webhook.received) == 1  # each failure alerts once
+
+
+def test_a_sensor_first_switched_on_skips_failures_older_than_its_look_back(
+        world, webhook, monkeypatch):
+    from datetime import timedelta
+
+    from pipelines import alerts
+    from pipelines.instance import get_instance
+    from pipelines.sync import materialize_client
+
+    monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
+    assert not materialize_client("globex").success
+    monkeypatch.setattr(alerts, "LOOK_BACK", timedelta(0))
+
+    sensor = SensorTicks(get_instance())
+
+    assert webhook.received == [] and sensor.tick() == 0
 
 
 def test_the_watch_is_scheduled_daily_and_the_sensor_is_on():
