@@ -32,7 +32,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 dev: install
-	mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	$(BIN)/python -m pipelines.instance
 	$(BIN)/dagster dev
 
 clean:
