@@ -2,7 +2,13 @@
 
 import re
 
-from dagster import RunRequest, ScheduleDefinition, ScheduleEvaluationContext, SkipReason
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+)
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import (
@@ -11,7 +17,7 @@ from engine.client_config import (
     load_client_configs,
     read_clients_file,
 )
-from pipelines.jobs import stripe_sync_job
+from pipelines.jobs import launcher_tags, stripe_sync_job
 
 
 def _schedule_name(cron: str) -> str:
@@ -54,13 +60,14 @@ def _build(cron: str) -> ScheduleDefinition:
         tick = scheduled.isoformat() if scheduled else ""
         for client in clients:
             yield RunRequest(run_key=f"{client}:{tick}", partition_key=client,
-                             tags={"client": client})
+                             tags={"client": client, **launcher_tags("schedule")})
 
     return ScheduleDefinition(
         name=_schedule_name(cron),
         cron_schedule=cron,
         job=stripe_sync_job,
         execution_fn=evaluate,
+        default_status=DefaultScheduleStatus.RUNNING,  # the product's promise, not an option
         description=f"Sync every client whose cadence is '{cron}', one run per client.",
     )
 

@@ -1,21 +1,32 @@
 """Sensors: keep the client partitions in step with clients.yaml and the connection store."""
 
 
-from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import load_client_configs
 from engine.connection_store import ConnectionState, ConnectionStore
+from pipelines.jobs import launcher_tags, stripe_sync_job
 from pipelines.run_health import fail_dead_runs
 
 
 @sensor(
     name="register_clients",
     minimum_interval_seconds=60,
+    job=stripe_sync_job,
+    default_status=DefaultSensorStatus.RUNNING,
     description="Adds a partition for every client declared in clients.yaml or connected with "
-    "`stripe-reports connect`, so schedules and the UI see it.",
+    "`stripe-reports connect`, so schedules and the UI see it, and syncs a newly declared "
+    "client at once rather than at its next scheduled time.",
 )
-def register_clients_sensor(context: SensorEvaluationContext):
+def register_clients_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     wanted = set(load_client_configs())
     wanted |= {
         c.client_id for c in ConnectionStore.from_settings().list()
@@ -25,9 +36,14 @@ def register_clients_sensor(context: SensorEvaluationContext):
     missing = sorted(wanted - known)
     if not missing:
         return SkipReason("Every client already has its partition.")
+    # Added here, not through SensorResult: the first runs below need the partitions to exist.
     context.instance.add_dynamic_partitions(CLIENTS_PARTITION_NAME, missing)
     context.log.info(f"Registered clients: {', '.join(missing)}")
-    return SkipReason(f"Registered {len(missing)} new client(s).")
+    return SensorResult(run_requests=[
+        RunRequest(run_key=f"first-sync:{client}", partition_key=client,
+                   tags={"client": client, **launcher_tags("sensor")})
+        for client in missing
+    ])
 
 
 @sensor(

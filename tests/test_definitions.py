@@ -32,6 +32,17 @@ def test_schedules_and_sensors_are_loaded():
     assert "register_clients" in {s.name for s in repository.sensor_defs}
 
 
+def test_what_the_product_needs_is_on_without_a_switch():
+    """Sync schedules, the credential watch and every sensor run in a new instance."""
+    repository = defs.get_repository_def()
+    automations = [*repository.schedule_defs, *repository.sensor_defs]
+    assert {a.name for a in automations} >= {
+        "stripe_sync_hourly", "check_credentials_daily", "register_clients",
+        "credential_failure_alerts", "fail_dead_runs"}
+    off = [a.name for a in automations if a.default_status.value != "RUNNING"]
+    assert off == []
+
+
 def test_dagster_loads_the_workspace_from_the_repository_root(home):
     from pipelines.instance import ensure_dagster_home
 

@@ -31,8 +31,11 @@ clients:
   globex: {key_env: GLOBEX_KEY, schedule: "*/15 * * * *"}
 """)
     instance = get_instance()
-    register_clients_sensor(build_sensor_context(instance=instance))
+    first = register_clients_sensor(build_sensor_context(instance=instance))
     assert sorted(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)) == ["acme", "globex"]
+    # A newly declared client syncs at once, in a run saying the sensor launched it.
+    assert [(r.partition_key, r.tags["stripe_reports/launched_by"])
+            for r in first.run_requests] == [("acme", "sensor"), ("globex", "sensor")]
 
     schedules = {s.name: s for s in build_sync_schedules()}
     assert set(schedules) == {"stripe_sync_hourly", "stripe_sync_x_15_x_x_x_x"}
@@ -42,6 +45,7 @@ clients:
         requests = schedules[name].evaluate_tick(context)
         runs = [r for r in requests.run_requests or [] if isinstance(r, RunRequest)]
         assert [r.partition_key for r in runs] == [expected]
+        assert runs[0].tags["stripe_reports/launched_by"] == "schedule"
 
 
 def test_a_client_whose_key_is_in_the_environment_syncs_and_is_tracked(
