@@ -1,220 +1,358 @@
-"""`stripe-reports`: the command line. Thin: every command calls the library."""
+"""`stripe-reports`: the command line, on click. Thin: every command calls the library.
+
+Start-up stays fast: a command imports what it needs (Dagster, DuckDB, the Stripe SDK, rich)
+inside its own function, so `--help` or `clients` never pays for Dagster.
+"""
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from pipelines.terminal import SyncProgressView, print_outcome
+import click
+
+from engine.streams import resolve_streams, stream_names
+
+EXIT_CODES = ("\b\nExit codes:\n  0  success\n  1  a client, key or check failed "
+              "(each failure says what to do)\n  2  bad usage or an unknown client, widget or "
+              "stream name (nothing was changed)")
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _cmd_sync(args: argparse.Namespace) -> int:
-    from engine.connection_store import ConnectionState, ConnectionStore
-    from engine.streams import resolve_streams
-    from pipelines.sync import sync_clients
-
-    streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams else None
-    try:
-        resolve_streams(streams)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    clients, skipped = list(args.clients), 0
-    if args.all or not clients:
-        from engine.client_config import read_clients_file
-
-        clients_file = read_clients_file()
-        for problem in clients_file.problems.values():  # reported and skipped, the rest sync
-            print(f"error: {problem}", file=sys.stderr)
-        skipped = len(clients_file.problems)
-        stored = [c.client_id for c in ConnectionStore.from_settings().list()
-                  if c.state != ConnectionState.DISCONNECTED]
-        clients = sorted(set(stored) | set(clients_file.configs))
-        if not clients:
-            print("No clients yet: run `stripe-reports connect CLIENT` first.", file=sys.stderr)
-            return 2
-    view = SyncProgressView(clients, sys.stderr)
-    outcomes = sync_clients(clients, full_refresh=args.full_refresh, streams=streams,
-                            parallel=args.parallel, progress=view.update, on_done=view.done)
-    view.close()
-    for outcome in outcomes:
-        print_outcome(outcome, sys.stdout)
-    failed = [o for o in outcomes if not o.success]
-    if failed:
-        print(f"\n{len(failed)} of {len(outcomes)} client(s) failed.", file=sys.stderr)
-    return 1 if failed or skipped else 0
+def _examples(*lines: str) -> str:
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EXIT_CODES
 
 
-def _run_sandbox(argv: list[str]) -> int:
-    """`sandbox [--port N] [--seed N] ...`: the sandbox's own parser reads the options (and
-    `--help`); it is imported only here, as it costs a quarter of a second."""
-    from sandbox.cli import main as sandbox_main
+@click.group(context_settings=CONTEXT, epilog=_examples(
+    'stripe-reports connect acme --name "Acme Corp"   # paste the key when asked',
+    "stripe-reports sync acme",
+    "stripe-reports widget acme mrr --format json",
+    "stripe-reports COMMAND --help                    # a command's options and examples"))
+def cli() -> None:
+    """Stripe reporting pipelines: sync clients' Stripe accounts into DuckDB through
+    Dagster, and report on them (command line, JSON, web page).
 
-    return sandbox_main(argv) or 0
-
-
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    return _run_sandbox(args.rest)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
-
-    return run_demo(port=args.port, seed=args.seed)
+    Settings come from the environment: STRIPE_REPORTS_HOME, STRIPE_API_BASE, DAGSTER_HOME
+    and the others in the README."""
 
 
-def _cmd_connections(args: argparse.Namespace) -> int:
-    from pipelines import cli_connections
-
-    return cli_connections.run(args)
-
-
-def _cmd_widgets(args: argparse.Namespace) -> int:
-    from reports import cli_widgets
-
-    return cli_widgets.run(args)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from reports.web import serve
-
-    serve(host=args.host, port=args.port)
-    return 0
-
-
-def _port(text: str) -> int:
-    """A TCP port for --port: 1 to 65535, or 0 for any free port."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{port} is not a port: use 1 to 65535 (or 0 for any free port)")
-    return port
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stripe-reports",
-        description="Stripe reporting pipelines: sync clients' Stripe accounts into DuckDB "
-        "through Dagster, and report on them.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    connect = commands.add_parser(
-        "connect", help="store a client's Stripe secret key (read from standard input)")
-    connect.add_argument("client")
-    connect.add_argument("--name", help="display name of the client")
-    connect.add_argument("--strict", action="store_true",
-                         help="refuse a restricted key that lacks any read permission")
-    connect.add_argument("--replace-account", action="store_true",
-                         help="allow a key of a different Stripe account than before")
-    connect.set_defaults(handler=_cmd_connections)
-
-    disconnect = commands.add_parser("disconnect", help="remove a client's stored key")
-    disconnect.add_argument("client")
-    disconnect.add_argument("--purge", action="store_true",
-                            help="also delete the client's synced data")
-    disconnect.set_defaults(handler=_cmd_connections)
-
-    clients = commands.add_parser("clients", help="every client and its connection state")
-    clients.add_argument("--json", action="store_true")
-    clients.set_defaults(handler=_cmd_connections)
-
-    check = commands.add_parser("check", help="run the credential check now")
-    check.add_argument("clients", nargs="*")
-    check.set_defaults(handler=_cmd_connections)
-
-    sync = commands.add_parser("sync", help="sync clients through Dagster")
-    sync.add_argument("clients", nargs="*")
-    sync.add_argument("--all", action="store_true", help="every connected client")
-    sync.add_argument("--full-refresh", action="store_true",
-                      help="list everything again instead of changes since the last sync")
-    sync.add_argument("--streams", help="comma-separated streams (default: all)")
-    sync.add_argument("--parallel", type=int, default=4, help="clients synced at once")
-    sync.set_defaults(handler=_cmd_sync)
-
-    widgets = commands.add_parser("widgets", help="the widget catalog")
-    widgets.add_argument("--json", action="store_true")
-    widgets.set_defaults(handler=_cmd_widgets)
-
-    widget = commands.add_parser("widget", help="one widget's data for a client")
-    widget.add_argument("client")
-    widget.add_argument("widget")
-    widget.add_argument("--start", help="first day (YYYY-MM-DD), default 30 days ago")
-    widget.add_argument("--end", help="last day (YYYY-MM-DD), default today")
-    widget.add_argument("--currency", help="three-letter code, default the client's main one")
-    widget.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    widget.set_defaults(handler=_cmd_widgets)
-
-    serve = commands.add_parser("serve", help="the report web page")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8050,
-                       help="1 to 65535, or 0 for any free port (default 8050)")
-    serve.set_defaults(handler=_cmd_serve)
-
-    sandbox = commands.add_parser(
-        "sandbox", help="the local Stripe-compatible server (see `sandbox --help`)",
-        add_help=False)
-    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
-    sandbox.set_defaults(handler=_cmd_sandbox)
-
-    demo = commands.add_parser("demo", help="sandbox + demo clients, synced and reported")
-    demo.add_argument("--port", type=_port, default=0, help="sandbox port (default: any free)")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.set_defaults(handler=_cmd_demo)
-    return parser
-
-
-def _named_clients(args: argparse.Namespace) -> list[str]:
-    if args.command in ("connect", "disconnect", "widget"):
-        return [args.client]
-    return list(getattr(args, "clients", None) or [])
-
-
-def check_named_clients(args: argparse.Namespace) -> None:
-    """Every client a command names is a valid id and, but for `connect`, a known client
-    (in the store or clients.yaml): before any partition, run or alert exists."""
+def check_names(names: Sequence[str], *, must_exist: bool = True) -> list[str]:
+    """Every client a command names is a valid id and (unless it is being connected) a known
+    client, in the store or clients.yaml: checked before any partition, run or alert."""
+    # SQLModel and the store cost half a second: `--help` and usage errors do not pay it.
     from engine.connection_store import ConnectionStore, check_client_ids
     from engine.user_errors import UnknownClient
 
-    names = check_client_ids(_named_clients(args))
-    if not names or args.command == "connect":
-        return
+    checked = check_client_ids(names)
+    if not checked or not must_exist:
+        return checked
     from engine.client_config import ClientsFileError, read_clients_file
 
     clients_file = read_clients_file()
     with ConnectionStore.from_settings() as store:
         known = {c.client_id for c in store.list()} | set(clients_file.configs)
-    for name in names:
+    for name in checked:
         if name in clients_file.problems:
             raise ClientsFileError(clients_file.problems[name])
         if name not in known:
             raise UnknownClient(name, sorted(known))
+    return checked
+
+
+def _port(_ctx: click.Context | None, _param: click.Parameter | None, port: int) -> int:
+    if not 0 <= port <= 65535:
+        raise click.BadParameter(f"{port} is not a port: use 1 to 65535 (or 0 for any free "
+                                 "port).")
+    return port
+
+
+# -- connections ---------------------------------------------------------------------------
+
+
+@cli.command(short_help="Store a client's Stripe key (from stdin) and register it.",
+             epilog=_examples(
+    'stripe-reports connect acme --name "Acme Corp"     # hidden prompt for the key',
+    "pass show stripe/acme | stripe-reports connect acme",
+    "stripe-reports connect --bulk < clients.tsv        # CLIENT<TAB>KEY[<TAB>NAME] lines"))
+@click.argument("client", required=False)
+@click.option("--name", metavar="NAME", help="Display name of the client (default: the id).")
+@click.option("--strict", is_flag=True,
+              help="Refuse a restricted key that lacks any read permission.")
+@click.option("--replace-account", is_flag=True,
+              help="Allow a key of another Stripe account than before (the client's synced "
+              "rows are deleted: it starts over).")
+@click.option("--bulk", is_flag=True,
+              help="Read many clients from standard input, one CLIENT<TAB>KEY[<TAB>NAME] a "
+              "line, and validate them in parallel; exit 1 if any line failed.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="With --bulk: keys checked at once.")
+def connect(client: str | None, name: str | None, strict: bool, replace_account: bool,
+            bulk: bool, parallel: int) -> int:
+    """Store a client's Stripe secret key and make CLIENT a Dagster partition.
+
+    CLIENT is the client's id: lower-case letters, digits, '-' or '_'. The key is read
+    from standard input (a hidden prompt on a terminal), never from the command line. It is
+    validated against Stripe, then stored encrypted; the account id and the masked key are
+    printed. A refused key stores nothing and says what to do."""
+    # The connection commands import the store and Dagster: loaded only when one runs.
+    from pipelines import cli_connections
+
+    if bulk:
+        if client or name:
+            raise click.UsageError("--bulk reads the clients from standard input: give no "
+                                   "CLIENT or --name.")
+        return cli_connections.connect_bulk(strict, replace_account, parallel)
+    if not client:
+        raise click.UsageError("Missing CLIENT: `stripe-reports connect CLIENT` (or --bulk).")
+    check_names([client], must_exist=False)
+    return cli_connections.connect(client, name, strict, replace_account)
+
+
+@cli.command(short_help="Delete a client's key and partition (--purge: its data).",
+             epilog=_examples("stripe-reports disconnect acme",
+                              "stripe-reports disconnect acme --purge"))
+@click.argument("client")
+@click.option("--purge", is_flag=True,
+              help="Also delete the client's synced rows in every table.")
+def disconnect(client: str, purge: bool) -> int:
+    """Delete CLIENT's stored key and its Dagster partition (no more scheduled syncs).
+
+    The client's synced data stays in the warehouse unless --purge."""
+    from pipelines import cli_connections  # the store and Dagster: only when it runs
+
+    check_names([client])
+    return cli_connections.disconnect(client, purge)
+
+
+@cli.command(short_help="Every client: state, account, masked key, last sync.",
+             epilog=_examples("stripe-reports clients",
+                              "stripe-reports clients --json | jq '.[].state'"))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def clients(as_json: bool) -> int:
+    """Every client with its state (connected, failed, disconnected), Stripe account,
+    masked key, last check and last successful sync; then what to do for each failed one."""
+    from pipelines import cli_connections  # the store: only when it runs
+
+    return cli_connections.clients(as_json)
+
+
+@cli.command(short_help="Run the credential check now.",
+             epilog=_examples("stripe-reports check", "stripe-reports check acme globex"))
+@click.argument("clients", nargs=-1, metavar="[CLIENT]...")
+def check(clients: tuple[str, ...]) -> int:
+    """Run the credential check now for each CLIENT (default: every client with a stored key)
+    and record the result; a failed key prints its reconnect steps and exits 1."""
+    from pipelines import cli_connections  # the store and the Stripe SDK: only when it runs
+
+    return cli_connections.check(check_names(clients))
+
+
+# -- syncing ---------------------------------------------------------------------------------
+
+
+@cli.command(short_help="Sync clients through Dagster (runs shown in the UI).",
+             epilog=_examples(
+    "stripe-reports sync acme", "stripe-reports sync acme globex --streams charges,refunds",
+    "stripe-reports sync --all --full-refresh"))
+@click.argument("clients", nargs=-1, metavar="[CLIENT]...")
+@click.option("--all", "all_clients", is_flag=True,
+              help="Every connected client and every client in clients.yaml.")
+@click.option("--full-refresh", is_flag=True,
+              help="List everything again instead of the changes since the last sync.")
+@click.option("--streams", metavar="A,B",
+              help=f"Comma-separated streams (default: all): {', '.join(stream_names())}.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Clients synced at once.")
+def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, streams: str | None,
+         parallel: int) -> int:
+    """Sync each CLIENT's Stripe data through Dagster: a run of stripe_sync_job, shown in
+    the Dagster UI. Progress on a terminal; each client's changes, or its failure and what to
+    do, at the end. Exits 1 if any client failed."""
+    if not clients and not all_clients:
+        raise click.UsageError("Name the clients to sync, or use --all for every client.")
+    if clients and all_clients:
+        raise click.UsageError("Name clients or use --all, not both.")
+    chosen = _streams(streams)
+    names, skipped = (check_names(clients), 0) if clients else _every_client()
+    # Dagster and the process pool: loaded only when a sync runs.
+    from pipelines.sync import sync_clients
+    from pipelines.terminal import SyncProgressView, plural, print_outcome
+
+    view = SyncProgressView(names, sys.stderr)
+    outcomes = sync_clients(names, full_refresh=full_refresh, streams=chosen,
+                            parallel=parallel, progress=view.update, on_done=view.done)
+    view.close()
+    for outcome in outcomes:
+        print_outcome(outcome, sys.stdout)
+    failed = sum(not o.success for o in outcomes)
+    if failed:
+        click.echo(f"\n{failed:,} of {plural(len(outcomes), 'client')} failed.", err=True)
+    return 1 if failed or skipped else 0
+
+
+def _every_client() -> tuple[list[str], int]:
+    """`--all`: every client with a key in the store or an entry in clients.yaml, and how
+    many bad clients.yaml entries were skipped (said on stderr; the exit code says so)."""
+    # The store and clients.yaml: loaded only when a sync runs.
+    from engine.client_config import read_clients_file
+    from engine.connection_store import ConnectionState, ConnectionStore
+
+    clients_file = read_clients_file()
+    for problem in clients_file.problems.values():  # reported and skipped, the rest sync
+        click.echo(f"error: {problem}", err=True)
+    with ConnectionStore.from_settings() as store:
+        stored = [c.client_id for c in store.list() if c.state != ConnectionState.DISCONNECTED]
+    clients = sorted(set(stored) | set(clients_file.configs))
+    if not clients:
+        raise click.UsageError("No clients yet: run `stripe-reports connect CLIENT` first.")
+    return clients, len(clients_file.problems)
+
+
+def _streams(text: str | None) -> list[str] | None:
+    chosen = [s.strip() for s in text.split(",") if s.strip()] if text else None
+    try:
+        resolve_streams(chosen)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--streams") from None
+    return chosen
+
+
+# -- widgets ---------------------------------------------------------------------------------
+
+
+@cli.command(short_help="The widget catalog.",
+             epilog=_examples("stripe-reports widgets", "stripe-reports widgets --json"))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def widgets(as_json: bool) -> int:
+    """The widget catalog: name, kind, title and parameters of every widget."""
+    from reports import cli_widgets  # the widget catalog and DuckDB: only when it runs
+
+    return cli_widgets.print_catalog(as_json)
+
+
+@cli.command(short_help="One widget's data for a client and period.",
+             epilog=_examples(
+    "stripe-reports widget acme mrr",
+    "stripe-reports widget acme revenue_over_time --start 2025-01-01 --end 2025-03-31",
+    "stripe-reports widget acme gross_volume --currency eur --format json"))
+@click.argument("client")
+@click.argument("widget")
+@click.option("--start", metavar="YYYY-MM-DD",
+              help="First day (default: 30 days before the end).")
+@click.option("--end", metavar="YYYY-MM-DD", help="Last day (default: today, UTC).")
+@click.option("--currency", metavar="CUR",
+              help="Three-letter code (default: the client's main currency).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="Output format.")
+def widget(client: str, widget: str, start: str | None, end: str | None,
+           currency: str | None, fmt: str) -> int:
+    """One WIDGET's data for CLIENT over a period (see `stripe-reports widgets`).
+
+    Each state is an answer and exits 0: ok, no_data, stale, reconnect_required (the JSON's
+    `state` says which). A reversed or far-off period exits 2."""
+    from reports import cli_widgets  # the widget catalog and DuckDB: only when it runs
+
+    check_names([client])
+    return cli_widgets.print_widget(client, widget, start, end, currency, fmt)
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+@cli.command(short_help="The report web page.",
+             epilog=_examples("stripe-reports serve",
+                              "stripe-reports serve --host 0.0.0.0 --port 8080"))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=8050, show_default=True, callback=_port,
+              help="1 to 65535, or 0 for any free port.")
+def serve(host: str, port: int) -> int:
+    """The report web page: one report per client, a JSON API and the reconnect form."""
+    from reports.web import serve as serve_page  # Starlette and uvicorn: only when it runs
+
+    serve_page(host=host, port=port)
+    return 0
+
+
+@cli.command(short_help="The local Stripe-compatible server.",
+             epilog=_examples("stripe-reports sandbox",
+                              "stripe-reports sandbox --port 0 --seed 3 --charges 500",
+                              "stripe-reports sandbox --accounts 100 --rps 25"))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=12111, show_default=True, callback=_port,
+              help="1 to 65535, or 0 for any free port.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the data.")
+@click.option("--charges", type=click.IntRange(0), help="Charges per account (default: the "
+              "demo's own sizes).")
+@click.option("--accounts", type=click.IntRange(1), help="Serve N generated accounts instead "
+              "of the three demo clients.")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, help="Added latency.")
+@click.option("--rps", type=click.FloatRange(0, min_open=True), help="Rate limit per account.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of requests that fail (0 to 1).")
+def sandbox(**options: object) -> int:
+    """The local Stripe-compatible server with generated accounts (fake keys), in the
+    foreground until Ctrl-C. Prints its URL and each account's key."""
+    from sandbox.cli import main as sandbox_main  # a quarter of a second: only when it runs
+
+    argv = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()
+            if value is not None]
+    return sandbox_main(argv) or 0
+
+
+@cli.command(short_help="Sandbox + demo clients, synced and reported.",
+             epilog=_examples("stripe-reports demo", "stripe-reports demo --port 12111"))
+@click.option("--port", type=int, default=0, callback=_port,
+              help="Sandbox port (default: any free port).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the demo data.")
+def demo(port: int, seed: int) -> int:
+    """Start the sandbox, connect its three demo clients (one key gets revoked), sync them,
+    print every widget and the reconnect steps for the failed client, then say how to open
+    the Dagster UI and the report page."""
+    from pipelines.demo import run_demo  # Dagster and the sandbox: only when it runs
+
+    return run_demo(port=port, seed=seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. Failures a user can act on (engine/user_errors.py) end as one
-    line on stderr and the exit code CONTRACT.md gives; anything else is a bug and keeps
-    its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sandbox"]:
-        return _run_sandbox(argv[1:])
-    args = build_parser().parse_args(argv)
+    """Run one command and return its exit code (see EXIT_CODES). Failures a user can act on
+    (engine/user_errors.py) end as one line on stderr; anything else is a bug and keeps its
+    traceback. A reader that goes away (`clients | head`) ends the command quietly."""
     try:
-        check_named_clients(args)
-        return int(args.handler(args) or 0)
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Output to nowhere from now on, so the flush at exit cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a Unix tool killed by SIGPIPE reports
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="stripe-reports", standalone_mode=False)
+    except click.UsageError as error:  # one line, as every other refusal
+        where = error.ctx.command_path if error.ctx else "stripe-reports"
+        click.echo(f"error: {error.format_message()} See `{where} --help`.", err=True)
+        return error.exit_code
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        return error.exit_code
+    except click.Abort:
+        click.echo("Interrupted: nothing more was done.", err=True)
+        return 130
+    except BrokenPipeError:
+        raise
     except Exception as error:
-        from engine.user_errors import explain
+        from engine.user_errors import explain  # only a failing command needs it
 
         problem = explain(error)
         if problem is None:
             raise
-        print(f"error: {problem.message}", file=sys.stderr)
+        click.echo(f"error: {problem.message}", err=True)
         return problem.exit_code
-
+    return int(result or 0)
 
 if __name__ == "__main__":
     sys.exit(main())

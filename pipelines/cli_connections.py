@@ -1,14 +1,18 @@
-"""`connect`, `disconnect`, `clients`, `check`: the connection lifecycle on the command line."""
+"""`connect`, `connect --bulk`, `disconnect`, `clients`, `check`: the connection lifecycle on
+the command line."""
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import sys
+import threading
+
+from rich.text import Text
 
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
 from engine.failures import StripeAccessError
+from pipelines.terminal import console, plural, print_steps, print_table, state_text
 
 
 def _read_key(client_id: str) -> str:
@@ -26,15 +30,16 @@ def _print_refusal(error: StripeAccessError | Exception) -> None:
     print(f"error: {text}", file=sys.stderr)
 
 
-def connect(args: argparse.Namespace) -> int:
+def connect(client_id: str, name: str | None, strict: bool, replace_account: bool) -> int:
+    # Dagster's import costs a second: only the commands that register partitions pay it.
     from pipelines.instance import connect_and_register
 
     with ConnectionStore.from_settings() as store:
-        store.verify_master_key(args.client)  # refused before the key is even asked for
-    raw_key = _read_key(args.client)
+        store.verify_master_key(client_id)  # refused before the key is even asked for
+    raw_key = _read_key(client_id)
     try:
-        outcome = connect_and_register(args.client, raw_key, name=args.name, strict=args.strict,
-                                 replace_account=args.replace_account)
+        outcome = connect_and_register(client_id, raw_key, name=name, strict=strict,
+                                       replace_account=replace_account)
     except (StripeAccessError, ValueError) as error:
         _print_refusal(error)
         return 1
@@ -42,28 +47,74 @@ def connect(args: argparse.Namespace) -> int:
     mode = "live" if outcome.livemode else "test"
     account = f"{outcome.account_id} ({outcome.account_name})" if outcome.account_name \
         else outcome.account_id
-    print(f"Connected {args.client}: Stripe account {account}, key {connection.masked_key}, "
+    print(f"Connected {client_id}: Stripe account {account}, key {connection.masked_key}, "
           f"{mode} mode.")
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"Next: stripe-reports sync {args.client}")
+    print(f"Next: stripe-reports sync {client_id}")
     return 0
 
 
-def disconnect(args: argparse.Namespace) -> int:
+def connect_bulk(strict: bool, replace_account: bool, parallel: int) -> int:
+    """Lines `CLIENT<TAB>KEY[<TAB>NAME]` from standard input; one outcome line each."""
+    # Dagster's import costs a second: only the commands that register partitions pay it.
+    from pipelines.bulk_connect import connect_many, parse_bulk
+
+    with ConnectionStore.from_settings() as store:
+        store.verify_master_key()  # a wrong master key refuses the batch before any check
+    if sys.stdin.isatty():
+        print("Paste one client a line: CLIENT<TAB>KEY[<TAB>NAME], then Ctrl-D.",
+              file=sys.stderr)
+    lines, malformed = parse_bulk(sys.stdin.readlines())
+    out, lock = console(), threading.Lock()
+
+    def report(outcome) -> None:
+        row = Text(f"line {outcome.number}: {outcome.client_id or '?'} ")
+        row.append(state_text("connected" if outcome.ok else "FAILED"))
+        detail = f"{outcome.account_id}, key {outcome.masked_key}" if outcome.ok else (
+            (f"key {outcome.masked_key}: " if outcome.masked_key else "") + outcome.message)
+        row.append(f" ({detail})" if outcome.ok else f": {detail}")
+        with lock:
+            out.print(row)
+            for warning in outcome.warnings:
+                out.print(f"  warning: {warning}")
+
+    for outcome in malformed:
+        report(outcome)
+    outcomes = connect_many(lines, parallel=parallel, on_done=report, strict=strict,
+                            replace_account=replace_account)
+    failed = len(malformed) + sum(not o.ok for o in outcomes)
+    total = len(malformed) + len(outcomes)
+    if not total:
+        print("error: no lines read: give CLIENT<TAB>KEY[<TAB>NAME] lines on standard input.",
+              file=sys.stderr)
+        return 2
+    print(f"{plural(total - failed, 'client')} connected, {failed:,} failed, "
+          f"of {plural(total, 'line')}.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def disconnect(client_id: str, purge: bool) -> int:
+    # Dagster's import costs a second: only the commands that touch partitions pay it.
+    from pipelines.instance import get_instance, unregister_client
+
     store = ConnectionStore.from_settings()
     try:
-        store.disconnect(args.client)
+        store.disconnect(client_id)
     except ClientNotConnected as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.purge:
-        from engine.warehouse import Warehouse
+    unregister_client(get_instance(), client_id)  # no more scheduled runs, no partition
+    if purge:
+        from engine.warehouse import Warehouse  # DuckDB: only a purge needs it
 
-        removed = Warehouse.from_settings().purge_client(args.client)
-        print(f"Deleted {removed:,} synced rows of {args.client}.")
-    print(f"Disconnected {args.client}: its key is deleted"
-          + ("." if args.purge else "; its synced data stays (use --purge to delete it)."))
+        removed = Warehouse.from_settings().purge_client(client_id)
+        print(f"Disconnected {client_id}: its key and Dagster partition are deleted, and its "
+              f"{plural(removed, 'synced row')} too.")
+        return 0
+    print(f"Disconnected {client_id}: its key and Dagster partition are deleted; its synced "
+          f"data stays in the warehouse (run `stripe-reports disconnect {client_id} --purge` "
+          "to delete it).")
     return 0
 
 
@@ -76,33 +127,30 @@ def _row(connection: ClientConnection) -> list[str]:
             when(connection.last_sync_at)]
 
 
-def clients(args: argparse.Namespace) -> int:
+def clients(as_json: bool) -> int:
     connections = ConnectionStore.from_settings().list()
-    if args.json:
+    if as_json:
         print(json.dumps([c.to_dict() for c in connections], indent=2))
         return 0
     if not connections:
         print("No clients yet. Connect one: stripe-reports connect CLIENT")
         return 0
-    header = ["client", "state", "account", "key", "last check", "last sync"]
-    rows = [header] + [_row(c) for c in connections]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    out = console()
+    print_table(out, ["client", "state", "account", "key", "last check", "last sync"],
+                [_row(c) for c in connections], styled=[1])
     for connection in connections:
         if connection.reason and not connection.connected:
-            print(f"\n{connection.client_id}: {connection.reason}")
-            for number, step in enumerate(connection.steps, start=1):
-                print(f"  {number}. {step}")
+            out.print(f"\n{connection.client_id}: {connection.reason}")
+            print_steps(out, connection.steps)
     return 0
 
 
-def check(args: argparse.Namespace) -> int:
-    from engine.credentials import check_client
+def check(client_ids: list[str]) -> int:
+    from engine.credentials import check_client  # the Stripe SDK: only `check` needs it
 
     store = ConnectionStore.from_settings()
-    targets = args.clients or [c.client_id for c in store.list() if c.masked_key]
-    failed = 0
+    targets = client_ids or [c.client_id for c in store.list() if c.masked_key]
+    out, failed = console(), 0
     for client_id in targets:
         try:
             connection = check_client(client_id, store=store)
@@ -110,16 +158,13 @@ def check(args: argparse.Namespace) -> int:
             _print_refusal(error)
             failed += 1
             continue
+        line = Text(f"{client_id}: ")
         if connection.connected:
-            print(f"{client_id}: ok (account {connection.account_id}, key {connection.masked_key})")
-        else:
-            failed += 1
-            print(f"{client_id}: FAILED: {connection.reason}")
-            for number, step in enumerate(connection.steps, start=1):
-                print(f"  {number}. {step}")
+            line.append(state_text("connected"))
+            out.print(line + f" (account {connection.account_id}, key {connection.masked_key})")
+            continue
+        failed += 1
+        line.append(state_text("FAILED"))
+        out.print(line + f": {connection.reason}")
+        print_steps(out, connection.steps)
     return 1 if failed else 0
-
-
-def run(args: argparse.Namespace) -> int:
-    handlers = {"connect": connect, "disconnect": disconnect, "clients": clients, "check": check}
-    return handlers[args.command](args)

@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine.client_config import read_clients_file
 from engine.connection_store import (
     ClientConnection,
     ConnectionStore,
@@ -40,7 +41,7 @@ from engine.connection_store import (
     check_client_id,
 )
 from engine.settings import Settings, load_settings
-from engine.user_errors import CommandError
+from engine.user_errors import CommandError, UnknownClient
 from engine.warehouse import Warehouse
 from reports.widgets import (
     RECONNECT,
@@ -269,9 +270,18 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
     return _templates(request).TemplateResponse(request, name, context, status_code=status)
 
 
-def _client_id(request: Request) -> str:
-    client_id = request.path_params["client_id"]
-    check_client_id(client_id)
+def _known_ids(state: AppState) -> set[str]:
+    """Every client a page may name: stored, in clients.yaml, or with reporting data."""
+    return {c["client_id"] for c in _clients(state)} | set(read_clients_file().configs)
+
+
+async def _client_id(request: Request) -> str:
+    """The URL's client, checked before anything is read or changed: an invalid id is a 400,
+    an unknown one a 404 with the closest known name (the CLI's words)."""
+    client_id = check_client_id(request.path_params["client_id"])
+    known = await run_in_threadpool(_known_ids, _state(request))
+    if client_id not in known:
+        raise UnknownClient(client_id, sorted(known))
     return client_id
 
 
@@ -282,7 +292,7 @@ async def index(request: Request) -> Response:
 
 async def report(request: Request) -> Response:
     try:
-        client_id = _client_id(request)
+        client_id = await _client_id(request)
         q = request.query_params
         context = await run_in_threadpool(
             _report_context, _state(request), client_id, q.get("start"), q.get("end"),
@@ -295,7 +305,7 @@ async def report(request: Request) -> Response:
 
 
 async def connect_form(request: Request) -> Response:
-    client_id = _client_id(request)
+    client_id = await _client_id(request)
     connection = await run_in_threadpool(_state(request).store.get, client_id)
     return _page(request, "connect.html", {
         "client_id": client_id, "connection": connection, "name": _name(client_id, connection),
@@ -314,7 +324,7 @@ def _connect_and_sync(client_id: str, raw_key: str, replace_account: bool) -> No
 
 async def connect_submit(request: Request) -> Response:
     state = _state(request)
-    client_id = _client_id(request)
+    client_id = await _client_id(request)
     form = await request.form()
     token = str(form.get("form_token") or "")
     if not _same_origin(request) or not hmac.compare_digest(token, _form_token(state, client_id)):
@@ -363,7 +373,7 @@ def _status(state: AppState, client_id: str) -> dict[str, Any]:
 
 
 async def api_status(request: Request) -> Response:
-    client_id = _client_id(request)
+    client_id = await _client_id(request)
     return JSONResponse(await run_in_threadpool(_status, _state(request), client_id))
 
 
@@ -386,7 +396,7 @@ async def api_widgets(request: Request) -> Response:
     state = _state(request)
     q = request.query_params
     try:
-        client_id = _client_id(request)
+        client_id = await _client_id(request)
         name = request.path_params.get("widget")
         chosen = [get_widget(name)] if name else None
         results = await run_in_threadpool(
@@ -403,10 +413,12 @@ async def api_widgets(request: Request) -> Response:
 
 
 async def invalid_client_id(request: Request, error: Exception) -> Response:
-    """A client id that is not a slug is the visitor's mistake on every route: 400."""
+    """A client id that is not a slug is the visitor's mistake on every route: 400; a client
+    nobody connected is not there: 404."""
+    status = 404 if isinstance(error, UnknownClient) else 400
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": str(error)}, status_code=400)
-    return _page(request, "error.html", {"message": str(error)}, status=400)
+        return JSONResponse({"error": str(error)}, status_code=status)
+    return _page(request, "error.html", {"message": str(error)}, status=status)
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -453,7 +465,8 @@ def create_app(settings: Settings | None = None, *, host: str | None = None) -> 
             Middleware(TrustedHostMiddleware, allowed_hosts=_allowed_hosts(host)),
         ],
         lifespan=lifespan,
-        exception_handlers={InvalidClientId: invalid_client_id},
+        exception_handlers={InvalidClientId: invalid_client_id,
+                            UnknownClient: invalid_client_id},
     )
     app.state.reports = state
     app.state.templates = templates

@@ -197,7 +197,7 @@ def test_dropped_connections_and_a_429_storm_are_retried_and_never_fail_the_key(
     checked = run_cli("check", "acme")
 
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("acme: ok (account ")
+    assert checked.stdout.startswith("acme: connected (account ")
     assert sandbox.stats()["by_status"].get(429) == 4  # every fault was served and waited out
     row = stored("acme")
     assert row["state"] == "connected" and row["last_check_ok"] is True
@@ -248,7 +248,7 @@ def test_sync_with_a_revoked_key_fails_with_the_guidance_dagster_shows(acme_conn
     done = run_cli("sync", "acme")
 
     assert done.returncode != 0
-    assert "1 of 1 client(s) failed." in done.stderr
+    assert "1 of 1 client failed." in done.stderr
     from pipelines.instance import get_instance
 
     instance = get_instance()

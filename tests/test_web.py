@@ -47,7 +47,7 @@ def test_index_lists_clients_with_state_and_masked_keys_only(client):
     page = client.get("/")
     assert page.status_code == 200
     assert "Acme Corp" in page.text and "Initech" in page.text
-    assert "reconnect needed" in page.text and "connected" in page.text
+    assert ">failed<" in page.text and ">connected<" in page.text
     assert "sk_test_…Body" in page.text
     assert SECRET not in page.text and "S3cr3tKeyBody" not in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'self'")

@@ -105,19 +105,22 @@ def _as_date(value: date | str | None, name: str, now: datetime | None = None) -
 
 
 def resolve_period(start: date | str | None, end: date | str | None, now: datetime) -> Period:
-    """Defaults: the last 30 days up to today (UTC); a lone start runs 30 days from it.
+    """Defaults: the last 30 days up to today (UTC). A lone start runs to today; a lone end
+    starts 30 days earlier (both days included).
 
-    Dates lie between EARLIEST_DAY and a year from today, and a period spans at most
-    MAX_PERIOD_DAYS; anything else is a ValueError that says so.
+    Dates lie between EARLIEST_DAY and a year from today, the start is not after the end,
+    and a period spans at most MAX_PERIOD_DAYS; anything else is a ValueError that says so.
     """
     start_day, end_day = _as_date(start, "start", now), _as_date(end, "end", now)
-    if end_day is None:
-        today = now.astimezone(UTC).date()
-        end_day = start_day + timedelta(days=DEFAULT_DAYS - 1) if start_day else today
-    if start_day is None:
-        start_day = end_day - timedelta(days=DEFAULT_DAYS - 1)
+    today = now.astimezone(UTC).date()
+    if start_day is not None and end_day is None and start_day > today:
+        raise ValueError(f"--start {start_day} is after today ({today}), where a period "
+                         "without --end ends: give an --end too, or an earlier --start.")
+    end_day = end_day or today
+    start_day = start_day or end_day - timedelta(days=DEFAULT_DAYS - 1)
     if start_day > end_day:
-        raise ValueError(f"The start ({start_day}) is after the end ({end_day}).")
+        raise ValueError(f"--start {start_day} is after --end {end_day}: the start is the "
+                         "first day of the period, the end its last.")
     if (end_day - start_day).days + 1 > MAX_PERIOD_DAYS:
         raise ValueError(f"The period {start_day} to {end_day} is longer than "
                          f"{MAX_PERIOD_DAYS} days (about ten years): choose a shorter one.")
