@@ -66,9 +66,9 @@ def extension_path(name: str) -> Path:
             return path
     raise CommandError(
         f"The DuckLake warehouse needs DuckDB's {name} extension for DuckDB {version}: "
-        f"install `duckdb-extension-{name.replace('_', '-')}=={version}` (see "
-        "deploy/LAKE_REQUIREMENTS.txt), or unset STRIPE_REPORTS_WAREHOUSE to use the "
-        "embedded DuckDB file.", FAILED)
+        f"install `duckdb-extension-{name.replace('_', '-')}=={version}`, or pin DuckDB "
+        "to a version such a wheel exists for (deploy/LAKE_REQUIREMENTS.txt); or unset "
+        "STRIPE_REPORTS_WAREHOUSE to use the embedded DuckDB file.", FAILED)
 
 
 def _catalog_dsn(target: str) -> str:
@@ -91,6 +91,8 @@ class LakeDatabase:
         self.target, self.data_path = target, data_path
         self._db: duckdb.DuckDBPyConnection | None = None
         self._mutex = threading.Lock()
+        # Once per process, not per Warehouse object: widgets make one for every call.
+        self.schema_ready = False
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._mutex:
@@ -120,7 +122,7 @@ class LakeDatabase:
 
     def forget(self) -> None:
         """In a forked child: the parent's database is not ours to use or close."""
-        self._db, self._mutex = None, threading.Lock()
+        self._db, self._mutex, self.schema_ready = None, threading.Lock(), False
 
     def close(self) -> None:
         with self._mutex:
@@ -154,7 +156,13 @@ def is_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower()
 
 
+# Transactions this process ran again after a conflict (benchmarks and tests report it).
+retried_commits = 0
+
+
 def _pause(attempt: int) -> None:
+    global retried_commits
+    retried_commits += 1
     # Jitter keeps two writers that just collided from colliding again in step.
     time.sleep(RETRY_PAUSE_SECONDS * min(attempt, 10) * (0.5 + random.random()))
 
@@ -331,7 +339,6 @@ class LakeWarehouse(Warehouse):
                 "folder (or an object-storage URL) for its data files, the same one on "
                 "every machine. Set it, or unset STRIPE_REPORTS_WAREHOUSE to use the "
                 "embedded DuckDB file.", USAGE)
-        self._schema_ready = False
 
     def __repr__(self) -> str:
         return f"LakeWarehouse({masked(self.target)!r})"
@@ -349,11 +356,12 @@ class LakeWarehouse(Warehouse):
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection; concurrent writers commit without waiting for each other."""
-        conn = RetryingConnection(self._database().cursor())
+        database = self._database()
+        conn = RetryingConnection(database.cursor())
         try:
-            if not self._schema_ready:
+            if not database.schema_ready:
                 _create_schema(conn)
-                self._schema_ready = True
+                database.schema_ready = True
             yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
         finally:
             conn.close()
@@ -361,9 +369,10 @@ class LakeWarehouse(Warehouse):
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection reading one committed snapshot for the whole block."""
-        if not self._schema_ready:
+        database = self._database()
+        if not database.schema_ready:
             self.ensure_schema()
-        conn = self._database().cursor()
+        conn = database.cursor()
         try:
             conn.begin()  # every query of the block sees the same snapshot
             yield conn
