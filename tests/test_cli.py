@@ -277,3 +277,42 @@ def test_a_lone_start_ends_today_and_a_lone_end_starts_30_days_earlier(reported)
         assert web.get(api, params=reversed_).status_code == 400
         assert web.get("/clients/acme", params=reversed_).status_code == 400
         assert web.get("/clients/acme", params={"start": future}).status_code == 400
+
+
+# -- connect --bulk --------------------------------------------------------------------------
+
+
+def test_connect_bulk_reports_each_line_stores_the_good_ones_and_never_echoes_a_key(
+        home, sandbox_factory):
+    server = sandbox_factory([AccountSpec(name, **SMALL) for name in ("acme", "globex", "hooli")])
+    keys = {name: account.secret_key for name, account in server.world.accounts.items()}
+    server.world.revoke_key("hooli")
+    lines = [f"acme\t{keys['acme']}\tAcme Corp", "# a comment, then a blank line", "",
+             f"globex\t{keys['globex']}", f"hooli\t{keys['hooli']}", keys["globex"],
+             f"Bad Id\t{keys['acme']}", f"{keys['acme']}\tacme", f"acme\t{keys['acme']}"]
+    done = run_cli("connect", "--bulk", stdin="\n".join(lines) + "\n")
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    text = done.stdout + done.stderr
+    for key in keys.values():
+        assert key not in text and key[8:] not in text
+    outcomes = dict(re.findall(r"^line (\d+): (.*)$", done.stdout, re.M))
+    assert set(outcomes) == {"1", "4", "5", "6", "7", "8", "9"}
+    acme = server.world.accounts["acme"]
+    assert outcomes["1"] == f"acme connected ({acme.account_id}, key {mask_key(keys['acme'])})"
+    assert outcomes["4"].startswith("globex connected")
+    assert outcomes["5"].startswith(f"hooli FAILED: key {mask_key(keys['hooli'])}: Stripe "
+                                    "rejected the key")
+    assert "Expected CLIENT<TAB>KEY[<TAB>NAME]" in outcomes["6"]
+    assert "Invalid client id" in outcomes["7"] and "holds a key" in outcomes["8"]
+    assert "already on line 1" in outcomes["9"]
+    assert "2 clients connected, 5 failed, of 7 lines." in done.stderr
+
+    stored = {c.client_id: c for c in ConnectionStore.from_settings().list()}
+    assert sorted(stored) == ["acme", "globex"] and stored["acme"].name == "Acme Corp"
+    assert dagster_state()[0] == ["acme", "globex"]
+
+    again = run_cli("connect", "--bulk", stdin=f"globex\t{keys['globex']}\n")
+    assert again.returncode == 0 and "1 client connected, 0 failed, of 1 line." in again.stderr
+    one_error(run_cli("connect", "--bulk", stdin="\n"), 2, "no lines")
+    one_error(run_cli("connect", "acme", "--bulk"), 2, "--bulk")
