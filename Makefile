@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.stripe-reports/dagster_home
 
-.PHONY: install demo test lint bench dev clean system-deps
+.PHONY: install demo test lint bench dev clean system-deps deploy-check
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ system-deps:
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# deploy/Dockerfile's steps run as a script (no Docker needed), then its code server answers.
+deploy-check: install
+	STRIPE_REPORTS_IMAGE_CHECK=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_deploy_files.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

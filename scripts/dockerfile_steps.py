@@ -1,12 +1,13 @@
 """Run a Dockerfile's steps as a script, without Docker: a check that its RUN steps work.
 
-    python scripts/dockerfile_steps.py deploy/Dockerfile ROOT [--pip-cache]
+    python scripts/dockerfile_steps.py deploy/Dockerfile ROOT [--fast]
 
 The image's file system is ROOT: every absolute path (WORKDIR, ENV values, COPY targets) is
 moved under it. COPY copies from the repository (the build context); ENV sets the variables
 later steps see; RUN runs with /bin/sh in the working directory, as Docker does. The base image
 is this machine (its Python must be the FROM image's version); `python` is this Python.
-`--pip-cache` lets pip use this machine's cache (the Dockerfile turns it off for the image).
+`--fast` lets pip use this machine's cache (the Dockerfile turns it off for the image) and skip
+compiling bytecode: the same packages installed, a check rather than an image.
 Exit status: the first failing step's, after printing which step it was.
 """
 
@@ -39,9 +40,9 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 class Image:
     """The state a build carries from step to step: variables and the working directory."""
 
-    def __init__(self, root: Path, pip_cache: bool) -> None:
+    def __init__(self, root: Path, fast: bool) -> None:
         self.root = root
-        self.pip_cache = pip_cache
+        self.fast = fast
         shim = root / ".host-bin"
         shim.mkdir(parents=True, exist_ok=True)
         base_python = getattr(sys, "_base_executable", sys.executable)
@@ -50,6 +51,8 @@ class Image:
             (shim / name).symlink_to(base_python)
         self.env = {"HOME": os.environ.get("HOME", "/root"),
                     "PATH": f"{shim}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        if fast:
+            self.env["PIP_NO_COMPILE"] = "1"
         self.workdir = root
 
     def inside(self, path: str) -> Path:
@@ -67,7 +70,7 @@ class Image:
             value = ":".join(str(self.inside(p)) if p.startswith("/") and not
                              p.startswith(str(self.root)) and name != "PATH" else p
                              for p in value.split(":"))
-            if not (name == "PIP_NO_CACHE_DIR" and self.pip_cache):
+            if not (name == "PIP_NO_CACHE_DIR" and self.fast):
                 self.env[name] = value
 
     def copy(self, arguments: str) -> None:
@@ -93,8 +96,8 @@ def _same_python(image: str) -> bool:
     return not found or tuple(map(int, found.groups())) == sys.version_info[:2]
 
 
-def build(dockerfile: Path, root: Path, pip_cache: bool = False) -> int:
-    image = Image(root, pip_cache)
+def build(dockerfile: Path, root: Path, fast: bool = False) -> int:
+    image = Image(root, fast)
     for number, (keyword, arguments) in enumerate(instructions(dockerfile), start=1):
         if keyword == "FROM" and not _same_python(arguments):
             print(f"step {number}: FROM {arguments} is not this machine's Python "
@@ -122,9 +125,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dockerfile", type=Path)
     parser.add_argument("root", type=Path, help="an empty folder standing for the image")
-    parser.add_argument("--pip-cache", action="store_true")
+    parser.add_argument("--fast", action="store_true")
     args = parser.parse_args()
-    raise SystemExit(build(args.dockerfile.resolve(), args.root.resolve(), args.pip_cache))
+    raise SystemExit(build(args.dockerfile.resolve(), args.root.resolve(), args.fast))
 
 
 if __name__ == "__main__":

@@ -209,12 +209,14 @@ def _serve_and_probe(root: Path, env: dict[str, str], tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("STRIPE_REPORTS_IMAGE_CHECK"), reason=(
+    "installs the whole lock into a new venv (2-5 min on 2 cores): `make deploy-check` runs it"))
 def test_the_dockerfile_steps_install_the_lock_and_serve_the_code_location(tmp_path):
     root = tmp_path / "image"
     root.mkdir()
     built = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "dockerfile_steps.py"),
-         str(DEPLOY / "Dockerfile"), str(root), "--pip-cache"],
+         str(DEPLOY / "Dockerfile"), str(root), "--fast"],
         capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, (built.stdout + built.stderr)[-4000:]
     env = _image_env(root)
