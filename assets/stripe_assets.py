@@ -275,12 +275,12 @@ def stripe_sync(
 
     env_key = None if connection else client_config(client_id).key_from_env()
     _record_key_works(store, account, report, known=connection is not None, secret_key=env_key)
-    if _checking(context):
+    yield from _materializations(context, specs, report)
+    if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
-    yield from _materializations(context, specs, report)
     if report.errors:
         raise _stream_errors_failure(report.errors)
 
