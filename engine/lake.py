@@ -20,6 +20,7 @@ import importlib.util
 import os
 import random
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,8 +104,10 @@ class LakeDatabase:
         return cursor
 
     def _open(self) -> duckdb.DuckDBPyConnection:
+        # An in-memory DuckDB spills to ./.tmp by default: the system's temp folder instead.
         config = {**LAKE_CONFIG, "autoinstall_known_extensions": False,
-                  "autoload_known_extensions": False}
+                  "autoload_known_extensions": False,
+                  "temp_directory": str(Path(tempfile.gettempdir()) / "stripe-reports-lake")}
         db = duckdb.connect(config=config)
         try:
             for name in ("postgres_scanner", "ducklake"):
@@ -347,6 +350,9 @@ class LakeWarehouse(Warehouse):
                     on_wait: Callable[[str], None] = lambda _: None
                     ) -> AbstractContextManager[None]:
         return postgres_client_lock(self.dsn, client_id, timeout, on_wait)
+
+    def readers_waiting(self) -> bool:
+        return False  # readers read committed snapshots: they never wait for a writer
 
     def _database(self) -> LakeDatabase:
         if "://" not in self.data_path:  # a folder here; object storage needs no mkdir
