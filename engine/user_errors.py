@@ -76,6 +76,7 @@ def _is_duckdb(error: BaseException) -> bool:
 
 def _where(error: BaseException) -> Path:
     """The file the error is about: its own file name, else the store or the warehouse."""
+    # SQLAlchemy and the settings: imported only when a storage error is being explained.
     from sqlalchemy.engine import make_url
 
     from engine.settings import load_settings
@@ -140,6 +141,7 @@ def _storage(error: BaseException) -> UserError | None:
 
 
 def _known(error: BaseException) -> UserError | None:
+    # Imported when an error is explained: the store (SQLModel) costs half a second to load.
     from engine.client_config import ClientsFileError
     from engine.connection_store import InvalidClientId
     from engine.encryption import MasterKeyError

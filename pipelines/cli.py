@@ -47,7 +47,7 @@ def check_names(names: Sequence[str], *, must_exist: bool = True) -> list[str]:
     checked = check_client_ids(names)
     if not checked or not must_exist:
         return checked
-    from engine.client_config import ClientsFileError, read_clients_file
+    from engine.client_config import ClientsFileError, read_clients_file  # YAML: when needed
 
     clients_file = read_clients_file()
     with ConnectionStore.from_settings() as store:

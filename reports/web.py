@@ -498,7 +498,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def serve(host: str = "127.0.0.1", port: int = 8050) -> None:
     """Run the report page with uvicorn (127.0.0.1 by default: reachable from this machine)."""
-    import uvicorn
+    import uvicorn  # only `serve` runs a server: the app and its tests do not need it
 
     sock = _listen(host, port)
     app = create_app(host=host)

@@ -94,7 +94,7 @@ def test_a_sentinel_key_is_nowhere_in_what_the_product_leaves(sandbox, home, tmp
     assert f"Stripe rejected the key {mask_key(SENTINELS['globex'])}" in synced.stdout
     checked = cli("check")
     assert checked.returncode == 1
-    assert f"acme: ok (account {sandbox.world.accounts['acme'].account_id}, " \
+    assert f"acme: connected (account {sandbox.world.accounts['acme'].account_id}, " \
         f"key {mask_key(SENTINELS['acme'])})" in checked.stdout
     assert "globex: FAILED: Stripe rejected the key" in checked.stdout
     listing = json.loads(cli("clients", "--json").stdout)
