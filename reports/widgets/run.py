@@ -13,9 +13,9 @@ from typing import Any
 
 import duckdb
 
-from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
 from engine.currencies import currency_exponent
+from engine.freshness import read_built_at, staleness
 from engine.sql import bound
 from engine.streams import STREAMS
 from engine.warehouse import Warehouse, last_failure
@@ -150,14 +150,6 @@ def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | Non
     return row[0] if row else None
 
 
-def _built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
-    """When the client's figures were built: they hold what had landed by then."""
-    row = conn.execute(
-        "SELECT built_at FROM reporting.freshness WHERE client_id = ?", [client_id]
-    ).fetchone()
-    return row[0] if row else None
-
-
 def client_currencies(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[str]:
     """The client's currencies, main one first."""
     if not _has_reporting_tables(conn):
@@ -214,22 +206,6 @@ def _no_data(result: WidgetResult, message: str, steps: list[str] | None = None)
 def _sync_steps(client_id: str) -> list[str]:
     return [f"Run `stripe-reports sync {client_id}` to fetch the client's Stripe data and "
             "build its reporting tables."]
-
-
-def _staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] | None,
-               now: datetime) -> str | None:
-    """Why figures built at `built_at` may be wrong now, or None if they are current."""
-    if failure is not None and failure[0] > built_at:
-        return (f"The last sync ({failure[0]:%Y-%m-%d %H:%M} UTC) failed: {failure[1]} "
-                f"These figures are from the data synced by {built_at:%Y-%m-%d %H:%M} UTC.")
-    config = client_config(client_id)
-    if now - built_at <= config.stale_after:
-        return None
-    hours = (now - built_at).total_seconds() / 3600
-    age = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
-    return (f"The last successful sync was {age} ago ({built_at:%Y-%m-%d %H:%M} UTC); this "
-            f"client's schedule ({config.schedule}) expects one at least every "
-            f"{config.stale_after}. Figures may be out of date.")
 
 
 def _stale_steps(client_id: str) -> list[str]:
@@ -343,11 +319,11 @@ def run_widgets(
                 for w in chosen
             ]
         currency = currency or _main_currency(conn, client_id)
-        built_at = _built_at(conn, client_id)
+        built_at = read_built_at(conn, client_id)
         failure = last_failure(conn, client_id)
         results = [_evaluate(conn, client_id, w, period, currency, connection) for w in chosen]
 
-    stale = built_at and _staleness(client_id, built_at, failure, now)
+    stale = built_at and staleness(client_id, built_at, failure, now)
     for result in results:
         result.as_of = built_at
         if stale and result.state == OK:
