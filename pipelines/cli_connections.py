@@ -150,6 +150,9 @@ def check(client_ids: list[str]) -> int:
 
     store = ConnectionStore.from_settings()
     targets = client_ids or [c.client_id for c in store.list() if c.masked_key]
+    if not targets:
+        print("No client has a stored key. Connect one: stripe-reports connect CLIENT")
+        return 0
     out, failed = console(), 0
     for client_id in targets:
         try:
