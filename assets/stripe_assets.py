@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
-    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -30,9 +29,16 @@ from dagster import (
 from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
+from assets.client_health import (
+    BALANCE_KEY,
+    CREDENTIAL_CHECK,
+    CREDENTIAL_CHECK_KEY,
+    refresh_reconnect_list,
+    report_freshness,
+)
 from assets.partitions import clients_partitions
 from engine.client_config import client_config
-from engine.connection_store import ClientNotConnected, ConnectionStore
+from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
 from engine.streams import (
@@ -50,9 +56,6 @@ from engine.warehouse import child_columns, stream_columns
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 STRIPE_GROUP = "stripe"
-BALANCE_KEY = AssetKey(["stripe", "balance"])
-CREDENTIAL_CHECK = "stripe_credentials_valid"
-CREDENTIAL_CHECK_KEY = AssetCheckKey(BALANCE_KEY, CREDENTIAL_CHECK)
 
 
 class SyncConfig(Config):
@@ -174,14 +177,15 @@ def _record_key_works(store: ConnectionStore, account: StripeAccount, report: Sy
         store.record_check(account.client_id, ok=True)
 
 
-def _credential_failure(context: AssetExecutionContext, store: ConnectionStore,
-                        failure: CredentialFailure) -> Failure:
+def _credential_failure(context: AssetExecutionContext, stripe: StripeResource,
+                        warehouse: WarehouseResource, failure: CredentialFailure) -> Failure:
     # An env-only client has no stored row to mark; the failure still fails the run.
-    with contextlib.suppress(ClientNotConnected):
+    with stripe.store() as store, contextlib.suppress(ClientNotConnected):
         store.record_check(failure.client_id or context.partition_key, ok=False,
                            reason=failure.message, steps=failure.steps,
                            error_code=failure.code, request_id=failure.request_id)
     context.log.error(f"Credential check failed: {failure.message}")
+    _publish_health(context, stripe, warehouse)
     return Failure(
         description=f"{failure.guidance()}",
         metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
@@ -243,46 +247,72 @@ def stripe_sync(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     client_id = context.partition_key
     specs = _chosen_specs(context, config)
-    store = stripe.store()
     try:
         account, connection = stripe.account_for(client_id)
     except ClientNotConnected as missing:
         raise Failure(description=str(missing), allow_retries=False) from None
-
-    def progress(stream: str, rows: int, requests: int) -> None:
-        context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
-        report_progress(client_id, stream, rows, requests)
-
     try:
-        with explained_errors():
-            report = sync_client(
-                account, warehouse.open(), specs,
-                expected_account_id=connection.account_id if connection else None,
-                full_refresh=config.full_refresh,
-                include_balance=BALANCE_KEY in context.selected_asset_keys,
-                concurrency=stripe.concurrency, progress=progress,
-                accepted_missing=frozenset(connection.missing_permissions if connection else ()),
-            )
+        report = _sync(context, stripe, warehouse, account, connection, specs, config)
     except CredentialFailure as failure:
         if _checking(context):
             yield _failed_check(failure)
-        raise _credential_failure(context, store, failure) from None
+        raise _credential_failure(context, stripe, warehouse, failure) from None
     except StripeAccessError as error:  # 429s, outages: the key is fine
-        facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
-        raise Failure(description=error.guidance(),
-                      metadata={k: MetadataValue.text(v) for k, v in facts.items()},
-                      allow_retries=True) from None
-
+        _publish_health(context, stripe, warehouse)
+        raise _access_failure(error) from None
     env_key = None if connection else client_config(client_id).key_from_env()
-    _record_key_works(store, account, report, known=connection is not None, secret_key=env_key)
+    _record_key_works(stripe.store(), account, report, known=connection is not None,
+                      secret_key=env_key)
     yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
+    # A sync that fails skips the reporting tables and their freshness check: say it here.
+    _publish_health(context, stripe, warehouse if report.errors else None)
     if report.errors:
         raise _stream_errors_failure(report.errors)
+
+
+def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
+                    warehouse: WarehouseResource | None) -> None:
+    """Refresh the reconnect list, and the client's freshness verdict when `warehouse` is
+    given. Health reporting never turns a sync's outcome into another one."""
+    try:
+        with stripe.store() as store:
+            refresh_reconnect_list(context.instance, store)
+        if warehouse is not None:
+            report_freshness(context.instance, [context.partition_key], warehouse.open())
+    except Exception as error:  # noqa: BLE001 (the next client_health tick tries again)
+        context.log.warning(f"Client health not updated: {type(error).__name__}: {error}")
+
+
+def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource,
+          account: StripeAccount, connection: ClientConnection | None, specs: list[StreamSpec],
+          config: SyncConfig) -> SyncReport:
+    client_id = context.partition_key
+
+    def progress(stream: str, rows: int, requests: int) -> None:
+        context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
+        report_progress(client_id, stream, rows, requests)
+
+    with explained_errors():
+        return sync_client(
+            account, warehouse.open(), specs,
+            expected_account_id=connection.account_id if connection else None,
+            full_refresh=config.full_refresh,
+            include_balance=BALANCE_KEY in context.selected_asset_keys,
+            concurrency=stripe.concurrency, progress=progress,
+            accepted_missing=frozenset(connection.missing_permissions if connection else ()),
+        )
+
+
+def _access_failure(error: StripeAccessError) -> Failure:
+    facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
+    return Failure(description=error.guidance(),
+                   metadata={k: MetadataValue.text(v) for k, v in facts.items()},
+                   allow_retries=True)
 
 
 def _checking(context: AssetExecutionContext) -> bool:

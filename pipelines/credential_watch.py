@@ -1,6 +1,8 @@
 """The daily credential watch: every stored client's key checked against Stripe, nothing synced.
 
-Each check is recorded in the connection store (`clients`, `check` and the widgets read it).
+Each check is recorded in the connection store (`clients`, `check` and the widgets read it)
+and on the client's partition of the credential check in Dagster; the reconnect list
+(`stripe/clients_needing_reconnect`) is refreshed.
 A dead key fails the run, naming the clients, so the run-failure sensor (pipelines.alerts)
 raises one alert per client. Stripe being unreachable or rate-limiting says nothing about a
 key: those clients are logged as not checked and left as they were.
@@ -19,6 +21,8 @@ from dagster import (
     op,
 )
 
+from assets.client_health import refresh_reconnect_list, report_credential_check
+from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import (
     ClientConnection,
     ClientNotConnected,
@@ -37,7 +41,7 @@ CHECK_CRON = "0 6 * * *"  # before the working day, in UTC
 
 @dataclass
 class WatchReport:
-    ok: list[str] = field(default_factory=list)
+    ok: list[ClientConnection] = field(default_factory=list)
     failed: list[ClientConnection] = field(default_factory=list)
     not_checked: list[str] = field(default_factory=list)
 
@@ -72,7 +76,7 @@ def check_every_client(store: ConnectionStore, log: logging.Logger,
             continue
         if checked.connected:
             log.info(check_line(checked))
-            report.ok.append(client_id)
+            report.ok.append(checked)
         else:
             log.error(check_line(checked))
             report.failed.append(checked)
@@ -92,6 +96,16 @@ def _failure(report: WatchReport) -> Failure:
     )
 
 
+def _publish(context: OpExecutionContext, report: WatchReport, store: ConnectionStore) -> None:
+    """Each checked client's verdict on its partition of the credential check (shown between
+    syncs), and the reconnect list; clients Stripe did not answer for keep their last one."""
+    partitions = set(context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
+    for connection in [*report.ok, *report.failed]:
+        if connection.client_id in partitions:
+            report_credential_check(context.instance, connection)
+    refresh_reconnect_list(context.instance, store)
+
+
 @op(
     name="check_credentials",
     description="Asks Stripe whose key each stored client has (GET /v1/account) and records "
@@ -100,6 +114,7 @@ def _failure(report: WatchReport) -> Failure:
 def check_credentials(context: OpExecutionContext, stripe: StripeResource) -> None:
     with stripe.store() as store:
         report = check_every_client(store, context.log, api_base=stripe.api_base)
+        _publish(context, report, store)
     context.log.info(report.summary())
     if report.failed:
         raise _failure(report)

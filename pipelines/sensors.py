@@ -10,9 +10,11 @@ from dagster import (
     sensor,
 )
 
+from assets.client_health import refresh_reconnect_list, report_freshness
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import load_client_configs
 from engine.connection_store import ConnectionState, ConnectionStore
+from engine.warehouse import Warehouse
 from pipelines.jobs import launcher_tags, stripe_sync_job
 from pipelines.run_health import fail_dead_runs
 
@@ -58,3 +60,23 @@ def fail_dead_runs_sensor(context: SensorEvaluationContext):
     if failed:
         context.log.warning(f"Marked {len(failed)} dead run(s) failed: {', '.join(failed)}")
     return SkipReason(f"{len(failed)} dead run(s) marked failed.")
+
+
+@sensor(
+    name="client_health",
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Between syncs, judges every client's figures against its own schedule (the "
+    "figures_fresh check, one result per client) and keeps stripe/clients_needing_reconnect "
+    "in step with the connection store (a `connect` or `disconnect` from the CLI or the web "
+    "page). Records only what changed; launches no run.",
+)
+def client_health_sensor(context: SensorEvaluationContext) -> SkipReason:
+    clients = context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)
+    changed = report_freshness(context.instance, clients, Warehouse.from_settings())
+    if changed:
+        context.log.info(f"Freshness verdict changed for: {', '.join(changed)}")
+    with ConnectionStore.from_settings() as store:
+        listed = refresh_reconnect_list(context.instance, store)
+    return SkipReason(f"{len(changed)} freshness verdict(s) changed; reconnect list "
+                      f"{'refreshed' if listed else 'unchanged'}.")

@@ -1,0 +1,251 @@
+"""Each client's health in Dagster: one verdict per client (partition) on the credential and
+freshness checks, and one asset listing the clients that need a new Stripe key.
+
+Runs judge a client as they sync it. Between runs, the daily credential watch and the
+`client_health` sensor report verdicts without a run (`report_runless_asset_event`), aimed
+at the client's latest materialization so Dagster counts them as current.
+"""
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetMaterialization,
+    AssetRecordsFilter,
+    DagsterInstance,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._utils.warnings import PreviewWarning
+
+from assets.partitions import clients_partitions
+from engine.client_config import client_config
+from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
+from engine.freshness import freshness_problem
+from engine.warehouse import Warehouse
+from resources.dagster_resources import StripeResource, WarehouseResource
+
+HEALTH_GROUP = "client_health"
+BALANCE_KEY = AssetKey(["stripe", "balance"])
+CREDENTIAL_CHECK = "stripe_credentials_valid"
+CREDENTIAL_CHECK_KEY = AssetCheckKey(BALANCE_KEY, CREDENTIAL_CHECK)
+FRESHNESS_KEY = AssetKey(["reporting", "freshness"])
+FRESHNESS_CHECK = "figures_fresh"
+FRESHNESS_CHECK_KEY = AssetCheckKey(FRESHNESS_KEY, FRESHNESS_CHECK)
+RECONNECT_KEY = AssetKey(["stripe", "clients_needing_reconnect"])
+RECONNECT_TABLE = "clients_needing_reconnect"
+HISTORY_LIMIT = 1000  # checks read back to find when a client's failing run began
+
+
+def latest_target(instance: DagsterInstance, key: AssetKey,
+                  client_id: str) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The client's latest materialization of `key`: a verdict aimed at it is current."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[client_id]), limit=1).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id,
+        timestamp=records[0].timestamp)
+
+
+def report_check(instance: DagsterInstance, key: AssetCheckKey, client_id: str,
+                 target_asset: AssetKey, **verdict: Any) -> None:
+    """Record one client's verdict on a partitioned check without a run."""
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=key.asset_key, check_name=key.name, partition=client_id,
+        target_materialization_data=latest_target(instance, target_asset, client_id),
+        **verdict))
+
+
+# -- the credential check between syncs ---------------------------------------------------
+
+
+def credential_verdict(connection: ClientConnection) -> dict[str, Any]:
+    """What the credential check says about a client the store has just judged."""
+    facts = {"client": connection.client_id, "masked_key": connection.masked_key or "",
+             "account": connection.account_id, "stripe_error_code": connection.error_code or "",
+             "stripe_request_id": connection.request_id or ""}
+    metadata = {k: MetadataValue.text(v) for k, v in facts.items() if v}
+    if connection.connected:
+        return {"passed": True, "metadata": metadata}
+    steps = [f"  {n}. {step}" for n, step in enumerate(connection.steps, start=1)]
+    return {"passed": False, "severity": AssetCheckSeverity.ERROR, "metadata": metadata,
+            "description": "\n".join([connection.reason or "Stripe refused the key.", *steps])}
+
+
+def report_credential_check(instance: DagsterInstance, connection: ClientConnection) -> None:
+    report_check(instance, CREDENTIAL_CHECK_KEY, connection.client_id, BALANCE_KEY,
+                 **credential_verdict(connection))
+
+
+# -- freshness ----------------------------------------------------------------------------
+
+
+def freshness_verdict(client_id: str, problem: str | None) -> dict[str, Any]:
+    """Late figures warn (WARN): a late sync is not a dead key."""
+    config = client_config(client_id)
+    metadata = {"schedule": MetadataValue.text(config.schedule),
+                "stale_after": MetadataValue.text(str(config.stale_after))}
+    if problem is None:
+        return {"passed": True, "metadata": metadata}
+    return {"passed": False, "severity": AssetCheckSeverity.WARN, "description": problem,
+            "metadata": metadata}
+
+
+def _freshness_check_spec_kwargs() -> dict[str, Any]:
+    return {
+        "asset": FRESHNESS_KEY, "name": FRESHNESS_CHECK, "partitions_def": clients_partitions,
+        "description": "The client's figures were built recently enough for its own schedule "
+        "(clients.yaml; hourly by default), and its last sync did not fail: the rule that "
+        "turns the widgets `stale`. Warns, one result per client (partition).",
+    }
+
+
+# Partitioned checks are a preview in Dagster 1.13: the warning would reach every CLI user.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PreviewWarning)
+
+    @asset_check(**_freshness_check_spec_kwargs())
+    def figures_fresh(context: AssetCheckExecutionContext,
+                      warehouse: WarehouseResource) -> AssetCheckResult:
+        client_id = context.partition_key
+        with warehouse.open().reader() as conn:
+            problem = freshness_problem(conn, client_id, datetime.now(UTC))
+        return AssetCheckResult(**freshness_verdict(client_id, problem))
+
+
+def _current_verdicts(instance: DagsterInstance, clients: list[str]) -> dict[str, bool]:
+    """client -> passed, for the clients whose latest freshness verdict is still current."""
+    infos = instance.event_log_storage.get_asset_check_partition_info(
+        [FRESHNESS_CHECK_KEY], partition_keys=clients)
+    statuses = {AssetCheckExecutionRecordStatus.SUCCEEDED: True,
+                AssetCheckExecutionRecordStatus.FAILED: False}
+    return {info.partition_key: statuses[info.latest_execution_status] for info in infos
+            if info.is_current and info.latest_execution_status in statuses
+            and info.partition_key is not None}
+
+
+def report_freshness(instance: DagsterInstance, clients: Iterable[str], warehouse: Warehouse,
+                     now: datetime | None = None) -> list[str]:
+    """Report the freshness verdict of each client whose verdict changed (or was aimed at an
+    older build); the clients reported."""
+    clients = list(clients)
+    if not clients:
+        return []
+    now = now or datetime.now(UTC)
+    known = _current_verdicts(instance, clients)
+    with warehouse.reader() as conn:
+        problems = {client: freshness_problem(conn, client, now) for client in clients}
+    changed = [c for c in clients if known.get(c) != (problems[c] is None)]
+    for client in changed:
+        report_check(instance, FRESHNESS_CHECK_KEY, client, FRESHNESS_KEY,
+                     **freshness_verdict(client, problems[client]))
+    return changed
+
+
+# -- the clients needing a reconnect ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconnectRow:
+    client: str
+    account: str
+    since: datetime | None
+    reason: str
+    steps: tuple[str, ...]
+
+
+def _failing_since(store: ConnectionStore, connection: ClientConnection) -> datetime | None:
+    """When the client's current run of failed checks began."""
+    since = connection.last_check_at
+    for record in store.check_history(connection.client_id, limit=HISTORY_LIMIT):
+        if record.ok:
+            break
+        since = record.checked_at
+    return since
+
+
+def reconnect_rows(store: ConnectionStore) -> list[ReconnectRow]:
+    """Every stored client whose key Stripe refused, oldest failure first."""
+    rows = [
+        ReconnectRow(c.client_id, c.account_id, _failing_since(store, c),
+                     c.reason or "Stripe refused the client's key.", c.steps)
+        for c in store.list() if c.state is ConnectionState.FAILED
+    ]
+    return sorted(rows, key=lambda r: (r.since or datetime.min.replace(tzinfo=UTC), r.client))
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def reconnect_markdown(rows: list[ReconnectRow]) -> str:
+    if not rows:
+        return "No client needs a reconnect: every stored key was accepted at its last check."
+    lines = ["| client | account | since | reason | steps |", "|---|---|---|---|---|"]
+    for row in rows:
+        since = f"{row.since:%Y-%m-%d %H:%M} UTC" if row.since else ""
+        steps = " ".join(f"{n}. {step}" for n, step in enumerate(row.steps, start=1))
+        lines.append(f"| {row.client} | {row.account} | {since} | {_cell(row.reason)} | "
+                     f"{_cell(steps)} |")
+    return "\n".join(lines)
+
+
+def reconnect_metadata(store: ConnectionStore) -> dict[str, MetadataValue]:
+    rows = reconnect_rows(store)
+    return {
+        RECONNECT_TABLE: MetadataValue.md(reconnect_markdown(rows)),
+        "count": MetadataValue.int(len(rows)),
+        "clients": MetadataValue.text(", ".join(r.client for r in rows)),
+    }
+
+
+def _published_table(instance: DagsterInstance) -> str | None:
+    event = instance.get_latest_materialization_event(RECONNECT_KEY)
+    materialization = event.asset_materialization if event else None
+    value = materialization.metadata.get(RECONNECT_TABLE) if materialization else None
+    return getattr(value, "value", None)
+
+
+def refresh_reconnect_list(instance: DagsterInstance, store: ConnectionStore) -> bool:
+    """Materialize the list again (without a run) if it changed; whether it did."""
+    metadata = reconnect_metadata(store)
+    if _published_table(instance) == metadata[RECONNECT_TABLE].value:
+        return False
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=RECONNECT_KEY, metadata=metadata,
+        description=f"{metadata['count'].value} client(s) need a new Stripe key."))
+    return True
+
+
+@asset(
+    key=RECONNECT_KEY,
+    group_name=HEALTH_GROUP,
+    kinds={"stripe"},
+    description="The clients whose Stripe key was refused, with since when, why and the steps "
+    "to reconnect each (metadata `clients_needing_reconnect`). Refreshed by the daily "
+    "credential watch, after every sync and by the client_health sensor.",
+)
+def clients_needing_reconnect(stripe: StripeResource) -> MaterializeResult:
+    with stripe.store() as store:
+        return MaterializeResult(metadata=reconnect_metadata(store))
+
+
+health_assets: list = [clients_needing_reconnect]
+health_checks: list = [figures_fresh]
