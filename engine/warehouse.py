@@ -163,6 +163,10 @@ class Warehouse:
     def _shared_reader(self) -> SharedReader:
         return shared_reader(self.path, self.lock_path, self.intent_path)
 
+    def _writer_config(self) -> dict[str, str | bool]:
+        # What does not fit the memory target spills beside the warehouse, on its disk.
+        return {**WRITER_CONFIG, "temp_directory": str(self.path) + ".tmp"}
+
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive, short-lived read-write connection. Keep the work inside small."""
@@ -173,7 +177,7 @@ class Warehouse:
                          while_waiting=own_reader.release_idle,
                          readers_flag=readers_flag_path(self.lock_path))
         try:
-            conn = duckdb.connect(str(self.path), config=WRITER_CONFIG)
+            conn = duckdb.connect(str(self.path), config=self._writer_config())
             try:
                 if not self._schema_ready:
                     for statement in schema_statements():
@@ -381,13 +385,20 @@ def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents:
             f"DELETE FROM stripe.{child.table} c USING {parents} p "
             f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
         )
-    items = (
-        f"SELECT client_id, id AS {child.parent_column}, _synced_at, false AS is_deleted, "
-        f"unnest(CAST(json_extract(raw, '{_json_path(child.path)}') AS JSON[])) AS raw "
-        f"FROM {parents}"
+    # The lists are cut out of the parents' raw JSON first: unnesting straight from a chunk
+    # of large raw objects held them all in memory (a 5,000-subscription chunk needed more
+    # than the writer's 128 MB and failed the sync).
+    lists = (
+        f"SELECT client_id, id AS {child.parent_column}, _synced_at, "
+        f"json_extract(raw, '{_json_path(child.path)}') AS _list FROM {parents}"
     )
-    with _staged(conn, "_children", typed_select(child.columns, "raw", f"({items})")) as staged:
-        _replace_from(conn, child.table, staged, delete=delete)
+    with _staged(conn, "_child_lists", lists) as child_lists:
+        items = (
+            f"SELECT client_id, {child.parent_column}, _synced_at, false AS is_deleted, "
+            f"unnest(CAST(_list AS JSON[])) AS raw FROM {child_lists}"
+        )
+        with _staged(conn, "_children", typed_select(child.columns, "raw", f"({items})")) as staged:
+            _replace_from(conn, child.table, staged, delete=delete)
 
 
 def flag_unseen_as_deleted(

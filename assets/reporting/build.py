@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import duckdb
 
-from engine.currencies import exponent_macro_sql
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
+from engine.currencies import exponent_macro_sql
 from engine.warehouse import schema_statements
 
 _PARAMETER = re.compile(r"\$([a-z_]+)")
+_STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
+# If a plan still needs more than the writer's memory target (DuckDB keeps some buffers of
+# every hash table and per thread in memory, so many cores need more), the build is retried
+# with the target doubled, up to this: a memory target must never fail a build.
+MAX_BUILD_MEMORY_MB = 2048
+_SIZE = re.compile(r"([\d.]+)\s*([KMGT])i?B", re.IGNORECASE)  # DuckDB shows "122.0 MiB"
+_UNIT_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 # Small helpers the SQL files share, kept in the warehouse so any reader can use them too.
 MACROS = (
@@ -67,18 +74,29 @@ def _bound(sql: str, values: dict[str, object]) -> dict[str, object]:
     return {name: values[name] for name in set(_PARAMETER.findall(sql)) if name in values}
 
 
+def _statements(sql: str) -> tuple[list[str], str]:
+    """A table's SQL file: staging statements (`CREATE OR REPLACE TEMP TABLE x AS ...;`),
+    then the SELECT of its rows."""
+    *stages, select = [part.strip() for part in sql.split(";\n") if part.strip()]
+    return stages, select.rstrip(";")
+
+
 def _rebuild(conn: duckdb.DuckDBPyConnection, table: ReportingTable, values: dict) -> int:
     if table.mode == "snapshot":
         delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id AND day = $today"
     else:
         delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id"
     conn.execute(delete, _bound(delete, values))
-    select = table.select_sql()
+    stages, select = _statements(table.select_sql())
+    for stage in stages:
+        conn.execute(stage, _bound(stage, values))
     insert = (
         f"INSERT INTO {table.qualified} BY NAME "
         f"SELECT * FROM (\n{select}\n) ORDER BY {table.order_by}"
     )
     conn.execute(insert, _bound(select, values))
+    for name in _STAGE.findall("\n".join(stages)):
+        conn.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
     counted = conn.execute(
         f"SELECT count(*) FROM {table.qualified} WHERE client_id = ?", [values["client_id"]]
     ).fetchone()
@@ -98,8 +116,19 @@ def build_reporting_tables(
     fixes the build time (the last day of the daily tables); tests pass it.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    today: date = now.date()
-    values: dict[str, object] = {"client_id": client_id, "now": now, "today": today}
+    values: dict[str, object] = {"client_id": client_id, "now": now, "today": now.date()}
+    while True:
+        try:
+            rows = _build_once(conn, tables, values)
+        except duckdb.OutOfMemoryException:
+            if not _raise_memory_limit(conn):
+                raise
+            continue
+        return BuildResult(client_id=client_id, built_at=now, rows=rows)
+
+
+def _build_once(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, ...],
+                values: dict[str, object]) -> dict[str, int]:
     rows: dict[str, int] = {}
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -110,4 +139,17 @@ def build_reporting_tables(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return BuildResult(client_id=client_id, built_at=now, rows=rows)
+    return rows
+
+
+def _raise_memory_limit(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Double the connection's memory target (up to MAX_BUILD_MEMORY_MB); False at the cap."""
+    setting = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    found = _SIZE.match(str(setting[0] if setting else ""))
+    if not found:
+        return False
+    current_mb = float(found[1]) * _UNIT_MB[found[2][0].upper()]
+    if current_mb >= MAX_BUILD_MEMORY_MB:
+        return False
+    conn.execute(f"SET memory_limit = '{min(int(current_mb * 2), MAX_BUILD_MEMORY_MB)}MB'")
+    return True

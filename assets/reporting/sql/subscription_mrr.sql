@@ -5,47 +5,53 @@
 -- Forever discounts apply: an item's own first, then the subscription's; percent off
 -- before amount off; never below zero. Once and repeating coupons end, so they do not
 -- change recurring revenue. Metered and tiered prices have no fixed amount: left out.
-WITH subs AS (
-    SELECT
-        id, customer, status, lower(currency) AS currency,
-        coalesce(start_date, created) AS start_date,
-        trial_end, ended_at, canceled_at, cancel_at, cancel_at_period_end, raw
-    FROM stripe.subscriptions
-    WHERE client_id = $client_id AND NOT coalesce(is_deleted, false)
-),
-items AS (
-    SELECT
-        i.subscription,
-        i.id AS item_id,
-        lower(coalesce(i.currency, s.currency)) AS currency,
-        coalesce(i.quantity, 1) AS quantity,
-        coalesce(
-            i.unit_amount::DOUBLE,
-            TRY_CAST(i.raw->'price'->>'unit_amount_decimal' AS DOUBLE),
-            TRY_CAST(i.raw->'plan'->>'amount' AS DOUBLE)
-        ) AS unit_amount,
-        coalesce(i.interval, i.raw->'plan'->>'interval') AS interval,
-        greatest(coalesce(i.interval_count,
-                          TRY_CAST(i.raw->'plan'->>'interval_count' AS BIGINT), 1), 1)
-            AS interval_count,
-        coalesce(i.raw->'price'->'recurring'->>'usage_type',
-                 i.raw->'plan'->>'usage_type', 'licensed') AS usage_type,
-        i.discounts
-    FROM stripe.subscription_items i
-    JOIN subs s ON s.id = i.subscription
-    WHERE i.client_id = $client_id AND NOT coalesce(i.is_deleted, false)
-),
+-- Built in stages, each a temporary table: a large account's subscriptions then never
+-- stand in memory inside one wide plan (every hash table of a plan holds memory at once),
+-- and the raw JSON is read once, row by row, into the few fields used here.
+CREATE OR REPLACE TEMP TABLE mrr_subs AS
+SELECT
+    id, customer, status, lower(currency) AS currency,
+    coalesce(start_date, created) AS start_date,
+    trial_end, ended_at, canceled_at, cancel_at, cancel_at_period_end, discounts,
+    raw->'discount' AS legacy_discount
+FROM stripe.subscriptions
+WHERE client_id = $client_id AND NOT coalesce(is_deleted, false);
+
+CREATE OR REPLACE TEMP TABLE mrr_items AS
+SELECT
+    i.subscription,
+    i.id AS item_id,
+    lower(coalesce(i.currency, s.currency)) AS currency,
+    coalesce(i.quantity, 1) AS quantity,
+    coalesce(
+        i.unit_amount::DOUBLE,
+        TRY_CAST(i.raw->'price'->>'unit_amount_decimal' AS DOUBLE),
+        TRY_CAST(i.raw->'plan'->>'amount' AS DOUBLE)
+    ) AS unit_amount,
+    coalesce(i.interval, i.raw->'plan'->>'interval') AS interval,
+    greatest(coalesce(i.interval_count,
+                      TRY_CAST(i.raw->'plan'->>'interval_count' AS BIGINT), 1), 1)
+        AS interval_count,
+    coalesce(i.raw->'price'->'recurring'->>'usage_type',
+             i.raw->'plan'->>'usage_type', 'licensed') AS usage_type,
+    i.discounts
+FROM stripe.subscription_items i
+JOIN mrr_subs s ON s.id = i.subscription
+WHERE i.client_id = $client_id AND NOT coalesce(i.is_deleted, false);
+
 -- Discounts come in several shapes across API versions: `discounts` holds ids or expanded
 -- objects whose coupon sits at `coupon` or `source.coupon`; older versions have one
 -- expanded `discount`. An id alone takes the coupon of an expanded twin with that id.
-discount_json AS (
-    SELECT 'subscription' AS level, id AS owner, unnest(json_extract(raw, '$.discounts[*]')) AS d
-    FROM subs
+-- Only forever coupons change recurring revenue.
+CREATE OR REPLACE TEMP TABLE mrr_forever AS
+WITH discount_json AS (
+    SELECT 'subscription' AS level, id AS owner, unnest(json_extract(discounts, '$[*]')) AS d
+    FROM mrr_subs
     UNION ALL
-    SELECT 'subscription', id, raw->'discount' FROM subs
-    WHERE json_type(raw->'discount') = 'OBJECT'
+    SELECT 'subscription', id, legacy_discount FROM mrr_subs
+    WHERE json_type(legacy_discount) = 'OBJECT'
     UNION ALL
-    SELECT 'item', item_id, unnest(json_extract(discounts, '$[*]')) FROM items
+    SELECT 'item', item_id, unnest(json_extract(discounts, '$[*]')) FROM mrr_items
 ),
 discount_parts AS (
     SELECT
@@ -64,12 +70,14 @@ coupons AS (
     WHERE coupon IS NOT NULL OR discount_id IS NOT NULL
     GROUP BY level, owner, coalesce(discount_id, coupon->>'id')
     HAVING any_value(coupon) IS NOT NULL
-),
-forever AS (
-    SELECT level, owner, coupon, TRY_CAST(coupon->>'percent_off' AS DOUBLE) AS percent_off
-    FROM coupons
-    WHERE coupon->>'duration' = 'forever'
-),
+)
+SELECT level, owner, coupon, TRY_CAST(coupon->>'percent_off' AS DOUBLE) AS percent_off
+FROM coupons
+WHERE coupon->>'duration' = 'forever';
+
+WITH subs AS (SELECT * FROM mrr_subs),
+items AS (SELECT * FROM mrr_items),
+forever AS (SELECT * FROM mrr_forever),
 item_discounts AS (
     SELECT
         i.item_id,
