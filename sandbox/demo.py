@@ -56,9 +56,10 @@ def generated_specs(count: int, charges: int) -> list[AccountSpec]:
         AccountSpec(
             f"client{i + 1:02d}",
             charges=charges,
-            # Customers and subscriptions grow with charges, capped so big accounts start fast.
-            customers=min(50_000, max(20, charges // 10)),
-            subscriptions=min(5_000, max(10, charges // 15)),
+            # A realistic shape at every size: one subscription per 15 charges (each billed
+            # every period), one customer per 10 charges, some with several subscriptions.
+            customers=max(20, charges // 10),
+            subscriptions=max(10, charges // 15),
             currency=currencies[i % len(currencies)],
         )
         for i in range(count)
