@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmarks.sandbox_process import BenchAccount
 from engine.streams import STREAMS
+from sandbox.demo import generated_specs
 
 WORK = Path(__file__).resolve().parent / "work"
 ALL_STREAMS = tuple(spec.name for spec in STREAMS)
@@ -95,21 +96,27 @@ def many_account(index: int) -> str:
 PEER_ACCOUNT = "peers"
 
 
+def realistic(size: int) -> dict[str, int]:
+    """Customers and subscriptions of a generated account of `size` charges, the sandbox's
+    own shape (`sandbox.demo.generated_specs`): a subscription per 15 charges, no cap."""
+    spec = generated_specs(1, size)[0]
+    return {"customers": spec.customers, "subscriptions": spec.subscriptions}
+
+
 def accounts_for(plan: Plan) -> list[BenchAccount]:
     """The accounts of the throughput, widget, re-sync and peer runs, all live-mode."""
     accounts = []
     for size in plan.sizes:
         deep = plan.deep and size == plan.largest
         accounts.append(BenchAccount(
-            charges_account(size), size,
-            customers=max(40, size // 50), subscriptions=max(30, size // 500),
+            charges_account(size), size, **realistic(size),
             # The largest account later gets every stream for the widgets and the re-sync.
             streams=ALL_TABLES if deep else ("charges",),
         ))
     if plan.all_streams_size:
         size = plan.all_streams_size
-        accounts.append(BenchAccount(all_streams_account(size), size, customers=size // 10,
-                                     subscriptions=size // 15, streams=ALL_TABLES))
+        accounts.append(BenchAccount(all_streams_account(size), size, **realistic(size),
+                                     streams=ALL_TABLES))
     if plan.peers:
         accounts.append(BenchAccount(PEER_ACCOUNT, plan.peer_charges))
     return accounts
@@ -118,9 +125,7 @@ def accounts_for(plan: Plan) -> list[BenchAccount]:
 def many_accounts_for(plan: Plan) -> list[BenchAccount]:
     """The agency's clients, served by a sandbox of their own after the other runs."""
     return [
-        BenchAccount(many_account(index), plan.many_charges,
-                     customers=max(40, plan.many_charges // 50),
-                     subscriptions=max(30, plan.many_charges // 500),
+        BenchAccount(many_account(index), plan.many_charges, **realistic(plan.many_charges),
                      streams=plan.many_streams or ALL_TABLES)
         for index in range(plan.many_clients)
     ]
