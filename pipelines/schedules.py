@@ -17,6 +17,7 @@ from engine.client_config import (
     load_client_configs,
     read_clients_file,
 )
+from engine.connection_store import ConnectionState, ConnectionStore
 from pipelines.jobs import launcher_tags, stripe_sync_job
 
 
@@ -33,8 +34,6 @@ def clients_on(cron: str, partition_keys: list[str]) -> list[str]:
     in the store, or declared in clients.yaml and not disconnected: a disconnected or purged
     client, a stray partition, or a client whose entry in clients.yaml is broken gets no run.
     """
-    from engine.connection_store import ConnectionState, ConnectionStore
-
     clients_file = read_clients_file()
     configs = clients_file.configs
     with ConnectionStore.from_settings() as store:
