@@ -8,6 +8,7 @@ other clients keep their settings and their schedules.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -155,10 +156,26 @@ def _document(path: Path) -> dict[str, Any]:
 
 
 def read_clients_file(path: Path | None = None) -> ClientsFile:
-    """The clients file: usable clients, and the ones left out with why."""
+    """The clients file: usable clients, and the ones left out with why.
+
+    Read again only when the file changes: every widget and run asks for a client's config.
+    """
     path = path or load_settings().clients_file
-    if not path.exists():
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         return ClientsFile()
+    except OSError:
+        return _parse_clients_file(path)  # says why it cannot be read
+    return _read_if_changed(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_if_changed(path: Path, mtime_ns: int, size: int) -> ClientsFile:
+    return _parse_clients_file(path)
+
+
+def _parse_clients_file(path: Path) -> ClientsFile:
     result = ClientsFile()
     for client_id, entry in _document(path).items():
         problem = _entry_problem(client_id, entry)

@@ -2,8 +2,8 @@
 
 from assets.reporting.assets import reporting_assets, reporting_tables
 from assets.reporting.build import BuildResult, build_reporting_tables, ensure_reporting_schema
-from engine.currencies import currency_exponent
 from assets.reporting.tables import REPORTING_TABLES, REPORTING_TABLES_BY_NAME, ReportingTable
+from engine.currencies import currency_exponent
 
 __all__ = [
     "REPORTING_TABLES",
