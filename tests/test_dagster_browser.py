@@ -2,8 +2,8 @@
 
 The Dagster web server (what `dagster dev` serves, without the daemon, whose hourly schedule
 could start runs mid-test) shows the demo's instance; the test reads what an operator would:
-the failed client on a stripe asset's partitions tab, the credential check per client, and
-the runs list.
+the failed client on a stripe asset's partitions tab, the credential and freshness checks
+per client, the runs list, and the list of clients needing a reconnect with their steps.
 Screenshots land in build/screenshots/dagster-*.png.
 """
 
@@ -87,6 +87,9 @@ def ui_page(dagster_ui: str):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-GB")
+        # The first visit's community dialog may open at any time: skip it whenever it shows.
+        page.add_locator_handler(page.get_by_text("Join the Dagster community"),
+                                 lambda: page.get_by_role("button", name="Skip").click())
         yield dagster_ui, page
         browser.close()
 
@@ -94,9 +97,6 @@ def ui_page(dagster_ui: str):
 def _open(page, url: str) -> None:
     page.goto(url)
     page.wait_for_load_state("networkidle")
-    skip = page.get_by_role("button", name="Skip")  # the first visit's newsletter dialog
-    if skip.count():
-        skip.click()
 
 
 def _tick(page, only: str | None, statuses: tuple[str, ...]) -> dict[str, int]:
@@ -144,6 +144,13 @@ def test_the_dagster_ui_shows_each_clients_health_after_the_demo(ui_page):
     assert _shown_partitions(page, "Failed", check_statuses) == ["initech"]
     _screenshot(page, "credential-check")
 
+    # Freshness warns for initech only: its sync failed, so its figures are not current.
+    _open(page, f"{base}/assets/reporting/freshness?view=checks")
+    page.get_by_role("tab", name="Partitions").last.click()
+    page.get_by_text("Passed (2)").wait_for()
+    assert _shown_partitions(page, "Failed", check_statuses) == ["initech"]
+    _screenshot(page, "freshness-check")
+
     _open(page, f"{base}/runs")
     page.get_by_text("stripe_sync_job").first.wait_for()
     text = page.inner_text("body")
@@ -154,3 +161,12 @@ def test_the_dagster_ui_shows_each_clients_health_after_the_demo(ui_page):
                 if f"partition: {client}" in r and "stripe_reports/launched_by: demo" in r]
         assert len(demo) == 1, f"{client}: {demo or rows}"
         assert ("Failure" if client == "initech" else "Success") in demo[0], demo[0]
+
+    _open(page, f"{base}/assets/stripe/clients_needing_reconnect?view=events")
+    page.get_by_text("1 client(s) need a new Stripe key.").wait_for()
+    table = page.locator("table").filter(has_text="since").last
+    rows = [r.inner_text() for r in table.locator("tr").all()]
+    _screenshot(page, "reconnect-list")
+    assert [r.split()[0] for r in rows] == ["client", "initech"], rows
+    assert "Stripe rejected the key sk_test_…" in rows[1]
+    assert "Run stripe-reports connect initech" in rows[1] and "1. " in rows[1], rows[1]
