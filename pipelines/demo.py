@@ -12,16 +12,18 @@ import sys
 from typing import TextIO
 
 from engine.settings import load_settings
+from pipelines.instance import connect_and_register
 from pipelines.sync import sync_clients
 from pipelines.terminal import SyncProgressView, print_outcome
+from reports.widgets import format_result_line, run_widget, widget_catalog
+from sandbox import SandboxServer, SandboxWorld
+from sandbox.demo import DEMO_SPECS
 
 DEMO_CLIENTS = {"acme": "Acme Corp", "globex": "Globex", "initech": "Initech"}
 REVOKED_CLIENT = "initech"
 
 
 def _print_widgets(client_id: str, out: TextIO) -> None:
-    from reports.widgets import format_result_line, run_widget, widget_catalog
-
     steps: tuple[str, ...] = ()
     for widget in widget_catalog():
         result = run_widget(client_id, widget.name)
@@ -34,10 +36,6 @@ def _print_widgets(client_id: str, out: TextIO) -> None:
 
 
 def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
-    from pipelines.instance import connect_and_register
-    from sandbox import SandboxServer, SandboxWorld
-    from sandbox.demo import DEMO_SPECS
-
     # The demo world without its revocation: we connect first, then revoke, as in life.
     world = SandboxWorld.generate(seed, DEMO_SPECS)
     with SandboxServer(world, port=port).start() as server:
