@@ -137,3 +137,25 @@ def test_the_daily_watch_gives_each_client_its_verdict_between_syncs(synced):
     assert verdict.metadata["masked_key"].value == acme.masked_key
     count, table = reconnect_list(instance)
     assert count == 1 and table.splitlines()[2].startswith(f"| acme | {acme.account_id} |")
+
+
+def test_the_health_sensor_follows_a_reconnect_made_without_a_sync(synced):
+    """`stripe-reports connect` alone runs nothing: the client_health sensor updates the list."""
+    from dagster import build_sensor_context
+
+    from pipelines.instance import connect_and_register
+    from pipelines.sensors import client_health_sensor
+    from pipelines.sync import materialize_client
+
+    server, instance = synced
+    server.world.revoke_key("acme")
+    assert not materialize_client("acme").success
+    server.world.register_restricted(FRESH_KEY, server.world.accounts["acme"], frozenset())
+    connect_and_register("acme", FRESH_KEY, api_base=server.base_url)
+    assert reconnect_list(instance)[0] == 1  # no run since the reconnect
+
+    tick = client_health_sensor.evaluate_tick(build_sensor_context(instance=instance))
+
+    assert tick.skip_message == "0 freshness verdict(s) changed; reconnect list refreshed."
+    assert reconnect_list(instance)[0] == 0
+    assert statuses(instance, FRESHNESS_CHECK_KEY)["acme"] == "FAILED"  # until a sync succeeds
