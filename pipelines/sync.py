@@ -18,9 +18,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.progress import ProgressSink
+from dagster import AssetKey, RunConfig
+
+from assets.reporting import REPORTING_TABLES
+from assets.reporting.assets import reporting_asset_key
+from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
+from engine.progress import ProgressSink, add_progress_sink
 from engine.settings import load_settings
+from engine.streams import resolve_streams
 from engine.user_errors import explain
+from pipelines.definitions import defs
+from pipelines.instance import get_instance, register_clients
+from pipelines.jobs import SYNC_JOB_NAME, launcher_tags
+from pipelines.run_health import fail_dead_runs, this_process_tags
 
 # Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
 LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
@@ -47,13 +57,6 @@ def default_launcher() -> str:
 def asset_selection(streams: list[str] | None) -> list | None:
     """The job's assets for the chosen streams (None: all): each stream with its child
     tables, the balance (the credential check hangs on it) and every reporting table."""
-    from dagster import AssetKey
-
-    from assets.reporting import REPORTING_TABLES
-    from assets.reporting.assets import reporting_asset_key
-    from assets.stripe_assets import BALANCE_KEY, stream_asset_key
-    from engine.streams import resolve_streams
-
     if not streams:
         return None
     keys = [BALANCE_KEY]
@@ -81,12 +84,6 @@ def run_sync_job(client_id: str, instance: Any, *, full_refresh: bool = False,
                  streams: list[str] | None = None, launched_by: str = "cli",
                  tags: dict[str, str] | None = None) -> Any:
     """One run of `stripe_sync_job` for the client's partition, in this process."""
-    from dagster import RunConfig
-
-    from assets.stripe_assets import SyncConfig
-    from pipelines.definitions import defs
-    from pipelines.jobs import SYNC_JOB_NAME, launcher_tags
-
     config = SyncConfig(full_refresh=full_refresh, streams=list(streams or []))
     return defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
         run_config=RunConfig(ops={"stripe_sync": config}, loggers=QUIET_LOGGERS),
@@ -120,10 +117,6 @@ def materialize_client(
     launched_by: str | None = None,
 ) -> ClientSyncOutcome:
     """Run one client's sync in this process, recorded in the Dagster instance."""
-    from engine.progress import add_progress_sink
-    from pipelines.instance import get_instance, register_clients
-    from pipelines.run_health import fail_dead_runs, this_process_tags
-
     if progress_queue is not None:
         add_progress_sink(lambda *update: progress_queue.put(update))
     try:

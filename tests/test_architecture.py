@@ -1,0 +1,113 @@
+"""The layers of docs/architecture.md, enforced: lower layers never import upper ones, and an
+import hidden inside a function says why in a comment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Lowest first. A module may import its own layer and the layers below it.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("engine", ("engine",)),
+    ("widgets", ("reports.widgets",)),
+    ("dagster resources", ("resources",)),
+    ("dagster assets", ("assets",)),
+    ("dagster definitions", ("pipelines",)),
+    ("apps", ("pipelines.cli", "pipelines.cli_connections", "pipelines.terminal",
+              "pipelines.demo", "reports.web", "reports.cli_widgets")),
+]
+PRODUCT = ("engine", "resources", "assets", "pipelines", "reports")
+MAX_FUNCTION_LINES = 50
+
+
+def _layer(module: str) -> int | None:
+    """The layer of a module of ours: the longest matching prefix decides."""
+    best: tuple[int, int] | None = None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
+    return best[1] if best else None
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PRODUCT:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(p for p in parts if p != "__init__")] = path
+    return found
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, ast.stmt]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node))
+    return found
+
+
+def _inside_functions(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            ids |= {id(inner) for inner in ast.walk(node) if inner is not node}
+    return ids
+
+
+def test_no_layer_imports_a_layer_above_it():
+    wrong = []
+    for module, path in _modules().items():
+        own = _layer(module)
+        for imported, node in _imports(ast.parse(path.read_text())):
+            target = _layer(imported)
+            if own is not None and target is not None and target > own:
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} ({LAYERS[own][0]}) "
+                             f"imports {imported} ({LAYERS[target][0]})")
+    assert wrong == []
+
+
+def test_an_import_inside_a_function_says_why():
+    unexplained = []
+    for path in _modules().values():
+        source = path.read_text()
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        hidden = _inside_functions(tree)
+        for _, node in _imports(tree):
+            if id(node) not in hidden:
+                continue
+            if not _explained(lines, node):
+                unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert unexplained == []
+
+
+def _explained(lines: list[str], node: ast.stmt) -> bool:
+    """A comment on the import, or on the block of imports (and blank lines) it stands in."""
+    if "#" in "".join(lines[node.lineno - 1:node.end_lineno]):
+        return True
+    index = node.lineno - 2
+    while index >= 0:
+        line = lines[index].strip()
+        if line.startswith("#"):
+            return True
+        if line and not line.startswith(("from ", "import ", ")")) and not line.endswith(","):
+            return False
+        index -= 1
+    return False
+
+
+def test_no_function_is_longer_than_fifty_lines():
+    long = []
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
+    assert long == []
