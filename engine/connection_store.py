@@ -421,14 +421,7 @@ class ConnectionStore:
                 .limit(limit)
             )
             return [
-                CheckRecord(
-                    client_id=row.client_id,
-                    checked_at=row.checked_at,
-                    ok=row.ok,
-                    error_code=row.error_code,
-                    request_id=row.request_id,
-                    reason=row.reason,
-                )
+                CheckRecord(**row.model_dump(exclude={"id"}))
                 for row in rows
             ]
 
@@ -474,7 +467,7 @@ class ConnectionStore:
             row.encrypted_key = encrypted
             row.masked_key = mask_key(secret_key)
             row.missing_permissions = list(missing_permissions)
-            _mark_checked(row, now, ok=True)
+            _mark_checked(row, now, CheckOutcome(ok=True))
             session.add(row)
             session.add(CredentialCheck(client_id=client_id, checked_at=now, ok=True))
             session.flush()
@@ -500,28 +493,13 @@ class ConnectionStore:
             row = self._locked_row(session, client_id)
             if row.encrypted_key is None:  # disconnected meanwhile: nothing to mark healthy
                 raise ClientNotConnected(client_id, "was disconnected and has no stored key")
-            _mark_checked(
-                row,
-                now,
-                ok=ok,
-                reason=reason,
-                steps=steps,
-                error_code=error_code,
-                request_id=request_id,
-            )
+            _mark_checked(row, now, CheckOutcome(ok, reason, steps, error_code, request_id))
             if missing_permissions is not None:
                 row.missing_permissions = list(missing_permissions)
             session.add(row)
-            session.add(
-                CredentialCheck(
-                    client_id=client_id,
-                    checked_at=now,
-                    ok=ok,
-                    error_code=error_code,
-                    request_id=request_id,
-                    reason=reason,
-                )
-            )
+            session.add(CredentialCheck(client_id=client_id, checked_at=now, ok=ok,
+                                        error_code=error_code, request_id=request_id,
+                                        reason=reason))
             session.flush()
             return _to_connection(row)
 
@@ -560,22 +538,25 @@ class ConnectionStore:
             )
 
 
-def _mark_checked(
-    row: StripeConnection,
-    now: datetime,
-    *,
-    ok: bool,
-    reason: str | None = None,
-    steps: tuple[str, ...] | list[str] = (),
-    error_code: str | None = None,
-    request_id: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What a credential check found; a failure carries why and what to do."""
+
+    ok: bool
+    reason: str | None = None
+    steps: tuple[str, ...] | list[str] = ()
+    error_code: str | None = None
+    request_id: str | None = None
+
+
+def _mark_checked(row: StripeConnection, now: datetime, outcome: CheckOutcome) -> None:
     """A check's outcome on the row: a passing check clears the last failure's details."""
-    row.state = (ConnectionState.CONNECTED if ok else ConnectionState.FAILED).value
-    row.reason = None if ok else reason
-    row.steps = [] if ok else list(steps)
-    row.error_code = None if ok else error_code
-    row.request_id = None if ok else request_id
+    failed = not outcome.ok
+    row.state = (ConnectionState.FAILED if failed else ConnectionState.CONNECTED).value
+    row.reason = outcome.reason if failed else None
+    row.steps = list(outcome.steps) if failed else []
+    row.error_code = outcome.error_code if failed else None
+    row.request_id = outcome.request_id if failed else None
     row.last_check_at = now
-    row.last_check_ok = ok
+    row.last_check_ok = outcome.ok
     row.updated_at = now
