@@ -81,8 +81,8 @@ def _write_config(path: Path, url: str | None) -> None:
         if url and not {"postgres", "custom"} & set(storage):
             raise CommandError(
                 f"{STORAGE_URL_ENV} is set but {path} was edited by hand and keeps its own "
-                "storage: add `storage: postgres: postgres_url: {env: "
-                f"{STORAGE_URL_ENV}}}` to it, or delete it to have it generated.")
+                "storage: delete it to have it generated, or give it the `storage:` block "
+                "of a generated one (custom: pipelines.postgres_storage.PostgresStorage).")
         return  # a hand-written instance is the operator's: leave it
     wanted = instance_config(url)
     if current != wanted:  # atomic: processes starting together never read half a file
