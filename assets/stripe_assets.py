@@ -22,8 +22,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     multi_asset,
 )
 from dagster._utils.warnings import PreviewWarning
@@ -36,6 +34,7 @@ from assets.client_health import (
     refresh_reconnect_list,
     report_freshness,
 )
+from assets.metadata import column_schema
 from assets.partitions import clients_partitions
 from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
@@ -45,7 +44,6 @@ from engine.streams import (
     BALANCE_COLUMNS,
     STREAMS,
     ChildSpec,
-    Column,
     StreamSpec,
     resolve_streams,
 )
@@ -75,12 +73,6 @@ def stream_asset_key(spec: StreamSpec) -> AssetKey:
     return AssetKey(["stripe", spec.table])
 
 
-def _schema(columns: tuple[Column, ...]) -> TableSchema:
-    return TableSchema(
-        columns=[TableColumn(c.name, c.type, description=c.description) for c in columns]
-    )
-
-
 def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
     columns = stream_columns(spec)
     children = "".join(
@@ -93,7 +85,7 @@ def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
         kinds={"stripe", "duckdb"},
         skippable=True,
         metadata={
-            "dagster/column_schema": _schema(columns),
+            "dagster/column_schema": column_schema(columns),
             "dagster/table_name": f"stripe.{spec.table}",
             "stripe_endpoint": spec.endpoint,
             "event_types": ", ".join(spec.event_types) or "(none: immutable objects)",
@@ -110,7 +102,7 @@ def _child_asset_spec(spec: StreamSpec, child: ChildSpec) -> AssetSpec:
         kinds={"stripe", "duckdb"},
         skippable=True,
         metadata={
-            "dagster/column_schema": _schema(child_columns(child)),
+            "dagster/column_schema": column_schema(child_columns(child)),
             "dagster/table_name": f"stripe.{child.table}",
         },
     )
@@ -126,7 +118,7 @@ BALANCE_SPEC = AssetSpec(
     kinds={"stripe", "duckdb"},
     skippable=True,
     metadata={
-        "dagster/column_schema": _schema(BALANCE_COLUMNS),
+        "dagster/column_schema": column_schema(BALANCE_COLUMNS),
         "dagster/table_name": "stripe.balance",
     },
 )
@@ -291,11 +283,9 @@ def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
 def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource,
           account: StripeAccount, connection: ClientConnection | None, specs: list[StreamSpec],
           config: SyncConfig) -> SyncReport:
-    client_id = context.partition_key
-
-    def progress(stream: str, rows: int, requests: int) -> None:
-        context.log.info(f"{client_id}/{stream}: {rows} rows landed, {requests} requests")
-        report_progress(client_id, stream, rows, requests)
+    def progress(client: str, stream: str, rows: int, requests: int) -> None:
+        context.log.info(f"{client}/{stream}: {rows} rows landed, {requests} requests")
+        report_progress(client, stream, rows, requests)
 
     with explained_errors():
         return sync_client(

@@ -100,10 +100,10 @@ def py_spy(output: Path) -> list[str]:
 # --- the child ----------------------------------------------------------------------------------
 
 
-def _progress_printer(client_id: str):
+def _progress_printer():
     last = [0.0]
 
-    def progress(stream: str, rows: int, requests: int) -> None:
+    def progress(client_id: str, stream: str, rows: int, requests: int) -> None:
         now = time.monotonic()
         if now - last[0] >= 3:
             last[0] = now
@@ -130,7 +130,7 @@ def _child_main() -> int:
     def sync():
         options = {"concurrency": config["concurrency"]} if config["concurrency"] else {}
         return sync_client(account, warehouse, specs, include_balance=config["include_balance"],
-                           progress=_progress_printer(config["client_id"]), **options)
+                           progress=_progress_printer(), **options)
 
     started = time.perf_counter()
     report = sync()

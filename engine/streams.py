@@ -15,8 +15,11 @@ ColumnType = Literal["VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ", "J
 
 @dataclass(frozen=True)
 class Column:
+    """A warehouse column: stream columns (typed from the Stripe object at `path`, with a
+    ColumnType) and the reporting tables' columns (any DuckDB type) alike."""
+
     name: str
-    type: ColumnType
+    type: ColumnType | str
     description: str = ""
     # Where the value sits in the Stripe object; defaults to the top-level field of the same name.
     path: tuple[str, ...] = ()

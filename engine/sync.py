@@ -32,6 +32,7 @@ from engine.failures import (
     StripeAccessError,
 )
 from engine.pager import Coverage, extract_events, extract_window
+from engine.progress import ProgressSink
 from engine.raw_rows import objects_to_arrow, to_arrow
 from engine.streams import BALANCE_COLUMNS, StreamSpec
 from engine.stripe_api import StripeAccount
@@ -61,7 +62,6 @@ _IDLE = object()
 # Stripe's founding: where a first full listing starts when the account's age is unknown.
 EPOCH_START = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())
 
-Progress = Callable[[str, int, int], None]  # stream, rows landed so far, requests so far
 
 
 @dataclass
@@ -247,7 +247,7 @@ def sync_stream(
     full_refresh: bool = False,
     account_created: int | None = None,
     concurrency: int = 24,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
     now: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
@@ -271,7 +271,7 @@ def sync_stream(
     result.requests = account.requests_by_tag.get(spec.name, 0)
     result.seconds = time.monotonic() - started
     if progress:
-        progress(spec.name, result.rows_landed, result.requests)
+        progress(account.client_id, spec.name, result.rows_landed, result.requests)
     return result
 
 
@@ -297,7 +297,7 @@ def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, h
 
 
 def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: int,
-                  concurrency: int, chunk_rows: int, progress: Progress | None) -> None:
+                  concurrency: int, chunk_rows: int, progress: ProgressSink | None) -> None:
     """List objects created in [lo, hi) and land them in chunks, the cursor with each.
 
     If the listing fails for good, what it fetched up to the covered frontier still lands.
@@ -321,7 +321,7 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
                 submitted_cursor, batches, buffered = coverage.frontier, [], 0
                 last_flush = time.monotonic()
                 if progress:
-                    progress(spec.name, loader.result.rows_landed,
+                    progress(account.client_id, spec.name, loader.result.rows_landed,
                              account.requests_by_tag.get(spec.name, 0))
     except StripeAccessError:
         if batches and writer.error is None:
@@ -393,7 +393,7 @@ def sync_client(
     full_refresh: bool = False,
     include_balance: bool = True,
     concurrency: int = 24,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
     on_wait: Callable[[str], None] = lambda _: None,
@@ -440,7 +440,7 @@ class _StreamOptions:
     full_refresh: bool
     account_created: int | None
     concurrency: int
-    progress: Progress | None
+    progress: ProgressSink | None
     chunk_rows: int
     accepted_missing: frozenset[str]
 

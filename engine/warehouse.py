@@ -67,19 +67,20 @@ class MergeCounts:
     inserted: int = 0
     updated: int = 0
 
-    def __add__(self, other: MergeCounts) -> MergeCounts:
-        return MergeCounts(self.inserted + other.inserted, self.updated + other.updated)
 
+def table_ddl(qualified: str, columns: tuple[Column, ...]) -> str:
+    """CREATE TABLE IF NOT EXISTS for the columns, with no keys.
 
-def _column_ddl(columns: tuple[Column, ...]) -> str:
-    return ",\n  ".join(f'"{c.name}" {c.type}' for c in columns)
+    (client_id, id) is kept unique by the merge (delete-then-insert in one transaction,
+    writers serialised by the lock), not by a PRIMARY KEY: DuckDB holds a key index in
+    memory and rewrites it at every checkpoint, which made memory grow with the table.
+    """
+    body = ",\n  ".join(f'"{c.name}" {c.type}' for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {qualified} (\n  {body}\n)"
 
 
 def _table_ddl(table: str, columns: tuple[Column, ...]) -> str:
-    # (client_id, id) is kept unique by the merge (delete-then-insert in one transaction,
-    # writers serialised by the lock), not by a PRIMARY KEY: DuckDB holds a key index in
-    # memory and rewrites it at every checkpoint, which made memory grow with the table.
-    return f"CREATE TABLE IF NOT EXISTS stripe.{table} (\n  {_column_ddl(columns)}\n)"
+    return table_ddl(f"stripe.{table}", columns)
 
 
 def stream_columns(spec: StreamSpec) -> tuple[Column, ...]:

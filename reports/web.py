@@ -53,6 +53,7 @@ from reports.widgets import (
     format_money,
     format_value,
     get_widget,
+    reporting_ready,
     run_widgets,
     widget_catalog,
 )
@@ -201,10 +202,7 @@ def _clients(state: AppState) -> list[dict[str, Any]]:
     """Connected clients, and any client with reporting data but no stored connection."""
     connections = {c.client_id: c for c in state.store.list()}
     with contextlib.suppress(Exception), state.warehouse.reader() as conn:
-        found = conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reporting' "
-            "AND table_name = 'freshness'").fetchone()
-        if found and found[0]:
+        if reporting_ready(conn):
             for (client_id,) in conn.execute(
                     "SELECT DISTINCT client_id FROM reporting.freshness").fetchall():
                 connections.setdefault(client_id, None)

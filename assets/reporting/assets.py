@@ -11,11 +11,10 @@ from dagster import (
     AssetKey,
     AssetSpec,
     MaterializeResult,
-    TableColumn,
-    TableSchema,
     multi_asset,
 )
 
+from assets.metadata import column_schema
 from assets.partitions import clients_partitions
 from assets.reporting.build import build_reporting_tables
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
@@ -38,10 +37,7 @@ def _spec(table: ReportingTable) -> AssetSpec:
         kinds={"duckdb"},
         deps=[AssetKey(["stripe", name]) for name in table.reads],
         metadata={
-            "dagster/column_schema": TableSchema(
-                columns=[TableColumn(c.name, c.type, description=c.description)
-                         for c in table.columns]
-            ),
+            "dagster/column_schema": column_schema(table.columns),
             "dagster/table_name": table.qualified,
             "build_mode": table.mode,
         },

@@ -15,9 +15,9 @@ import duckdb
 
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.currencies import exponent_macro_sql
+from engine.sql import bound
 from engine.warehouse import schema_statements
 
-_PARAMETER = re.compile(r"\$([a-z_]+)")
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
 # If a plan still needs more than the writer's memory target (DuckDB keeps some buffers of
 # every hash table and per thread in memory, so many cores need more), the build is retried
@@ -69,11 +69,6 @@ def ensure_reporting_schema(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(statement)
 
 
-def _bound(sql: str, values: dict[str, object]) -> dict[str, object]:
-    """Only the parameters the statement names: DuckDB rejects extra ones."""
-    return {name: values[name] for name in set(_PARAMETER.findall(sql)) if name in values}
-
-
 def _statements(sql: str) -> tuple[list[str], str]:
     """A table's SQL file: staging statements (`CREATE OR REPLACE TEMP TABLE x AS ...;`),
     then the SELECT of its rows."""
@@ -86,15 +81,15 @@ def _rebuild(conn: duckdb.DuckDBPyConnection, table: ReportingTable, values: dic
         delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id AND day = $today"
     else:
         delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id"
-    conn.execute(delete, _bound(delete, values))
+    conn.execute(delete, bound(delete, values))
     stages, select = _statements(table.select_sql())
     for stage in stages:
-        conn.execute(stage, _bound(stage, values))
+        conn.execute(stage, bound(stage, values))
     insert = (
         f"INSERT INTO {table.qualified} BY NAME "
         f"SELECT * FROM (\n{select}\n) ORDER BY {table.order_by}"
     )
-    conn.execute(insert, _bound(select, values))
+    conn.execute(insert, bound(select, values))
     for name in _STAGE.findall("\n".join(stages)):
         conn.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
     counted = conn.execute(

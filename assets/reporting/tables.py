@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from engine.streams import Column
+from engine.warehouse import table_ddl
+
 SQL_DIR = Path(__file__).with_name("sql")
 MONEY = "DECIMAL(18,4)"
 
@@ -20,17 +23,10 @@ BuildMode = Literal["replace", "snapshot"]
 
 
 @dataclass(frozen=True)
-class ReportColumn:
-    name: str
-    type: str
-    description: str
-
-
-@dataclass(frozen=True)
 class ReportingTable:
     name: str
     description: str
-    columns: tuple[ReportColumn, ...]
+    columns: tuple[Column, ...]
     reads: tuple[str, ...]  # stripe.* tables
     mode: BuildMode = "replace"
     # Rows are inserted in this order so DuckDB's min/max zone maps skip other clients' rows.
@@ -48,12 +44,11 @@ class ReportingTable:
         return self.sql_path.read_text()
 
     def ddl(self) -> str:
-        columns = ",\n  ".join(f'"{c.name}" {c.type}' for c in self.columns)
-        return f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n  {columns}\n)"
+        return table_ddl(self.qualified, self.columns)
 
 
-def _c(name: str, type_: str, description: str) -> ReportColumn:
-    return ReportColumn(name, type_, description)
+def _c(name: str, type_: str, description: str) -> Column:
+    return Column(name, type_, description)
 
 
 CLIENT = _c("client_id", "VARCHAR", "The agency's client")
@@ -61,7 +56,7 @@ CURRENCY = _c("currency", "VARCHAR", "Three-letter ISO code, lower case")
 DAY = _c("day", "DATE", "Calendar day (UTC)")
 
 
-def _money(name: str, description: str) -> ReportColumn:
+def _money(name: str, description: str) -> Column:
     return _c(name, MONEY, f"{description}, in major units of the currency (12.34 USD, 1234 JPY)")
 
 

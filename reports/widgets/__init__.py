@@ -26,6 +26,7 @@ from reports.widgets.run import (
     Period,
     WidgetResult,
     client_currencies,
+    reporting_ready,
     resolve_period,
     run_widget,
     run_widgets,
@@ -35,5 +36,6 @@ __all__ = [
     "NO_DATA", "OK", "RECONNECT", "STALE", "WIDGETS", "Period", "UnknownWidget", "Widget",
     "WidgetResult", "change_ratio", "client_currencies", "format_change", "format_money",
     "format_result_line", "format_value", "get_widget", "render", "render_csv", "render_json",
-    "render_table", "resolve_period", "run_widget", "run_widgets", "widget_catalog",
+    "render_table", "reporting_ready", "resolve_period", "run_widget", "run_widgets",
+    "widget_catalog",
 ]

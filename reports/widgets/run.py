@@ -134,7 +134,8 @@ def _query(conn: duckdb.DuckDBPyConnection, sql: str, values: dict[str, Any]):
     return conn.execute(sql, bound(sql, values))
 
 
-def _has_reporting_tables(conn: duckdb.DuckDBPyConnection) -> bool:
+def reporting_ready(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the reporting tables exist (a first build has run)."""
     found = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reporting' "
         "AND table_name IN ('currencies', 'freshness')"
@@ -152,7 +153,7 @@ def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | Non
 
 def client_currencies(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[str]:
     """The client's currencies, main one first."""
-    if not _has_reporting_tables(conn):
+    if not reporting_ready(conn):
         return []
     return [r[0] for r in conn.execute(
         "SELECT currency FROM reporting.currencies WHERE client_id = ? "
@@ -311,7 +312,7 @@ def run_widgets(
 
     warehouse = warehouse or Warehouse.from_settings()
     with warehouse.reader() as conn:
-        if not _has_reporting_tables(conn):
+        if not reporting_ready(conn):
             return [
                 _no_data(_blank(client_id, w, period, currency),
                          f"The reporting tables have not been built for '{client_id}' yet.",
