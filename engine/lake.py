@@ -68,7 +68,7 @@ def extension_path(name: str) -> Path:
     raise CommandError(
         f"The DuckLake warehouse needs DuckDB's {name} extension for DuckDB {version}: "
         f"install `duckdb-extension-{name.replace('_', '-')}=={version}`, or pin DuckDB "
-        "to a version such a wheel exists for (deploy/LAKE_REQUIREMENTS.txt); or unset "
+        "to a version such a wheel exists for (requirements.lock pins both); or unset "
         "STRIPE_REPORTS_WAREHOUSE to use the embedded DuckDB file.", FAILED)
 
 

@@ -23,7 +23,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
     monkeypatch.setenv("STRIPE_REPORTS_SECRET", TEST_SECRET)
     monkeypatch.setenv("STRIPE_REPORTS_CLIENTS_FILE", str(clients))
-    for name in ("STRIPE_REPORTS_WAREHOUSE", "STRIPE_REPORTS_CONNECTIONS_URL", "STRIPE_API_BASE"):
+    for name in ("STRIPE_REPORTS_WAREHOUSE", "STRIPE_REPORTS_CONNECTIONS_URL", "STRIPE_API_BASE",
+                 "STRIPE_REPORTS_DAGSTER_STORAGE_URL", "STRIPE_REPORTS_LAKE_DATA_PATH"):
         monkeypatch.delenv(name, raising=False)
     return root
 
