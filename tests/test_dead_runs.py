@@ -62,3 +62,31 @@ def test_a_live_sync_is_left_running(home, sandbox_factory):
     server.latency_ms = 0
     assert sync.wait(timeout=180) == 0
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS
+
+
+def test_a_daemon_launched_run_whose_worker_died_is_marked_failed(home):
+    """Runs the daemon launches carry no tags of ours: their process is the one Dagster's
+    own "Started process for run (pid: N)" event names."""
+    from dagster._core.events import EngineEventData
+    from dagster._core.test_utils import create_run_for_test
+
+    from pipelines.run_health import fail_dead_runs
+
+    instance = get_instance()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        runs = {}
+        for name, worker in (("gone", gone), ("alive", alive)):
+            run = create_run_for_test(instance, job_name="stripe_sync_job",
+                                      status=DagsterRunStatus.STARTED)
+            instance.report_engine_event(f"Started process for run (pid: {worker.pid}).", run,
+                                         EngineEventData.in_process(worker.pid))
+            runs[name] = run.run_id
+
+        assert fail_dead_runs(instance) == [runs["gone"]]
+        assert instance.get_run_by_id(runs["gone"]).status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(runs["alive"]).status == DagsterRunStatus.STARTED
+    finally:
+        alive.kill()
