@@ -13,20 +13,23 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _default_ctrl_c() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# As from a terminal: a run started in the background (`make test &`) ignores Ctrl-C, and
+# the server would inherit that. The child restores Python's own Ctrl-C handling itself: a
+# preexec_fn would fork this many-threaded test process and can hang before the exec.
+SANDBOX_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'sandbox'; runpy.run_module('sandbox', run_name='__main__', alter_sys=True)"
+)
 
 
 def test_cli_serves_demo_accounts_until_interrupted():
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", "--seed", "7", "--charges", "300"],
+        [sys.executable, "-c", SANDBOX_WITH_CTRL_C, "--port", "0", "--seed", "7",
+         "--charges", "300"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # As from a terminal: a run started in the background (`make test &`) ignores
-        # Ctrl-C, and the server would inherit that.
-        preexec_fn=_default_ctrl_c,
     )
     try:
         lines = []
