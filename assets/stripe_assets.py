@@ -253,8 +253,9 @@ def stripe_sync(
         _publish_health(context, stripe, warehouse)
         raise _access_failure(error) from None
     env_key = None if connection else client_config(client_id).key_from_env()
-    _record_key_works(stripe.store(), account, report, known=connection is not None,
-                      secret_key=env_key)
+    with stripe.store() as store:
+        _record_key_works(store, account, report, known=connection is not None,
+                          secret_key=env_key)
     yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(

@@ -234,7 +234,9 @@ def open_account(
     """
     settings = load_settings()
     config = client_config(client_id)
-    store = store or ConnectionStore.from_settings(settings)
+    if store is None:  # opened here, closed here
+        with ConnectionStore.from_settings(settings) as own:
+            return open_account(client_id, api_base=api_base, store=own)
     connection = store.get(client_id)
     env_key = config.key_from_env()
     if env_key:
