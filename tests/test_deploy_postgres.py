@@ -21,6 +21,7 @@ from pipelines.instance import STORAGE_URL_ENV, ensure_dagster_home, get_instanc
 from pipelines.jobs import SYNC_JOB_NAME
 from sandbox import AccountSpec
 from tests.postgres_server import PostgresServer
+from tests.test_daemon import _stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -118,15 +119,6 @@ def _free_port() -> int:
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def _tail(log: Path, lines: int = 40) -> str:
