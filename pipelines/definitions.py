@@ -6,6 +6,7 @@ from assets.client_health import health_assets, health_checks
 from assets.reporting import reporting_assets
 from assets.stripe_assets import stripe_sync
 from pipelines.alerts import credential_alert_sensor
+from pipelines.batches import stripe_sync_batch_job
 from pipelines.credential_watch import check_credentials_job, check_credentials_schedule
 from pipelines.jobs import stripe_sync_job
 from pipelines.schedules import build_sync_schedules
@@ -23,7 +24,7 @@ ASSETS = [stripe_sync, *reporting_assets, *health_assets]
 defs = Definitions(
     assets=ASSETS,
     asset_checks=health_checks,
-    jobs=[stripe_sync_job, check_credentials_job],
+    jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job],
     schedules=[*build_sync_schedules(), check_credentials_schedule],
     sensors=[register_clients_sensor, credential_alert_sensor, fail_dead_runs_sensor,
              client_health_sensor],

@@ -1,10 +1,10 @@
-"""Schedules: one run per connected client, at the cadence set in clients.yaml (hourly default)."""
+"""Schedules: every connected client synced at the cadence set in clients.yaml (hourly default),
+in a few batch runs per tick (pipelines/batches.py), each client still in a run of its own."""
 
 import re
 
 from dagster import (
     DefaultScheduleStatus,
-    RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
@@ -18,7 +18,11 @@ from engine.client_config import (
     read_clients_file,
 )
 from engine.connection_store import ConnectionState, ConnectionStore
-from pipelines.jobs import launcher_tags, stripe_sync_job
+from pipelines.batches import (
+    batch_run_requests,
+    clients_in_unfinished_batches,
+    stripe_sync_batch_job,
+)
 
 
 def _schedule_name(cron: str) -> str:
@@ -47,6 +51,15 @@ def clients_on(cron: str, partition_keys: list[str]) -> list[str]:
     ]
 
 
+def _not_in_unfinished_batches(context: ScheduleEvaluationContext,
+                               clients: list[str]) -> list[str]:
+    busy = clients_in_unfinished_batches(context.instance) & set(clients)
+    if busy:
+        context.log.warning(f"{len(busy)} client(s) still in an unfinished batch run are left "
+                            "out of this tick.")
+    return [client for client in clients if client not in busy]
+
+
 def _build(cron: str) -> ScheduleDefinition:
     def evaluate(context: ScheduleEvaluationContext):
         for problem in read_clients_file().problems.values():
@@ -55,19 +68,22 @@ def _build(cron: str) -> ScheduleDefinition:
         if not clients:
             yield SkipReason(f"No connected client syncs on '{cron}'.")
             return
+        clients = _not_in_unfinished_batches(context, clients)
+        if not clients:
+            yield SkipReason("Every client of this tick is still in an unfinished batch run.")
+            return
         scheduled = context.scheduled_execution_time
         tick = scheduled.isoformat() if scheduled else ""
-        for client in clients:
-            yield RunRequest(run_key=f"{client}:{tick}", partition_key=client,
-                             tags={"client": client, **launcher_tags("schedule")})
+        yield from batch_run_requests(context.instance, clients, "schedule", tick)
 
     return ScheduleDefinition(
         name=_schedule_name(cron),
         cron_schedule=cron,
-        job=stripe_sync_job,
+        job=stripe_sync_batch_job,
         execution_fn=evaluate,
         default_status=DefaultScheduleStatus.RUNNING,  # the product's promise, not an option
-        description=f"Sync every client whose cadence is '{cron}', one run per client.",
+        description=f"Sync every client whose cadence is '{cron}': a few batch runs, each "
+        "running its clients' stripe_sync_job runs in turn.",
     )
 
 

@@ -3,7 +3,6 @@
 
 from dagster import (
     DefaultSensorStatus,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -15,14 +14,14 @@ from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import load_client_configs
 from engine.connection_store import ConnectionState, ConnectionStore
 from engine.warehouse import Warehouse
-from pipelines.jobs import launcher_tags, stripe_sync_job
+from pipelines.batches import batch_run_requests, stripe_sync_batch_job
 from pipelines.run_health import fail_dead_runs
 
 
 @sensor(
     name="register_clients",
     minimum_interval_seconds=60,
-    job=stripe_sync_job,
+    job=stripe_sync_batch_job,
     default_status=DefaultSensorStatus.RUNNING,
     description="Adds a partition for every client declared in clients.yaml or connected with "
     "`stripe-reports connect`, so schedules and the UI see it, and syncs a newly declared "
@@ -41,11 +40,8 @@ def register_clients_sensor(context: SensorEvaluationContext) -> SensorResult | 
     # Added here, not through SensorResult: the first runs below need the partitions to exist.
     context.instance.add_dynamic_partitions(CLIENTS_PARTITION_NAME, missing)
     context.log.info(f"Registered clients: {', '.join(missing)}")
-    return SensorResult(run_requests=[
-        RunRequest(run_key=f"first-sync:{client}", partition_key=client,
-                   tags={"client": client, **launcher_tags("sensor")})
-        for client in missing
-    ])
+    return SensorResult(run_requests=batch_run_requests(context.instance, missing, "sensor",
+                                                        "first-sync"))
 
 
 @sensor(

@@ -23,7 +23,7 @@ from dagster import AssetKey, RunConfig
 from assets.reporting import REPORTING_TABLES
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
-from engine.progress import ProgressSink, add_progress_sink
+from engine.progress import ProgressSink, progress_sink
 from engine.settings import load_settings
 from engine.streams import resolve_streams
 from engine.user_errors import explain
@@ -113,25 +113,36 @@ def materialize_client(
     client_id: str,
     full_refresh: bool = False,
     streams: list[str] | None = None,
-    progress_queue: Any = None,
+    *,
     launched_by: str | None = None,
+    progress: ProgressSink | None = None,
+    instance: Any = None,
+    tags: dict[str, str] | None = None,
 ) -> ClientSyncOutcome:
-    """Run one client's sync in this process, recorded in the Dagster instance."""
-    if progress_queue is not None:
-        add_progress_sink(lambda *update: progress_queue.put(update))
+    """Run one client's sync in this process, recorded in the Dagster instance (`instance`:
+    the one a batch run already holds; by default the settings' own)."""
     try:
-        instance = get_instance()
-        fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
-        register_clients(instance, [client_id])
-        result = run_sync_job(client_id, instance, full_refresh=full_refresh, streams=streams,
-                              launched_by=launched_by or default_launcher(),
-                              tags=this_process_tags())
+        with progress_sink(progress):
+            instance = instance or get_instance()
+            fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
+            register_clients(instance, [client_id])
+            result = run_sync_job(client_id, instance, full_refresh=full_refresh,
+                                  streams=streams, launched_by=launched_by or default_launcher(),
+                                  tags={**this_process_tags(), **(tags or {})})
     except Exception as error:  # a full disk, a damaged instance: one line, not a traceback
         problem = explain(error)
         if problem is None:
             raise
         return ClientSyncOutcome(client_id, False, message=problem.message)
     return _outcome(client_id, result)
+
+
+def _materialize_in_worker(client_id: str, full_refresh: bool, streams: list[str] | None,
+                           updates: Any, launched_by: str) -> ClientSyncOutcome:
+    """materialize_client in a pool worker, its progress sent back over `updates`."""
+    sink = (lambda *update: updates.put(update)) if updates is not None else None
+    return materialize_client(client_id, full_refresh, streams, launched_by=launched_by,
+                              progress=sink)
 
 
 def sync_clients(
@@ -144,7 +155,26 @@ def sync_clients(
     on_done: Callable[[ClientSyncOutcome], None] | None = None,
     launched_by: str | None = None,
 ) -> list[ClientSyncOutcome]:
-    """Sync clients side by side, each in its own process; outcomes in the given order."""
+    """Sync clients, each in a run of its own; outcomes in the given order. One client (or
+    `parallel` 1) syncs in this process: worker processes would only add their start-up."""
+    launched_by = launched_by or default_launcher()
+    if len(client_ids) == 1 or parallel == 1:
+        outcomes = []
+        for client in client_ids:
+            outcomes.append(materialize_client(client, full_refresh, streams,
+                                               launched_by=launched_by, progress=progress))
+            if on_done:
+                on_done(outcomes[-1])
+        return outcomes
+    return _sync_in_workers(client_ids, full_refresh, streams, parallel, progress, on_done,
+                            launched_by)
+
+
+def _sync_in_workers(client_ids: list[str], full_refresh: bool, streams: list[str] | None,
+                     parallel: int, progress: ProgressSink | None,
+                     on_done: Callable[[ClientSyncOutcome], None] | None,
+                     launched_by: str) -> list[ClientSyncOutcome]:
+    """Clients side by side in `parallel` worker processes, each reused for many clients."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         updates = manager.Queue()
@@ -152,12 +182,11 @@ def sync_clients(
         drawer = threading.Thread(target=_drain, args=(updates, progress, stop), daemon=True)
         drawer.start()
         try:
-            with ProcessPoolExecutor(max_workers=max(1, min(parallel, len(client_ids))),
+            with ProcessPoolExecutor(max_workers=min(parallel, len(client_ids)),
                                      mp_context=context) as pool:
                 futures = {
-                    client: pool.submit(materialize_client, client, full_refresh, streams,
-                                        updates if progress else None,
-                                        launched_by or default_launcher())
+                    client: pool.submit(_materialize_in_worker, client, full_refresh, streams,
+                                        updates if progress else None, launched_by)
                     for client in client_ids
                 }
                 outcomes = []

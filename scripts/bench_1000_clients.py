@@ -6,7 +6,7 @@
    server, a `dagster-daemon`; the figures are the schedule's evaluation (what Dagster's
    schedule gRPC timeout, 60 s by default, bounds) and the time until all N runs are in the
    queue. The queue's global limit is 0 here, so nothing launches: this measures the tick, not
-   the syncs.
+   the syncs. A tick asks for batch runs (pipelines/batches.py), each naming up to 25 clients.
 2. `--ui`: `dagster-webserver` on the same instance; Chromium opens the sync asset's
    partitions page and asset page, and the time until the network is idle is measured.
 PostgreSQL comes from tests/postgres_server.py (Debian's postgresql). Prints a JSON summary.
@@ -97,7 +97,8 @@ def _wait_for_code_server(port: int) -> None:
     raise SystemExit("the code server never answered")
 
 
-def _tick(instance, clients: int, workspace: list[str], work: Path, stack: ExitStack) -> dict:
+def _tick(instance, expected_runs: int, workspace: list[str], work: Path,
+          stack: ExitStack) -> dict:
     from dagster import DagsterRunStatus, RunsFilter
 
     subprocess.run([str(BIN / "dagster"), "schedule", "start", SCHEDULE, *workspace],
@@ -105,7 +106,7 @@ def _tick(instance, clients: int, workspace: list[str], work: Path, stack: ExitS
     _start(stack, [str(BIN / "dagster-daemon"), "run", *workspace], work / "daemon.log")
     deadline = time.time() + 900
     queued, first_tick = 0, None
-    while time.time() < deadline and queued < clients:
+    while time.time() < deadline and queued < expected_runs:
         time.sleep(2)
         queued = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))
         if queued and first_tick is None:
@@ -175,7 +176,7 @@ def main() -> None:
         grpc = f"load_from:\n  - grpc_server: {{host: 127.0.0.1, port: {port}}}\n"
         (work / "workspace.yaml").write_text(grpc)
         workspace = ["-w", str(work / "workspace.yaml")]
-        summary.update(_tick(instance, args.clients, workspace, work, stack))
+        summary.update(_tick(instance, summary["run_requests"], workspace, work, stack))
         if args.ui:
             summary.update(_ui(_port(), work, workspace, stack))
     summary["work_dir"] = str(work)

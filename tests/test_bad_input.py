@@ -22,6 +22,7 @@ from engine.connection_store import ConnectionStore
 from engine.encryption import WrongMasterKey
 from engine.settings import load_settings
 from engine.warehouse import Warehouse
+from pipelines.batches import batch_clients
 from pipelines.definitions import defs
 from pipelines.instance import get_instance, register_clients
 from pipelines.schedules import build_sync_schedules
@@ -217,8 +218,8 @@ def _scheduled(instance) -> dict[str, list[str]]:
         context = build_schedule_context(instance=instance, scheduled_execution_time=tick,
                                          repository_def=defs.get_repository_def())
         data = schedule.evaluate_tick(context)
-        runs[schedule.name] = [r.partition_key for r in data.run_requests or []
-                               if isinstance(r, RunRequest)]
+        requests = [r for r in data.run_requests or [] if isinstance(r, RunRequest)]
+        runs[schedule.name] = [c for r in requests for c in batch_clients(r.run_config)]
     return runs
 
 

@@ -9,6 +9,7 @@ from dagster import RunRequest, build_schedule_context, build_sensor_context
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
+from pipelines.batches import batch_clients
 from pipelines.definitions import defs
 from pipelines.instance import get_instance
 from pipelines.schedules import build_sync_schedules
@@ -34,8 +35,9 @@ clients:
     first = register_clients_sensor(build_sensor_context(instance=instance))
     assert sorted(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)) == ["acme", "globex"]
     # A newly declared client syncs at once, in a run saying the sensor launched it.
-    assert [(r.partition_key, r.tags["stripe_reports/launched_by"])
-            for r in first.run_requests] == [("acme", "sensor"), ("globex", "sensor")]
+    assert sorted(c for r in first.run_requests for c in batch_clients(r.run_config)) == [
+        "acme", "globex"]
+    assert {r.tags["stripe_reports/launched_by"] for r in first.run_requests} == {"sensor"}
 
     schedules = {s.name: s for s in build_sync_schedules()}
     assert set(schedules) == {"stripe_sync_hourly", "stripe_sync_x_15_x_x_x_x"}
@@ -44,7 +46,7 @@ clients:
                                          repository_def=defs.get_repository_def())
         requests = schedules[name].evaluate_tick(context)
         runs = [r for r in requests.run_requests or [] if isinstance(r, RunRequest)]
-        assert [r.partition_key for r in runs] == [expected]
+        assert [batch_clients(r.run_config) for r in runs] == [[expected]]
         assert runs[0].tags["stripe_reports/launched_by"] == "schedule"
 
 

@@ -1,0 +1,131 @@
+"""One run that syncs several clients in turn: how a schedule tick covers many clients.
+
+A run per client costs seconds of fixed work before any Stripe request: a process, the
+imports, the run's launch (about 7 s for one client from the CLI, measured in
+benchmarks/README.md). A tick of 1,000 clients also asked Dagster to check and submit 1,000
+run requests, which overran its 60 s schedule limit. So a tick requests a few batch runs;
+each batch run executes its clients' `stripe_sync_job` runs one after another in its own
+process. Each client keeps a run of its own (its partition's status, its checks, its
+failure and what to do), launched without a process of its own.
+
+Why not Dagster's single run over a partition range: such a run records one outcome for
+every partition in the range, so one revoked key would mark its neighbours failed, or the
+revoked client materialized.
+"""
+
+
+import math
+
+from dagster import (
+    Config,
+    DagsterInstance,
+    DagsterRunStatus,
+    Failure,
+    OpExecutionContext,
+    RunRequest,
+    RunsFilter,
+    in_process_executor,
+    job,
+    op,
+)
+from pydantic import Field
+
+from pipelines.jobs import LAUNCHED_BY_TAG, launcher_tags
+
+BATCH_JOB_NAME = "stripe_sync_batch_job"
+BATCH_TAG = "stripe_reports/batch_run_id"
+# Dagster's own tags, copied so the clients' runs show on the schedule's or sensor's page too.
+ORIGIN_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
+# The most clients one batch run syncs: a batch's clients wait for each other.
+MAX_BATCH_SIZE = 25
+
+
+class BatchConfig(Config):
+    clients: list[str] = Field(description="The clients this run syncs, one after another.")
+    launched_by: str = Field(default="schedule", description="Who asked for the batch.")
+
+
+def client_batches(clients: list[str], run_workers: int,
+                   max_size: int = MAX_BATCH_SIZE) -> list[list[str]]:
+    """Split clients into batches: at least one per run worker (so few clients still sync side
+    by side), at most `max_size` clients each (so many clients fill the queue evenly)."""
+    if not clients:
+        return []
+    size = max(1, min(max_size, math.ceil(len(clients) / max(1, run_workers))))
+    return [clients[start:start + size] for start in range(0, len(clients), size)]
+
+
+def run_workers(instance: DagsterInstance) -> int:
+    """How many runs the instance's queue starts at once (dagster.yaml's max_concurrent_runs)."""
+    queue = instance.get_concurrency_config().run_queue_config
+    return queue.max_concurrent_runs if queue and queue.max_concurrent_runs > 0 else 1
+
+
+def batch_run_requests(instance: DagsterInstance, clients: list[str], launched_by: str,
+                       run_key_prefix: str) -> list[RunRequest]:
+    """The batch runs that sync `clients`, spread over the instance's run workers."""
+    requests = []
+    for batch in client_batches(clients, run_workers(instance)):
+        config = BatchConfig(clients=batch, launched_by=launched_by)
+        requests.append(RunRequest(
+            run_key=f"{run_key_prefix}:{batch[0]}",
+            run_config={"ops": {"sync_clients_in_turn": {"config": config.model_dump()}}},
+            tags={**launcher_tags(launched_by),
+                  "stripe_reports/clients": _describe(batch)},
+        ))
+    return requests
+
+
+def batch_clients(run_config: dict) -> list[str]:
+    """The clients a batch run's config names."""
+    return list(run_config["ops"]["sync_clients_in_turn"]["config"]["clients"])
+
+
+UNFINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED]
+
+
+def clients_in_unfinished_batches(instance: DagsterInstance) -> set[str]:
+    """Clients of batch runs still queued or running: a new tick leaves them out, so a slow
+    cycle never piles a second batch of the same clients behind the first."""
+    runs = instance.get_runs(RunsFilter(job_name=BATCH_JOB_NAME, statuses=UNFINISHED))
+    return {client for run in runs for client in batch_clients(run.run_config)}
+
+
+def _describe(batch: list[str]) -> str:
+    return batch[0] if len(batch) == 1 else f"{len(batch)} clients: {batch[0]} .. {batch[-1]}"
+
+
+def _child_tags(context: OpExecutionContext) -> dict[str, str]:
+    origin = {tag: context.run.tags[tag] for tag in ORIGIN_TAGS if tag in context.run.tags}
+    return {BATCH_TAG: context.run_id, **origin}
+
+
+@op(description="Run each client's stripe_sync_job in this process, one after another; "
+    "fails at the end, naming the clients that failed, if any did.")
+def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> None:
+    # pipelines.sync loads the Definitions, which hold this job: imported when a batch runs.
+    from pipelines.sync import materialize_client
+
+    failed = []
+    for number, client in enumerate(config.clients, start=1):
+        outcome = materialize_client(client, launched_by=config.launched_by,
+                                     instance=context.instance, tags=_child_tags(context))
+        verdict = "synced" if outcome.success else f"failed: {outcome.message}"
+        context.log.info(f"{number}/{len(config.clients)} {client} {verdict} "
+                         f"(run {outcome.run_id or 'not started'})")
+        if not outcome.success:
+            failed.append(f"- {client}: {outcome.message}")
+    if failed:
+        raise Failure(
+            description=f"{len(failed)} of {len(config.clients)} clients failed; the others "
+            "synced. Each client's own run says what to do:\n" + "\n".join(failed),
+            metadata={"failed_clients": len(failed)}, allow_retries=False)
+
+
+@job(name=BATCH_JOB_NAME, executor_def=in_process_executor,
+     tags={LAUNCHED_BY_TAG: "schedule"},
+     description="Sync several clients in one run, each as its own stripe_sync_job run: what "
+     "the schedules launch. Config: clients, launched_by.")
+def stripe_sync_batch_job() -> None:
+    sync_clients_in_turn()

@@ -1,0 +1,104 @@
+"""Scheduled syncs in batch runs: few run requests per tick, each client still its own run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dagster import DagsterRunStatus, RunRequest, RunsFilter, build_schedule_context
+
+from engine.warehouse import Warehouse
+from pipelines.batches import (
+    BATCH_JOB_NAME,
+    BATCH_TAG,
+    MAX_BATCH_SIZE,
+    batch_clients,
+    client_batches,
+)
+from pipelines.definitions import defs
+from pipelines.instance import connect_and_register, get_instance, register_clients
+from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME
+from pipelines.schedules import build_sync_schedules
+from sandbox import AccountSpec
+
+TICK = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_a_tick_of_1000_clients_asks_for_few_runs_covering_each_client_once(home, tmp_path):
+    clients = [f"client_{i:04d}" for i in range(1000)]
+    (tmp_path / "clients.yaml").write_text(
+        "clients:\n" + "".join(f"  {c}: {{key_env: SOME_KEY}}\n" for c in clients))
+    instance = get_instance()
+    register_clients(instance, clients)
+    hourly = next(s for s in build_sync_schedules() if s.name == "stripe_sync_hourly")
+
+    data = hourly.evaluate_tick(build_schedule_context(
+        instance=instance, scheduled_execution_time=TICK, repository_def=defs.get_repository_def()))
+
+    requests = [r for r in data.run_requests or [] if isinstance(r, RunRequest)]
+    assert len(requests) == 1000 // MAX_BATCH_SIZE
+    covered = [client for r in requests for client in batch_clients(r.run_config)]
+    assert sorted(covered) == clients  # every client once: none left out, none twice
+    assert len({r.run_key for r in requests}) == len(requests)
+    assert {r.tags[LAUNCHED_BY_TAG] for r in requests} == {"schedule"}
+
+
+def _tick_clients(instance) -> list[str]:
+    hourly = next(s for s in build_sync_schedules() if s.name == "stripe_sync_hourly")
+    data = hourly.evaluate_tick(build_schedule_context(
+        instance=instance, scheduled_execution_time=TICK, repository_def=defs.get_repository_def()))
+    return sorted(c for r in data.run_requests or [] if isinstance(r, RunRequest)
+                  for c in batch_clients(r.run_config))
+
+
+def test_clients_still_in_an_unfinished_batch_are_left_out_of_the_next_tick(home, tmp_path):
+    # Dagster's test helper: a run record as the queue holds it (an internal, test-only API).
+    from dagster._core.test_utils import create_run_for_test
+
+    (tmp_path / "clients.yaml").write_text(
+        "clients:\n" + "".join(f"  {c}: {{key_env: SOME_KEY}}\n" for c in ("a", "b", "c")))
+    instance = get_instance()
+    register_clients(instance, ["a", "b", "c"])
+    slow = create_run_for_test(instance, job_name=BATCH_JOB_NAME, status=DagsterRunStatus.STARTED,
+                               run_config={"ops": {"sync_clients_in_turn": {"config": {
+                                   "clients": ["a", "b"], "launched_by": "schedule"}}}})
+    assert _tick_clients(instance) == ["c"]
+    instance.report_run_failed(slow)
+    assert _tick_clients(instance) == ["a", "b", "c"]
+
+
+def test_few_clients_still_sync_side_by_side_on_the_run_workers():
+    assert client_batches(["a", "b", "c"], run_workers=4) == [["a"], ["b"], ["c"]]
+    assert client_batches([f"c{i}" for i in range(10)], run_workers=4)[0] == ["c0", "c1", "c2"]
+    many = client_batches([str(i) for i in range(120)], run_workers=2)
+    assert [len(batch) for batch in many] == [25] * 4 + [20]
+
+
+def test_a_batch_run_syncs_each_client_in_its_own_run_and_names_the_one_that_failed(
+        home, sandbox_factory):
+    server = sandbox_factory([AccountSpec(name, charges=40, customers=8, subscriptions=3)
+                              for name in ("acme", "globex", "initech")])
+    for name, account in server.world.accounts.items():
+        connect_and_register(name, account.secret_key, api_base=server.base_url)
+    server.world.revoke_key("globex")
+    instance = get_instance()
+
+    batch = defs.resolve_job_def(BATCH_JOB_NAME).execute_in_process(
+        run_config={"ops": {"sync_clients_in_turn": {"config": {
+            "clients": ["acme", "globex", "initech"], "launched_by": "schedule"}}}},
+        instance=instance, raise_on_error=False)
+
+    assert not batch.success
+    failure = next(e for e in batch.all_events if e.is_step_failure)
+    description = failure.step_failure_data.user_failure_data.description
+    assert "1 of 3 clients failed" in description and "globex" in description
+    assert "acme" not in description and "initech" not in description
+    runs = {r.tags["dagster/partition"]: r for r in instance.get_runs(
+        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={BATCH_TAG: batch.run_id}))}
+    assert {c: r.status for c, r in runs.items()} == {
+        "acme": DagsterRunStatus.SUCCESS, "globex": DagsterRunStatus.FAILURE,
+        "initech": DagsterRunStatus.SUCCESS}
+    assert {r.tags[LAUNCHED_BY_TAG] for r in runs.values()} == {"schedule"}
+    with Warehouse.from_settings().reader() as conn:
+        synced = dict(conn.execute(
+            "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
+    assert synced == {"acme": 40, "initech": 40}  # the revoked key stopped nobody else
