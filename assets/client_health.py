@@ -6,6 +6,7 @@ Runs judge a client as they sync it. Between runs, the daily credential watch an
 at the client's latest materialization so Dagster counts them as current.
 """
 
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,9 +143,11 @@ def _current_verdicts(instance: DagsterInstance, clients: list[str]) -> dict[str
 
 
 def report_freshness(instance: DagsterInstance, clients: Iterable[str], warehouse: Warehouse,
-                     now: datetime | None = None) -> list[str]:
+                     now: datetime | None = None,
+                     budget_seconds: float | None = None) -> list[str]:
     """Report the freshness verdict of each client whose verdict changed (or was aimed at an
-    older build); the clients reported."""
+    older build); the clients reported. With `budget_seconds`, stop reporting once it is
+    spent (newly failing clients first): the next call reports the rest."""
     clients = list(clients)
     if not clients:
         return []
@@ -153,10 +156,16 @@ def report_freshness(instance: DagsterInstance, clients: Iterable[str], warehous
     with warehouse.reader() as conn:
         problems = {client: freshness_problem(conn, client, now) for client in clients}
     changed = [c for c in clients if known.get(c) != (problems[c] is None)]
+    changed.sort(key=lambda client: problems[client] is None)  # bad news first
+    started = time.monotonic()
+    reported = []
     for client in changed:
         report_check(instance, FRESHNESS_CHECK_KEY, client, FRESHNESS_KEY,
                      **freshness_verdict(client, problems[client]))
-    return changed
+        reported.append(client)
+        if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+            break
+    return reported
 
 
 # -- the clients needing a reconnect ----------------------------------------------------

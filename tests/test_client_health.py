@@ -85,6 +85,18 @@ def test_freshness_is_judged_per_client_against_its_own_schedule(synced):
     assert report_freshness(instance, ["acme", "globex"], warehouse, now=later) == []
 
 
+def test_a_spent_budget_leaves_verdicts_for_the_next_tick(synced):
+    _server, instance = synced
+    warehouse = Warehouse.from_settings()
+    later = datetime.now(UTC) + timedelta(days=3)  # both late: acme hourly, globex daily
+    # A budget spent at once still records one verdict, then stops (the sensor's 60 s limit).
+    first = report_freshness(instance, ["globex", "acme"], warehouse, now=later, budget_seconds=0)
+    assert len(first) == 1
+    rest = report_freshness(instance, ["globex", "acme"], warehouse, now=later, budget_seconds=0)
+    assert sorted(first + rest) == ["acme", "globex"]
+    assert statuses(instance, FRESHNESS_CHECK_KEY) == {"acme": "FAILED", "globex": "FAILED"}
+
+
 def test_a_revoked_key_is_listed_with_its_steps_until_a_good_reconnect(synced):
     from pipelines.instance import connect_and_register
     from pipelines.sync import materialize_client
