@@ -117,6 +117,15 @@ def _tick(instance, expected_runs: int, workspace: list[str], work: Path,
             "runs_queued_per_s": round(queued / elapsed, 2) if elapsed else None}
 
 
+def _note_query(request, slowest: dict[str, float]) -> None:
+    """The GraphQL operation a request ran and how long the server took to answer it."""
+    if "/graphql" not in request.url:
+        return
+    name = request.url.split("op=", 1)[1] if "op=" in request.url else request.url
+    timing = request.timing
+    slowest[name] = round(timing["responseEnd"] - timing["requestStart"], 1)
+
+
 def _ui(port: int, work: Path, workspace: list[str], stack: ExitStack) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -135,13 +144,18 @@ def _ui(port: int, work: Path, workspace: list[str], stack: ExitStack) -> dict:
                 break
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(1)
+        slowest: dict[str, float] = {}
+        page.on("requestfinished", lambda request: _note_query(request, slowest))
         for name, path in pages.items():
             timings = []
             for _ in range(3):
+                slowest.clear()
                 started = time.perf_counter()
                 page.goto(base + path, wait_until="networkidle", timeout=120_000)
                 timings.append(time.perf_counter() - started)
             figures[name + "_s"] = round(sorted(timings)[1], 2)  # the median of three
+            top = sorted(slowest.items(), key=lambda item: -item[1])[:4]
+            figures[name + "_slowest_queries_ms"] = dict(top)  # of the last load
         page.screenshot(path=str(work / "partitions.png"))
         browser.close()
     return figures
