@@ -229,11 +229,14 @@ class Warehouse:
             conn.commit()
         return removed
 
-    def record_failure(self, client_id: str, message: str) -> None:
-        """Remember that a sync or build of the client failed now (widgets turn `stale`)."""
+    def record_failure(self, client_id: str, message: str,
+                       failed_at: datetime | None = None) -> None:
+        """Remember that a sync or build of the client failed (now, or at `failed_at`):
+        widgets built before then turn `stale`."""
         with self.writer() as conn:
             _upsert(conn, FAILURES_TABLE, ("client_id",), {
-                "client_id": client_id, "failed_at": datetime.now(UTC), "message": message})
+                "client_id": client_id, "failed_at": failed_at or datetime.now(UTC),
+                "message": message})
 
 
 def _open_writable(path: Path, config: dict[str, str | bool]) -> duckdb.DuckDBPyConnection:

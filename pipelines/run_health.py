@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
+
+from engine.warehouse import Warehouse
+from pipelines.jobs import SYNC_JOB_NAME
 
 PID_TAG = "stripe_reports/pid"
 HOST_TAG = "stripe_reports/host"
+PARTITION_TAG = "dagster/partition"
 # A process that began this long after its run started cannot be the run's (a reused pid).
 START_SLACK_SECONDS = 5.0
 
@@ -38,12 +43,23 @@ def fail_dead_runs(instance: DagsterInstance) -> list[str]:
             continue
         if _process_alive(pid, started_before=record.start_time):
             continue
-        instance.report_run_failed(
-            run, f"The process running this sync (pid {pid}) is gone: it was killed or "
-            "crashed. The run is marked failed so other runs can start; the next sync resumes "
-            "from the last rows that landed.")
+        message = (f"The process running this sync (pid {pid}) is gone: it was killed or "
+                   "crashed. The run is marked failed so other runs can start; the next sync "
+                   "resumes from the last rows that landed.")
+        instance.report_run_failed(run, message)
+        _record_in_warehouse(run, record.start_time, message)
         failed.append(run.run_id)
     return failed
+
+
+def _record_in_warehouse(run: DagsterRun, started_at: float | None, message: str) -> None:
+    """A killed sync is a failed sync for the client's widgets too: figures built before the
+    run began turn `stale` (not those of a sync that finished since)."""
+    client = run.tags.get(PARTITION_TAG)
+    if run.job_name != SYNC_JOB_NAME or not client:
+        return
+    began = datetime.fromtimestamp(started_at, UTC) if started_at else None
+    Warehouse.from_settings().record_failure(client, message, failed_at=began)
 
 
 def _run_pid(instance: DagsterInstance, run_id: str, tags: dict[str, str]) -> int | None:

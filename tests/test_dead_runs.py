@@ -12,6 +12,7 @@ from dagster import DagsterRunStatus, build_sensor_context
 
 from pipelines.instance import get_instance
 from pipelines.sensors import fail_dead_runs_sensor
+from reports.widgets import run_widget
 from sandbox import AccountSpec
 from tests.test_credentials import CLI, run_cli
 
@@ -27,12 +28,15 @@ def _started_run(instance, timeout: float = 120):
 
 
 def test_a_killed_cli_sync_is_marked_failed_and_the_next_sync_resumes(home, sandbox_factory):
-    server = sandbox_factory([AccountSpec("acme", charges=3000)], latency_ms=40)
+    server = sandbox_factory([AccountSpec("acme", charges=3000)])
     assert run_cli("connect", "acme", stdin=server.world.accounts["acme"].secret_key
                    ).returncode == 0
-    sync = subprocess.Popen([str(CLI), "sync", "acme"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=os.environ.copy(), cwd=home,
-                            start_new_session=True)
+    assert run_cli("sync", "acme").returncode == 0
+    assert run_widget("acme", "gross_volume").state == "ok"
+    server.latency_ms = 150  # a full listing of seconds: killed halfway
+    sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy(), cwd=home, start_new_session=True)
     instance = get_instance()
     run = _started_run(instance)
     os.killpg(sync.pid, signal.SIGKILL)
@@ -43,8 +47,12 @@ def test_a_killed_cli_sync_is_marked_failed_and_the_next_sync_resumes(home, sand
     fail_dead_runs_sensor(build_sensor_context(instance=instance))
 
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    # The figures from before the killed sync are not shown as current.
+    widget = run_widget("acme", "gross_volume")
+    assert widget.state == "stale" and "is gone" in widget.message, widget
     server.latency_ms = 0
     assert run_cli("sync", "acme").returncode == 0
+    assert run_widget("acme", "gross_volume").state == "ok"
 
 
 def test_a_live_sync_is_left_running(home, sandbox_factory):
