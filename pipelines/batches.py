@@ -8,9 +8,11 @@ each batch run executes its clients' `stripe_sync_job` runs one after another in
 process. Each client keeps a run of its own (its partition's status, its checks, its
 failure and what to do), launched without a process of its own.
 
-Why not Dagster's single run over a partition range: such a run records one outcome for
-every partition in the range, so one revoked key would mark its neighbours failed, or the
-revoked client materialized.
+Why not Dagster's single run over a partition range (`BackfillPolicy.single_run`): a range
+is a contiguous slice of the partitions in the order they were added, while a cadence's
+clients lie scattered among the others; and each step of such a run covers the whole range,
+so one client's failed sync fails the step and skips the reporting build of every client in
+it. A run per client keeps Dagster's per-client status, checks and messages as they were.
 """
 
 
