@@ -38,6 +38,7 @@ BATCH_JOB_NAME = "stripe_sync_batch_job"
 BATCH_TAG = "stripe_reports/batch_run_id"
 # Dagster's own tags, copied so the clients' runs show on the schedule's or sensor's page too.
 ORIGIN_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # Dagster's per-run override of run monitoring
 # The most clients one batch run syncs: a batch's clients wait for each other.
 MAX_BATCH_SIZE = 25
 
@@ -72,10 +73,17 @@ def batch_run_requests(instance: DagsterInstance, clients: list[str], launched_b
         requests.append(RunRequest(
             run_key=f"{run_key_prefix}:{batch[0]}",
             run_config={"ops": {"sync_clients_in_turn": {"config": config.model_dump()}}},
-            tags={**launcher_tags(launched_by),
+            tags={**launcher_tags(launched_by), **_runtime_limit(instance, len(batch)),
                   "stripe_reports/clients": _describe(batch)},
         ))
     return requests
+
+
+def _runtime_limit(instance: DagsterInstance, clients: int) -> dict[str, str]:
+    """Run monitoring's limit on a run (dagster.yaml: 6 h) is each client's: a batch gets it
+    once per client, so 25 large first syncs in turn are not cut off as one slow run."""
+    limit = instance.run_monitoring_max_runtime_seconds
+    return {MAX_RUNTIME_TAG: str(limit * clients)} if limit else {}
 
 
 def batch_clients(run_config: dict) -> list[str]:

@@ -40,6 +40,8 @@ def test_a_tick_of_1000_clients_asks_for_few_runs_covering_each_client_once(home
     assert sorted(covered) == clients  # every client once: none left out, none twice
     assert len({r.run_key for r in requests}) == len(requests)
     assert {r.tags[LAUNCHED_BY_TAG] for r in requests} == {"schedule"}
+    # Run monitoring's 6 h limit (dagster.yaml) holds per client, not per batch of 25.
+    assert {r.tags["dagster/max_runtime"] for r in requests} == {str(21600 * MAX_BATCH_SIZE)}
 
 
 def _tick_clients(instance) -> list[str]:
