@@ -28,7 +28,7 @@ from engine.failures import (
 from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
 from engine.settings import load_settings
 from engine.streams import STREAMS
-from engine.stripe_api import StripeAccount
+from engine.stripe_api import StripeAccount, verify_account
 from engine.warehouse import Warehouse
 
 
@@ -204,24 +204,6 @@ def check_client(client_id: str, *, store: ConnectionStore | None = None,
                                   steps=failure.steps or reconnect_steps(client_id),
                                   error_code=failure.code, request_id=failure.request_id)
     return store.record_check(client_id, ok=True)
-
-
-def verify_account(account: StripeAccount, expected_account_id: str | None) -> dict:
-    """The credential check: who the key belongs to (GET /v1/account).
-
-    Raises a CredentialFailure for a rejected key or a key of another account.
-    """
-    info = account.tagged("account").get("/v1/account")
-    if expected_account_id and info.get("id") != expected_account_id:
-        raise WrongAccount(
-            message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
-            f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
-            "history comes from.",
-            steps=reconnect_steps(account.client_id, expected_account_id),
-            client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
-        )
-    return info
-
 
 
 def open_account(

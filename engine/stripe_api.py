@@ -30,6 +30,7 @@ from engine.failures import (
     PermissionMissing,
     StripeAccessError,
     TransientStripeError,
+    WrongAccount,
     permission_steps,
     reconnect_steps,
 )
@@ -276,6 +277,23 @@ class StripeAccount:
             code=_code(known) if known else "malformed_response",
             request_id=known.request_id if known else None, http_status=status,
         )
+
+
+def verify_account(account: StripeAccount, expected_account_id: str | None) -> dict:
+    """The credential check: who the key belongs to (GET /v1/account).
+
+    Raises a CredentialFailure for a rejected key or a key of another account.
+    """
+    info = account.tagged("account").get("/v1/account")
+    if expected_account_id and info.get("id") != expected_account_id:
+        raise WrongAccount(
+            message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
+            f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
+            "history comes from.",
+            steps=reconnect_steps(account.client_id, expected_account_id),
+            client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
+        )
+    return info
 
 
 def _session(api_base: str) -> requests.Session:

@@ -18,14 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import orjson
 import pyarrow as pa
 
-from engine.credentials import verify_account
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
@@ -35,13 +34,14 @@ from engine.pager import Coverage, extract_events, extract_window
 from engine.progress import ProgressSink
 from engine.raw_rows import objects_to_arrow, to_arrow
 from engine.streams import BALANCE_COLUMNS, StreamSpec
-from engine.stripe_api import StripeAccount
+from engine.stripe_api import StripeAccount, verify_account
 from engine.warehouse import (
     MergeCounts,
     StreamState,
     Warehouse,
     flag_unseen_as_deleted,
     has_client_rows,
+    in_transaction,
     insert_rows,
     merge_rows,
     read_state,
@@ -123,22 +123,31 @@ class _StreamLoader:
             with self.warehouse.writer() as own:
                 self.flush(rows, final, own)
             return
-        conn.begin()
-        counts: MergeCounts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
-        if final and self.state.full_started_at is not None:
+        state, listed_since = self.state, None
+        if final and state.full_started_at is not None:
             # A full listing has just completed: what it did not see is gone from Stripe.
-            if self.spec.deletable:
-                self.result.deleted += flag_unseen_as_deleted(
-                    conn, self.spec.table, self.client_id, self.state.full_started_at
-                )
-            self.state.full_started_at = None
-            self.state.last_full_sync = self.synced_at
-        save_state(conn, self.state)
-        conn.commit()
+            listed_since = state.full_started_at
+            state = replace(state, full_started_at=None, last_full_sync=self.synced_at)
+        counts, deleted = in_transaction(
+            conn, lambda: self._write(conn, rows, state, listed_since))
+        self.state.full_started_at = state.full_started_at
+        self.state.last_full_sync = state.last_full_sync
+        self.result.deleted += deleted
         self.result.inserted += counts.inserted
         self.result.updated += counts.updated
         self.result.created_cursor = self.state.created_cursor
         self.result.events_cursor = self.state.events_cursor
+
+    def _write(self, conn: duckdb.DuckDBPyConnection, rows: pa.Table, state: StreamState,
+               listed_since: datetime | None) -> tuple[MergeCounts, int]:
+        """The transaction's work; it may run again (in_transaction), so it changes nothing
+        outside the warehouse."""
+        counts = merge_rows(conn, self.spec, rows, known_new=self.known_new)
+        deleted = 0
+        if listed_since is not None and self.spec.deletable:
+            deleted = flag_unseen_as_deleted(conn, self.spec.table, self.client_id, listed_since)
+        save_state(conn, state)
+        return counts, deleted
 
     # Rows are stamped when their page arrived: a full listing flags as deleted only rows
     # stamped before it began, never one written meanwhile (by any run).

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +40,7 @@ from engine.warehouse_lock import (
 STATE_TABLE = "meta.sync_state"
 # Each client's latest failed sync or build: widgets built before it are `stale`.
 FAILURES_TABLE = "meta.sync_failures"
+T = TypeVar("T")
 
 
 # DuckDB would take most of the machine's memory for caches; a sync needs little of it.
@@ -56,6 +58,14 @@ WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False,
 # default that rewrote up to ~120,000 raw objects at once, 100-250 MB above the rest of
 # a sync. Readers read row groups of any size; the file does not remember this setting.
 ROW_GROUP_SIZE = 8_192
+# The file's own writers (a sync's chunk commits, the reporting build, purges) also run on
+# one thread with a 64 MB target: each DuckDB thread keeps buffers of its own (at 2 threads
+# ~50 MB more for the same sync, and no faster: the chunks are small). What does not fit
+# spills to `<warehouse>.tmp`; a transaction that still runs out of memory runs again with
+# a larger target (`in_transaction`), so the target never fails a sync.
+FILE_WRITER_CONFIG = {"threads": 1, "memory_limit": "64MB"}
+# The targets a transaction that ran out of memory is retried with, in turn.
+MORE_MEMORY = ("128MB", "256MB", "512MB", "1GB", "2GB")
 
 
 @dataclass
@@ -175,7 +185,7 @@ class Warehouse:
 
     def _writer_config(self) -> dict[str, str | bool]:
         # What does not fit the memory target spills beside the warehouse, on its disk.
-        return {**WRITER_CONFIG, "temp_directory": str(self.path) + ".tmp"}
+        return {**WRITER_CONFIG, **FILE_WRITER_CONFIG, "temp_directory": str(self.path) + ".tmp"}
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -214,7 +224,6 @@ class Warehouse:
 
     def purge_client(self, client_id: str) -> int:
         """Delete every row of one client (stripe.*, reporting.*, cursors); returns the count."""
-        removed = 0
         with self.client_lock(client_id), self.writer() as conn:
             tables = conn.execute(
                 "SELECT table_schema || '.' || table_name FROM information_schema.columns "
@@ -222,12 +231,9 @@ class Warehouse:
                 "'meta') AND table_catalog = current_database() "
                 "AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
             ).fetchall()
-            conn.begin()
-            for (table,) in tables:
-                removed += conn.execute(
-                    f"DELETE FROM {table} WHERE client_id = ?", [client_id]).fetchone()[0]
-            conn.commit()
-        return removed
+            return in_transaction(conn, lambda: sum(
+                conn.execute(f"DELETE FROM {table} WHERE client_id = ?", [client_id])
+                .fetchone()[0] for (table,) in tables))
 
     def record_failure(self, client_id: str, message: str,
                        failed_at: datetime | None = None) -> None:
@@ -252,6 +258,35 @@ def _open_writable(path: Path, config: dict[str, str | bool]) -> duckdb.DuckDBPy
         conn.close()
         raise
     return conn
+
+
+def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+    """Run `work` in one transaction. If DuckDB runs out of its memory target, roll back and
+    run it again with the next of MORE_MEMORY: a memory target never fails the work."""
+    larger = iter(MORE_MEMORY)
+    while True:
+        conn.begin()
+        try:
+            result = work()
+            conn.commit()
+            return result
+        except BaseException as error:
+            _rollback_quietly(conn)
+            target = next(larger, None) if _out_of_memory(error) else None
+            if target is None:
+                raise
+            conn.execute(f"SET memory_limit = '{target}'")
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    # A commit that runs out of memory fails as a TransactionException saying so.
+    return isinstance(error, duckdb.OutOfMemoryException) or (
+        isinstance(error, duckdb.TransactionException) and "could not allocate" in str(error))
+
+
+def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    with suppress(duckdb.Error):  # a failed commit has rolled back already
+        conn.rollback()
 
 
 def last_failure(conn: duckdb.DuckDBPyConnection, client_id: str

@@ -1,6 +1,6 @@
 """A subscription-heavy account syncs and builds its reporting tables every time (issue 9).
 
-The writer's DuckDB runs under a 128 MB memory target. Thousands of subscriptions once made
+The writer's DuckDB runs under a 64 MB memory target. Thousands of subscriptions once made
 the load of their items, and then the MRR build, need more than that and fail with
 OutOfMemoryException; a target must spill or stream instead. MRR and the active
 subscriptions must then equal what the sandbox's own subscriptions say.
@@ -66,7 +66,7 @@ def _reported(warehouse) -> tuple[dict[str, Decimal], int]:
 def test_subscription_heavy_account_syncs_and_builds_twice(sandbox_factory, tmp_path,
                                                            monkeypatch):
     # DuckDB runs a thread per core, each with buffers of its own: as on an 8-core machine.
-    monkeypatch.setitem(engine.warehouse.WRITER_CONFIG, "threads", 8)
+    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "threads", 8)
     server = sandbox_factory([HEAVY], seed=3)
     warehouse = new_warehouse(tmp_path)
     subs = source_objects(server, "heavy", STREAMS_BY_NAME["subscriptions"])

@@ -1,0 +1,28 @@
+"""A writer's memory target never fails a sync (issue 12).
+
+The file's writers run under a small DuckDB memory target to keep a sync's peak low. What
+does not fit spills to disk; a transaction that still runs out of memory is rolled back and
+runs again with a larger target. Here the target is far too small for one chunk: the sync
+must still land every object of every stream, once, and equal the source.
+"""
+
+from __future__ import annotations
+
+import engine.warehouse
+from sandbox import AccountSpec
+from tests.sync_helpers import compare_with_source, new_warehouse, run_sync
+
+TIGHT = AccountSpec("tight", charges=6_000, customers=300, subscriptions=400)
+
+
+def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+    server = sandbox_factory([TIGHT], seed=5)
+    warehouse = new_warehouse(tmp_path)
+
+    report = run_sync(server, "tight", warehouse)
+
+    assert not report.errors, report.errors
+    assert report.streams["charges"].inserted == 6_000
+    assert compare_with_source(server, "tight", warehouse) == []
