@@ -388,12 +388,14 @@ def _replace_from(conn: duckdb.DuckDBPyConnection, table: str, staged: str,
 
 @contextmanager
 def _staged(conn: duckdb.DuckDBPyConnection, name: str, select: str) -> Iterator[str]:
-    """A temporary table holding `select`, dropped afterwards."""
+    """A temporary table holding `select`, dropped afterwards.
+
+    Not dropped after a failure: the transaction is aborted then (a statement now would
+    hide the error), and its rollback, or the next CREATE OR REPLACE, removes the table.
+    """
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}")
-    try:
-        yield name
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {name}")
+    yield name
+    conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table,
