@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=_sizes, help="charges per account, e.g. 10000,100000")
     parser.add_argument("--conditions", default="cpu,live",
                         help="cpu (no latency), live (150 ms, 100 req/s) or both")
+    parser.add_argument("--charges-only", action="store_true",
+                        help="only the charges runs and the bare client (no all-streams run, "
+                        "widgets or re-sync): the peak-memory figures of issue 12")
     parser.add_argument("--peers", action="store_true",
                         help="install and run tap-stripe, dlt and airbyte-source-stripe")
     parser.add_argument("--clients", type=int, default=None,
@@ -66,6 +69,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         changes["sizes"] = args.sizes
     if args.clients is not None:
         changes["many_clients"] = args.clients
+    if args.charges_only:
+        changes.update(all_streams_size=None, deep=False)
     return plan.with_(**changes)
 
 
