@@ -121,6 +121,12 @@ class Sandbox:
     def requests(self) -> int:
         return int(self.get("/_sandbox/stats")["total"])
 
+    def requests_by_path(self) -> dict[str, int]:
+        paths: dict[str, int] = {}
+        for row in self.get("/_sandbox/stats")["by_account_path"]:
+            paths[row["path"]] = paths.get(row["path"], 0) + row["count"]
+        return dict(sorted(paths.items(), key=lambda item: -item[1]))
+
     def listed_charges(self, name: str) -> int:
         """How many charges `GET /v1/charges` pages through for the account."""
         key, count, after = self.accounts[name]["secret_key"], 0, ""
@@ -141,7 +147,7 @@ def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -363,7 +369,7 @@ def _cycle(instance: Any, sandbox: Sandbox, workers: int, workspace: list[str],
         since + timeout_s)
     ended = [r.end_time for r in children if r.end_time]
     end = max(ended) if complete and ended else time.time()
-    requests = sandbox.requests()
+    requests, by_path = sandbox.requests(), sandbox.requests_by_path()
     synced = set(sandbox.accounts) if complete else {
         r.dagster_run.tags.get("dagster/partition") for r in children
         if r.dagster_run.status.value == "SUCCESS"}
@@ -371,6 +377,7 @@ def _cycle(instance: Any, sandbox: Sandbox, workers: int, workspace: list[str],
     per_client = requests / max(1, figures["client_runs_finished"])
     return {"complete": complete, "schedule_starts": starts, **figures,
             "requests": requests, "requests_per_client": round(per_client, 1),
+            "requests_by_path": by_path,
             "load_start": load_start, "load_end": _load(), **_verify(sandbox, synced)}
 
 
