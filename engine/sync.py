@@ -361,7 +361,10 @@ def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoade
             loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
             changed = []
     loader.state.events_cursor = hi
-    loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
+    # With nothing left to land, the listing's flush that follows saves the moved cursor:
+    # a sync without changes commits once per stream, not twice (each a DuckLake snapshot).
+    if changed:
+        loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
     loader.result.events_applied = len(seen)
     loader.result.deleted += len(deleted)
 
