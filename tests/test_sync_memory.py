@@ -26,3 +26,20 @@ def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, t
     assert not report.errors, report.errors
     assert report.streams["charges"].inserted == 6_000
     assert compare_with_source(server, "tight", warehouse) == []
+
+
+def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
+        sandbox_factory, tmp_path, monkeypatch):
+    # The build's module is loaded with the reporting assets: imported where it is used.
+    from assets.reporting.build import build_reporting_tables
+
+    server = sandbox_factory([TIGHT], seed=5)
+    warehouse = new_warehouse(tmp_path)
+    assert not run_sync(server, "tight", warehouse).errors
+    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+
+    with warehouse.writer() as conn:
+        result = build_reporting_tables(conn, "tight")
+
+    assert result.rows["payments"] == 6_000
+    assert result.rows["subscription_mrr"] > 0

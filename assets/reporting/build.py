@@ -16,16 +16,9 @@ import duckdb
 from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.currencies import exponent_macro_sql
 from engine.sql import bound
-from engine.warehouse import schema_statements
+from engine.warehouse import in_transaction, schema_statements
 
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
-# If a plan still needs more than the writer's memory target (DuckDB keeps some buffers of
-# every hash table and per thread in memory, so many cores need more), the build is retried
-# with the target doubled, up to this: a memory target must never fail a build.
-MAX_BUILD_MEMORY_MB = 2048
-_SIZE = re.compile(r"([\d.]+)\s*([KMGT])i?B", re.IGNORECASE)  # DuckDB shows "122.0 MiB"
-_UNIT_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
-
 # Small helpers the SQL files share, kept in the warehouse so any reader can use them too.
 MACROS = (
     # The UTC calendar day of a timestamp, whatever the session's time zone.
@@ -112,39 +105,14 @@ def build_reporting_tables(
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     values: dict[str, object] = {"client_id": client_id, "now": now, "today": now.date()}
-    while True:
-        try:
-            rows = _build_once(conn, tables, values)
-        except duckdb.OutOfMemoryException:
-            if not _raise_memory_limit(conn):
-                raise
-            continue
-        return BuildResult(client_id=client_id, built_at=now, rows=rows)
+    # One transaction; out of memory, it runs again with a larger target (never a failure).
+    rows = in_transaction(conn, lambda: _rebuild_all(conn, tables, values))
+    return BuildResult(client_id=client_id, built_at=now, rows=rows)
 
 
-def _build_once(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, ...],
-                values: dict[str, object]) -> dict[str, int]:
-    rows: dict[str, int] = {}
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        ensure_reporting_schema(conn)
-        for table in tables:
-            rows[table.name] = _rebuild(conn, table, values)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
+def _rebuild_all(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, ...],
+                 values: dict[str, object]) -> dict[str, int]:
+    ensure_reporting_schema(conn)
+    return {table.name: _rebuild(conn, table, values) for table in tables}
 
 
-def _raise_memory_limit(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Double the connection's memory target (up to MAX_BUILD_MEMORY_MB); False at the cap."""
-    setting = conn.execute("SELECT current_setting('memory_limit')").fetchone()
-    found = _SIZE.match(str(setting[0] if setting else ""))
-    if not found:
-        return False
-    current_mb = float(found[1]) * _UNIT_MB[found[2][0].upper()]
-    if current_mb >= MAX_BUILD_MEMORY_MB:
-        return False
-    conn.execute(f"SET memory_limit = '{min(int(current_mb * 2), MAX_BUILD_MEMORY_MB)}MB'")
-    return True
