@@ -32,6 +32,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._utils.warnings import PreviewWarning
 
 from assets.partitions import clients_partitions
@@ -68,10 +69,26 @@ def latest_target(instance: DagsterInstance, key: AssetKey,
 def report_check(instance: DagsterInstance, key: AssetCheckKey, client_id: str,
                  target_asset: AssetKey, **verdict: Any) -> None:
     """Record one client's verdict on a partitioned check without a run."""
+    _forget_runless_verdict(instance, key, client_id)
     instance.report_runless_asset_event(AssetCheckEvaluation(
         asset_key=key.asset_key, check_name=key.name, partition=client_id,
         target_materialization_data=latest_target(instance, target_asset, client_id),
         **verdict))
+
+
+def _forget_runless_verdict(instance: DagsterInstance, key: AssetCheckKey,
+                            client_id: str) -> None:
+    """Drop the client's previous verdict recorded without a run, if any.
+
+    Dagster 1.13 files a runless verdict under (check, run id "", partition), a key its unique
+    index takes once: a client's second verdict between syncs would fail (and with it every
+    later health tick). Only the latest runless verdict is kept; the events stay in the log.
+    """
+    table = AssetCheckExecutionsTable
+    with instance.event_log_storage.index_connection() as conn:  # type: ignore[attr-defined]
+        conn.execute(table.delete().where(
+            (table.c.asset_key == key.asset_key.to_string()) & (table.c.check_name == key.name)
+            & (table.c.run_id == "") & (table.c.partition == client_id)))
 
 
 # -- the credential check between syncs ---------------------------------------------------

@@ -7,7 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import AssetCheckKey, DagsterInstance, partition_loading_context
+from dagster import (
+    AssetCheckKey,
+    DagsterInstance,
+    build_sensor_context,
+    partition_loading_context,
+)
 from dagster._core.event_api import PartitionKeyFilter
 
 from assets.client_health import (
@@ -22,6 +27,7 @@ from engine.connection_store import ConnectionStore
 from engine.warehouse import Warehouse
 from pipelines.credential_watch import CHECK_JOB_NAME
 from pipelines.definitions import defs
+from pipelines.sensors import client_health_sensor
 from reports.widgets import run_widget
 from sandbox import AccountSpec
 
@@ -83,6 +89,20 @@ def test_freshness_is_judged_per_client_against_its_own_schedule(synced):
     assert "schedule (0 * * * *)" in verdict.description
     assert run_widget("globex", "mrr", now=later).state == "ok"
     assert report_freshness(instance, ["acme", "globex"], warehouse, now=later) == []
+
+
+def test_a_clients_verdict_flips_between_syncs_again_and_again(synced):
+    # Dagster keys a verdict recorded without a run by (check, "", partition): the second one
+    # for a client failed with a unique-index violation, and every health tick after it.
+    _server, instance = synced
+    warehouse = Warehouse.from_settings()
+    later = datetime.now(UTC) + timedelta(hours=3)  # past acme's hourly schedule
+    for _ in range(2):
+        assert report_freshness(instance, ["acme"], warehouse, now=later) == ["acme"]
+        assert statuses(instance, FRESHNESS_CHECK_KEY)["acme"] == "FAILED"
+        assert report_freshness(instance, ["acme"], warehouse) == ["acme"]
+        assert statuses(instance, FRESHNESS_CHECK_KEY)["acme"] == "SUCCEEDED"
+    assert client_health_sensor(build_sensor_context(instance=instance)) is not None
 
 
 def test_a_spent_budget_leaves_verdicts_for_the_next_tick(synced):
