@@ -36,6 +36,8 @@ from pipelines.jobs import LAUNCHED_BY_TAG, launcher_tags
 
 BATCH_JOB_NAME = "stripe_sync_batch_job"
 BATCH_TAG = "stripe_reports/batch_run_id"
+# On batch runs only (their clients): dagster.yaml limits the batch runs started at once by it.
+CLIENTS_TAG = "stripe_reports/clients"
 # Dagster's own tags, copied so the clients' runs show on the schedule's or sensor's page too.
 ORIGIN_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
 MAX_RUNTIME_TAG = "dagster/max_runtime"  # Dagster's per-run override of run monitoring
@@ -59,9 +61,15 @@ def client_batches(clients: list[str], run_workers: int,
 
 
 def run_workers(instance: DagsterInstance) -> int:
-    """How many runs the instance's queue starts at once (dagster.yaml's max_concurrent_runs)."""
+    """How many batch runs the instance's queue starts at once: dagster.yaml's limit on the
+    batch tag, else its global max_concurrent_runs (which also counts the client runs)."""
     queue = instance.get_concurrency_config().run_queue_config
-    return queue.max_concurrent_runs if queue and queue.max_concurrent_runs > 0 else 1
+    if queue is None:
+        return 1
+    limits = [limit.get("limit", 0) for limit in queue.tag_concurrency_limits or []
+              if limit.get("key") == CLIENTS_TAG and "value" not in limit]
+    workers = min(limits) if limits else queue.max_concurrent_runs
+    return max(1, workers)
 
 
 def batch_run_requests(instance: DagsterInstance, clients: list[str], launched_by: str,
@@ -74,7 +82,7 @@ def batch_run_requests(instance: DagsterInstance, clients: list[str], launched_b
             run_key=f"{run_key_prefix}:{batch[0]}",
             run_config={"ops": {"sync_clients_in_turn": {"config": config.model_dump()}}},
             tags={**launcher_tags(launched_by), **_runtime_limit(instance, len(batch)),
-                  "stripe_reports/clients": _describe(batch)},
+                  CLIENTS_TAG: _describe(batch)},
         ))
     return requests
 

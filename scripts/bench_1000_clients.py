@@ -56,7 +56,8 @@ def _instance(clients: int, submit_workers: int):
     home.mkdir(parents=True)
     # Hand-written (no generated header): the same instance, with the queue paused.
     config = instance_config(storage_url()).split("\n\n", 1)[1]
-    config = config.replace("max_concurrent_runs: 4", "max_concurrent_runs: 0")
+    assert "max_concurrent_runs: 8" in config, "the template's queue limit moved"
+    config = config.replace("max_concurrent_runs: 8", "max_concurrent_runs: 0")
     if submit_workers:  # Dagster's own means for a tick with many run requests
         config += (f"\nschedules:\n  use_threads: true\n  num_workers: 2\n"
                    f"  num_submit_workers: {submit_workers}\n")

@@ -193,8 +193,11 @@ def _write_instance(workers: int) -> None:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     config = instance_config(storage_url()).split("\n\n", 1)[1]
-    assert "max_concurrent_runs: 4" in config, "the template's queue limit moved"
-    config = config.replace("max_concurrent_runs: 4", f"max_concurrent_runs: {workers}")
+    # W batch runs at once (the batch tag's limit); each also counts its client's run.
+    assert "max_concurrent_runs: 8" in config and "limit: 4\n" in config, "the queue moved"
+    config = config.replace("max_concurrent_runs: 8", f"max_concurrent_runs: {2 * workers}")
+    config = config.replace('key: "stripe_reports/clients"\n        limit: 4',
+                            f'key: "stripe_reports/clients"\n        limit: {workers}')
     (home / "dagster.yaml").write_text(config)
 
 

@@ -13,6 +13,7 @@ from pipelines.batches import (
     MAX_BATCH_SIZE,
     batch_clients,
     client_batches,
+    run_workers,
 )
 from pipelines.definitions import defs
 from pipelines.instance import connect_and_register, get_instance, register_clients
@@ -66,6 +67,13 @@ def test_clients_still_in_an_unfinished_batch_are_left_out_of_the_next_tick(home
     assert _tick_clients(instance) == ["c"]
     instance.report_run_failed(slow)
     assert _tick_clients(instance) == ["a", "b", "c"]
+
+
+def test_the_queue_starts_four_batches_and_leaves_room_for_their_client_runs(home):
+    queue = get_instance().get_concurrency_config().run_queue_config
+    assert run_workers(get_instance()) == 4
+    # A batch's client run is a run in progress too: the global cap must hold both.
+    assert queue.max_concurrent_runs >= 2 * run_workers(get_instance())
 
 
 def test_few_clients_still_sync_side_by_side_on_the_run_workers():
