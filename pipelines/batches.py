@@ -123,8 +123,9 @@ def _child_tags(context: OpExecutionContext) -> dict[str, str]:
     "fails at the end, naming the clients that failed, if any did.")
 def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> None:
     # pipelines.sync loads the Definitions, which hold this job: imported when a batch runs.
-    from pipelines.sync import materialize_client
+    from pipelines.sync import materialize_client, prepare_instance
 
+    prepare_instance(context.instance, config.clients)
     failed = []
     for number, client in enumerate(config.clients, start=1):
         outcome = materialize_client(client, launched_by=config.launched_by,

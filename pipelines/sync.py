@@ -109,6 +109,13 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
     )
 
 
+def prepare_instance(instance: Any, client_ids: list[str]) -> None:
+    """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
+    every client a partition. Once per process start, not once per client."""
+    fail_dead_runs(instance)
+    register_clients(instance, client_ids)
+
+
 def materialize_client(
     client_id: str,
     full_refresh: bool = False,
@@ -119,13 +126,13 @@ def materialize_client(
     instance: Any = None,
     tags: dict[str, str] | None = None,
 ) -> ClientSyncOutcome:
-    """Run one client's sync in this process, recorded in the Dagster instance (`instance`:
-    the one a batch run already holds; by default the settings' own)."""
+    """Run one client's sync in this process, recorded in the Dagster instance: the settings'
+    own, or `instance`, which the caller (a batch run) has readied with prepare_instance."""
     try:
         with progress_sink(progress):
-            instance = instance or get_instance()
-            fail_dead_runs(instance)  # a killed sync's run must not hold a place in the queue
-            register_clients(instance, [client_id])
+            if instance is None:
+                instance = get_instance()
+                prepare_instance(instance, [client_id])
             result = run_sync_job(client_id, instance, full_refresh=full_refresh,
                                   streams=streams, launched_by=launched_by or default_launcher(),
                                   tags={**this_process_tags(), **(tags or {})})
