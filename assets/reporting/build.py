@@ -7,7 +7,9 @@ this module only runs them in order.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +21,8 @@ from engine.sql import bound
 from engine.warehouse import in_transaction, schema_statements
 
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
+_TABLE_REF = re.compile(r"\breporting\.(\w+)\b(?!\s*\()")  # a table, not a macro call
+SCHEMA_DIGESTS = "meta.schema_digests"
 # Small helpers the SQL files share, kept in the warehouse so any reader can use them too.
 MACROS = (
     # The UTC calendar day of a timestamp, whatever the session's time zone.
@@ -57,9 +61,24 @@ def reporting_schema_statements() -> list[str]:
 
 
 def ensure_reporting_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """The stripe.* tables (read) and the reporting.* tables (written), created if missing."""
-    for statement in [*schema_statements(), *reporting_schema_statements()]:
+    """The stripe.* tables (read) and the reporting.* tables (written), created if missing.
+
+    Skipped when the warehouse records this very schema: replacing the macros is a catalog
+    change, and on DuckLake one on every build made each build a new schema version that
+    conflicted with every other build committing at the same time.
+    """
+    statements = [*schema_statements(), *reporting_schema_statements()]
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    conn.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_DIGESTS} (name VARCHAR, digest VARCHAR)")
+    recorded = conn.execute(
+        f"SELECT digest FROM {SCHEMA_DIGESTS} WHERE name = 'reporting'").fetchone()
+    if recorded and recorded[0] == digest:
+        return
+    for statement in statements:
         conn.execute(statement)
+    conn.execute(f"DELETE FROM {SCHEMA_DIGESTS} WHERE name = 'reporting'")
+    conn.execute(f"INSERT INTO {SCHEMA_DIGESTS} VALUES ('reporting', ?)", [digest])
 
 
 def _statements(sql: str) -> tuple[list[str], str]:
@@ -69,25 +88,43 @@ def _statements(sql: str) -> tuple[list[str], str]:
     return stages, select.rstrip(";")
 
 
-def _rebuild(conn: duckdb.DuckDBPyConnection, table: ReportingTable, values: dict) -> int:
-    if table.mode == "snapshot":
-        delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id AND day = $today"
-    else:
-        delete = f"DELETE FROM {table.qualified} WHERE client_id = $client_id"
-    conn.execute(delete, bound(delete, values))
-    stages, select = _statements(table.select_sql())
+def _new_rows(table: ReportingTable) -> str:
+    return f"temp.main.new_{table.name}"
+
+
+def _reading_new_rows(sql: str, built: dict[str, ReportingTable]) -> str:
+    """The SQL with every table built earlier in this build read from its new rows."""
+    return _TABLE_REF.sub(
+        lambda m: _new_rows(built[m.group(1)]) if m.group(1) in built else m.group(0), sql)
+
+
+def _compute(conn: duckdb.DuckDBPyConnection, table: ReportingTable, values: dict,
+             built: dict[str, ReportingTable]) -> None:
+    """The client's rows of `table` after this build, into a temp table (nothing written)."""
+    stages, select = _statements(_reading_new_rows(table.select_sql(), built))
     for stage in stages:
         conn.execute(stage, bound(stage, values))
-    insert = (
-        f"INSERT INTO {table.qualified} BY NAME "
-        f"SELECT * FROM (\n{select}\n) ORDER BY {table.order_by}"
-    )
-    conn.execute(insert, bound(select, values))
+    if table.mode == "snapshot":  # earlier days are kept as they are
+        select = (f"SELECT * FROM {table.qualified} WHERE client_id = $client_id "
+                  f"AND day <> $today UNION ALL BY NAME ({select})")
+    create = f"CREATE OR REPLACE TEMP TABLE new_{table.name} AS {select}"
+    conn.execute(create, bound(create, values))
     for name in _STAGE.findall("\n".join(stages)):
         conn.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
-    counted = conn.execute(
-        f"SELECT count(*) FROM {table.qualified} WHERE client_id = ?", [values["client_id"]]
-    ).fetchone()
+
+
+def _replace(conn: duckdb.DuckDBPyConnection, table: ReportingTable, values: dict) -> int:
+    """The client's rows of `table` replaced by the computed ones; returns their count."""
+    if table.mode == "snapshot":
+        kept = "client_id = $client_id AND day = $today"
+        new = f"SELECT * FROM {_new_rows(table)} WHERE day = $today"
+    else:
+        kept, new = "client_id = $client_id", f"SELECT * FROM {_new_rows(table)}"
+    delete = f"DELETE FROM {table.qualified} WHERE {kept}"
+    conn.execute(delete, bound(delete, values))
+    insert = f"INSERT INTO {table.qualified} BY NAME {new} ORDER BY {table.order_by}"
+    conn.execute(insert, bound(insert, values))
+    counted = conn.execute(f"SELECT count(*) FROM {_new_rows(table)}").fetchone()
     return int(counted[0]) if counted else 0
 
 
@@ -100,19 +137,30 @@ def build_reporting_tables(
 ) -> BuildResult:
     """Replace one client's rows in every reporting table, in a single transaction.
 
+    The rows are computed first, into temp tables; the transaction that writes them only
+    deletes and inserts. Readers see the old build or the new one, and on DuckLake a
+    transaction that lost a commit race re-runs just those writes, not the whole build.
     `conn` is a read-write connection (Warehouse.writer()) outside a transaction. `now`
     fixes the build time (the last day of the daily tables); tests pass it.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     values: dict[str, object] = {"client_id": client_id, "now": now, "today": now.date()}
-    # One transaction; out of memory, it runs again with a larger target (never a failure).
-    rows = in_transaction(conn, lambda: _rebuild_all(conn, tables, values))
+    # Out of memory, each transaction runs again with a larger target (never a failure).
+    in_transaction(conn, lambda: ensure_reporting_schema(conn))
+    try:
+        in_transaction(conn, lambda: _compute_all(conn, tables, values))
+        rows = in_transaction(
+            conn, lambda: {table.name: _replace(conn, table, values) for table in tables})
+    finally:
+        with suppress(duckdb.Error):  # a broken connection takes its temp tables with it
+            for table in tables:
+                conn.execute(f"DROP TABLE IF EXISTS {_new_rows(table)}")
     return BuildResult(client_id=client_id, built_at=now, rows=rows)
 
 
-def _rebuild_all(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, ...],
-                 values: dict[str, object]) -> dict[str, int]:
-    ensure_reporting_schema(conn)
-    return {table.name: _rebuild(conn, table, values) for table in tables}
-
-
+def _compute_all(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, ...],
+                 values: dict[str, object]) -> None:
+    built: dict[str, ReportingTable] = {}
+    for table in tables:
+        _compute(conn, table, values, built)
+        built[table.name] = table
