@@ -117,7 +117,11 @@ def connect_client(
     """Validate and store a client's key. Nothing is stored unless every check passes."""
     check_client_id(client_id)
     parsed = _parse(client_id, raw_key)
-    store = store or ConnectionStore.from_settings()
+    if store is None:  # opened here, closed here: on PostgreSQL each store holds a session
+        with ConnectionStore.from_settings() as own:
+            return connect_client(client_id, raw_key, name=name, strict=strict,
+                                  replace_account=replace_account,
+                                  stripe_account=stripe_account, store=own, api_base=api_base)
     account = StripeAccount(client_id, parsed.key, stripe_account=stripe_account,
                             api_base=api_base or load_settings().api_base)
     try:
@@ -195,7 +199,9 @@ def _validate_and_store(
 def check_client(client_id: str, *, store: ConnectionStore | None = None,
                  api_base: str | None = None) -> ClientConnection:
     """The credential check on demand: who the key belongs to; the result is recorded."""
-    store = store or ConnectionStore.from_settings()
+    if store is None:  # opened here, closed here
+        with ConnectionStore.from_settings() as own:
+            return check_client(client_id, store=own, api_base=api_base)
     account, connection = open_account(client_id, api_base=api_base, store=store)
     try:
         verify_account(account, connection.account_id if connection else None)

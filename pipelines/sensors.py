@@ -31,10 +31,8 @@ HEALTH_TICK_BUDGET_SECONDS = 30.0
 )
 def register_clients_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     wanted = set(load_client_configs())
-    wanted |= {
-        c.client_id for c in ConnectionStore.from_settings().list()
-        if c.state != ConnectionState.DISCONNECTED
-    }
+    with ConnectionStore.from_settings() as store:  # closed: the daemon lives long
+        wanted |= {c.client_id for c in store.list() if c.state != ConnectionState.DISCONNECTED}
     known = set(context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
     missing = sorted(wanted - known)
     if not missing:

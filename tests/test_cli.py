@@ -307,3 +307,33 @@ def test_connect_bulk_reports_each_line_stores_the_good_ones_and_never_echoes_a_
     assert again.returncode == 0 and "1 client connected, 0 failed, of 1 line." in again.stderr
     refused(run_cli("connect", "--bulk", stdin="\n"), 2, "no lines")
     refused(run_cli("connect", "acme", "--bulk"), 2, "--bulk")
+
+
+@pytest.mark.postgres
+def test_connect_bulk_into_a_postgresql_store_holds_few_sessions(home, sandbox_factory,
+                                                                 postgres_server, monkeypatch):
+    """A store per line held a session each until garbage collection: 1,000 lines ran the
+    server out of connections. Here the store's role may open 10 sessions; 40 lines."""
+    names = [f"client{n:02d}" for n in range(40)]
+    server = sandbox_factory([AccountSpec(name, charges=3, customers=1, subscriptions=0,
+                                          products=1, history_days=10) for name in names])
+    database = postgres_server.create_database().rsplit("/", 1)[1]
+    admin = postgres_server.connect(database)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("CREATE ROLE bulk_store LOGIN PASSWORD 'bulk-store' CONNECTION LIMIT 10")
+        cursor.execute(f'ALTER DATABASE "{database}" OWNER TO bulk_store')
+    admin.close()
+    store_url = (f"postgresql+psycopg2://bulk_store:bulk-store@{postgres_server.host}:"
+                 f"{postgres_server.port}/{database}")
+    lines = "".join(f"{name}\t{server.world.accounts[name].secret_key}\n" for name in names)
+
+    monkeypatch.setenv("STRIPE_REPORTS_CONNECTIONS_URL", store_url)  # the CLI's too
+
+    done = run_cli("connect", "--bulk", stdin=lines)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "40 clients connected, 0 failed, of 40 lines." in done.stderr
+    with ConnectionStore.from_settings() as store:
+        stored = store.list()
+    assert sorted(c.client_id for c in stored) == names
