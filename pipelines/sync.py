@@ -37,6 +37,9 @@ LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
 QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 # What the UI groups a job's runs by; runs executed here have no code location of their own.
 REPOSITORY_LABEL = "__repository__@stripe_reports"
+# The instance's kept database connections: renewed hourly; more open while threads write.
+POOL_RECYCLE_SECONDS = 3600
+POOL_OVERFLOW = 20
 
 
 @dataclass
@@ -111,7 +114,14 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
 
 def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
-    every client a partition. Once per process start, not once per client."""
+    every client a partition. Once per process start, not once per client.
+
+    The instance also keeps its database connections for the process's many writes (a
+    client's run writes ~100 events): Dagster's PostgreSQL storage otherwise opens one for
+    each, 48 ms an event against 3 ms kept (load 8). It is the method Dagster's webserver
+    uses; on SQLite it does nothing."""
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS,
+                                    max_overflow=POOL_OVERFLOW)
     fail_dead_runs(instance)
     register_clients(instance, client_ids)
 
