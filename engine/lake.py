@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +381,24 @@ def _create_schema(conn: RetryingConnection) -> None:
     conn.commit()
 
 
+@dataclass(frozen=True)
+class LakeMaintenance:
+    """What one maintenance pass did: data files and snapshots before and after."""
+
+    files_before: int
+    files_after: int
+    snapshots_before: int
+    snapshots_after: int
+    seconds: float
+
+
+def _files_and_snapshots(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    files = conn.execute(f"SELECT coalesce(sum(file_count + delete_file_count), 0) "
+                         f"FROM ducklake_table_info('{ALIAS}')").fetchone()
+    snapshots = conn.execute(f"SELECT count(*) FROM ducklake_snapshots('{ALIAS}')").fetchone()
+    return int(files[0]) if files else 0, int(snapshots[0]) if snapshots else 0
+
+
 class LakeWarehouse(Warehouse):
     """The Warehouse interface on DuckLake (see the module docstring)."""
 
@@ -424,6 +444,33 @@ class LakeWarehouse(Warehouse):
             yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
         finally:
             conn.close()
+
+    def maintain(self, keep_snapshots: timedelta, keep_unused_files: timedelta
+                 ) -> LakeMaintenance:
+        """DuckLake's CHECKPOINT: inlined rows flushed, snapshots older than `keep_snapshots`
+        expired, small files merged, files with many deleted rows rewritten, files unused
+        for `keep_unused_files` deleted (a reader may still be scanning a newer one).
+
+        Every build and sync adds small files and a snapshot, and DuckLake keeps them all
+        until told; the file list each statement reads grows with them. The pass runs in
+        the commit turn: it rewrites files that other writers' deletes would refer to.
+        """
+        started = time.monotonic()
+        conn, turn = self._database().cursor(), CommitTurn(self.dsn)
+        try:
+            files_before, snapshots_before = _files_and_snapshots(conn)
+            with turn.held():
+                for option, age in (("expire_older_than", keep_snapshots),
+                                    ("delete_older_than", keep_unused_files)):
+                    conn.execute(f"CALL {ALIAS}.set_option('{option}', "
+                                 f"'{int(age.total_seconds())} seconds')")
+                conn.execute(f"CHECKPOINT {ALIAS}")
+            files_after, snapshots_after = _files_and_snapshots(conn)
+        finally:
+            turn.close()
+            conn.close()
+        return LakeMaintenance(files_before, files_after, snapshots_before, snapshots_after,
+                               time.monotonic() - started)
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -9,6 +9,7 @@ from pipelines.alerts import credential_alert_sensor
 from pipelines.batches import stripe_sync_batch_job
 from pipelines.credential_watch import check_credentials_job, check_credentials_schedule
 from pipelines.jobs import stripe_sync_job
+from pipelines.lake_maintenance import lake_maintenance_job, lake_maintenance_schedule
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import (
     client_health_sensor,
@@ -24,8 +25,8 @@ ASSETS = [stripe_sync, *reporting_assets, *health_assets]
 defs = Definitions(
     assets=ASSETS,
     asset_checks=health_checks,
-    jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job],
-    schedules=[*build_sync_schedules(), check_credentials_schedule],
+    jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job, lake_maintenance_job],
+    schedules=[*build_sync_schedules(), check_credentials_schedule, lake_maintenance_schedule],
     sensors=[register_clients_sensor, credential_alert_sensor, fail_dead_runs_sensor,
              client_health_sensor],
     resources=RESOURCES,

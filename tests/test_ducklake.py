@@ -13,10 +13,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg2
 import pytest
+from dagster import DagsterInstance
 
 from assets.reporting.build import build_reporting_tables
 from engine import lake as lake_module
@@ -38,6 +40,8 @@ from engine.warehouse import (
     save_state,
 )
 from engine.warehouse_lock import ClientBusy
+from pipelines.definitions import defs
+from pipelines.lake_maintenance import MAINTENANCE_JOB_NAME
 from reports.widgets import run_widgets
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source, run_sync, source_objects
@@ -346,3 +350,51 @@ def test_a_build_of_an_unchanged_schema_changes_no_catalog_schema(lake, sandbox_
 
     first = schema_versions()
     assert schema_versions() == first  # new snapshots of rows, not of the schema
+
+
+def _widgets_only(warehouse: Warehouse, client: str) -> str:
+    results = run_widgets(client, warehouse=warehouse, now=NOW,
+                          start=(NOW - timedelta(days=365)).date(), end=NOW.date())
+    return json.dumps([r.to_json() for r in results], sort_keys=True, default=str)
+
+
+def _maintenance_run(instance: DagsterInstance | None = None) -> Any:
+    keep_nothing = {"keep_snapshots_days": 0, "keep_unused_files_hours": 0}
+    return defs.resolve_job_def(MAINTENANCE_JOB_NAME).execute_in_process(
+        run_config={"ops": {"maintain_lake": {"config": keep_nothing}}}, instance=instance)
+
+
+def test_maintenance_merges_files_and_expires_snapshots_keeping_every_row(
+        lake, sandbox_factory):
+    clients = ("north", "south")
+    server = sandbox_factory([AccountSpec(name, charges=80, customers=12, subscriptions=8)
+                              for name in clients], seed=4)
+    warehouse = Warehouse.from_settings()
+    for name in clients:
+        assert run_sync(server, name, warehouse).errors == []
+        for _ in range(3):  # three nights of builds: each leaves files and a snapshot
+            with warehouse.writer() as conn:
+                build_reporting_tables(conn, name, now=NOW)
+    widgets = {name: _widgets_only(warehouse, name) for name in clients}
+    data_files = Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
+    on_disk = len(list(data_files.rglob("*.parquet")))
+
+    result = _maintenance_run()
+
+    assert result.success
+    with warehouse.reader() as conn:
+        snapshots = conn.execute("SELECT count(*) FROM ducklake_snapshots('lake')").fetchone()[0]
+    assert snapshots <= 2  # expired down to the current one (and the pass's own)
+    assert len(list(data_files.rglob("*.parquet"))) < on_disk / 2
+    for name in clients:
+        assert compare_with_source(server, name, warehouse) == []
+        assert _widgets_only(warehouse, name) == widgets[name]
+
+
+def test_maintenance_on_the_duckdb_file_has_nothing_to_do(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("STRIPE_REPORTS_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    instance = DagsterInstance.ephemeral()
+    result = _maintenance_run(instance)
+    assert result.success
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("nothing to do" in message for message in logged)
