@@ -447,24 +447,36 @@ class LakeWarehouse(Warehouse):
 
     def maintain(self, keep_snapshots: timedelta, keep_unused_files: timedelta
                  ) -> LakeMaintenance:
-        """DuckLake's CHECKPOINT: inlined rows flushed, snapshots older than `keep_snapshots`
-        expired, small files merged, files with many deleted rows rewritten, files unused
-        for `keep_unused_files` deleted (a reader may still be scanning a newer one).
+        """DuckLake's maintenance, the steps of its CHECKPOINT: per table, inlined rows
+        flushed, small files merged, files with many deleted rows rewritten; then snapshots
+        older than `keep_snapshots` expired and files unused for `keep_unused_files` deleted
+        (a reader may still be scanning a newer one).
 
         Every build and sync adds small files and a snapshot, and DuckLake keeps them all
-        until told; the file list each statement reads grows with them. The pass runs in
-        the commit turn: it rewrites files that other writers' deletes would refer to.
+        until told; the file list each statement reads grows with them. Each step runs in
+        the commit turn, as it rewrites files other writers' deletes would refer to; a table
+        at a time, so a writer waits for one table's step, never for the whole pass.
         """
         started = time.monotonic()
         conn, turn = self._database().cursor(), CommitTurn(self.dsn)
+        lake = _quoted(ALIAS)
         try:
             files_before, snapshots_before = _files_and_snapshots(conn)
+            tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                  "WHERE database_name = ?", [ALIAS]).fetchall()
+            for schema, table in tables:
+                with turn.held():
+                    conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
+                                 f"{_quoted(schema)}, table_name => {_quoted(table)})")
+                    for step in ("merge_adjacent_files", "rewrite_data_files"):
+                        conn.execute(f"CALL ducklake_{step}({lake}, {_quoted(table)}, "
+                                     f"schema => {_quoted(schema)})")
             with turn.held():
-                for option, age in (("expire_older_than", keep_snapshots),
-                                    ("delete_older_than", keep_unused_files)):
-                    conn.execute(f"CALL {ALIAS}.set_option('{option}', "
-                                 f"'{int(age.total_seconds())} seconds')")
-                conn.execute(f"CHECKPOINT {ALIAS}")
+                for step, age in (("expire_snapshots", keep_snapshots),
+                                  ("cleanup_old_files", keep_unused_files),
+                                  ("delete_orphaned_files", keep_unused_files)):
+                    conn.execute(f"CALL ducklake_{step}({lake}, older_than => now() - "
+                                 f"INTERVAL '{int(age.total_seconds())} seconds')")
             files_after, snapshots_after = _files_and_snapshots(conn)
         finally:
             turn.close()

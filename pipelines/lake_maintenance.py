@@ -1,5 +1,5 @@
 """The nightly DuckLake maintenance: small files merged, old snapshots expired, unused files
-deleted (`LakeWarehouse.maintain`, DuckLake's CHECKPOINT).
+deleted (`LakeWarehouse.maintain`: the steps of DuckLake's CHECKPOINT).
 
 Every client's sync and build leaves small Parquet files and a snapshot behind, and DuckLake
 keeps them all until told; every statement reads the growing file list from the catalog.
@@ -33,7 +33,7 @@ class MaintenanceConfig(Config):
     keep_unused_files_hours: float = 24.0
 
 
-@op(description="DuckLake's CHECKPOINT on the warehouse, in the commit turn.")
+@op(description="DuckLake's maintenance steps, a table at a time in the commit turn.")
 def maintain_lake(context: OpExecutionContext, config: MaintenanceConfig,
                   warehouse: WarehouseResource) -> None:
     target = warehouse.open()
