@@ -48,6 +48,8 @@ LOCK_POLL_SECONDS = 0.2
 LOCK_NAMESPACE = 0x53524550
 # The commit turn's advisory lock (see CommitTurn): namespace "SRET", key 0.
 TURN_NAMESPACE = 0x53524554
+# Sessions kept for later turns, per process: as many as its writers commit at once.
+IDLE_TURN_SESSIONS = 4
 # A writer waits at most this long for its turn to commit, then fails with a message.
 TURN_TIMEOUT_SECONDS = 600
 # The checkpoint setting is the embedded file's; DuckLake writes Parquet files instead.
@@ -100,6 +102,7 @@ class LakeDatabase:
         self._mutex = threading.Lock()
         # Once per process, not per Warehouse object: widgets make one for every call.
         self.schema_ready = False
+        self.turn_sessions = TurnSessions(_catalog_dsn(target))
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self._mutex:
@@ -130,10 +133,14 @@ class LakeDatabase:
         return db
 
     def forget(self) -> None:
-        """In a forked child: the parent's database is not ours to use or close."""
+        """In a forked child: the parent's database and sessions are not ours to use or
+        close (closing a session would end the parent's), so they are set aside, kept."""
+        _inherited.append((self._db, self.turn_sessions))
         self._db, self._mutex, self.schema_ready = None, threading.Lock(), False
+        self.turn_sessions = TurnSessions(self.turn_sessions.dsn)
 
     def close(self) -> None:
+        self.turn_sessions.close()
         with self._mutex:
             if self._db is not None:
                 self._db.close()
@@ -141,6 +148,7 @@ class LakeDatabase:
 
 
 _databases: dict[tuple[str, str], LakeDatabase] = {}
+_inherited: list[Any] = []  # what a forked child must neither use nor close
 _databases_lock = threading.Lock()
 
 
@@ -150,6 +158,15 @@ def lake_database(target: str, data_path: str) -> LakeDatabase:
         if key not in _databases:
             _databases[key] = LakeDatabase(target, data_path)
         return _databases[key]
+
+
+def close_databases() -> None:
+    """Every lake this process opened closed, with its sessions (tests open many)."""
+    with _databases_lock:
+        opened = list(_databases.values())
+        _databases.clear()
+    for database in opened:
+        database.close()
 
 
 def _forget_after_fork() -> None:
@@ -180,6 +197,39 @@ _VERBS = {"begin": "begin", "start": "begin", "commit": "commit", "end": "commit
           "rollback": "rollback", "abort": "rollback"}
 
 
+class TurnSessions:
+    """Idle PostgreSQL sessions for commit turns, kept between writers of one process:
+    opening one for every writer took ~4% of a busy run worker, and a server process each."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._idle: list[Any] = []
+        self._mutex = threading.Lock()
+
+    def take(self) -> Any:
+        with self._mutex:
+            if self._idle:
+                return self._idle.pop()
+        session = psycopg2.connect(
+            self.dsn, application_name=f"stripe-reports writer (pid {os.getpid()})",
+            connect_timeout=30, options=f"-c lock_timeout={TURN_TIMEOUT_SECONDS * 1000}")
+        session.autocommit = True
+        return session
+
+    def give_back(self, session: Any) -> None:
+        with self._mutex:
+            if len(self._idle) < IDLE_TURN_SESSIONS:
+                self._idle.append(session)
+                return
+        session.close()
+
+    def close(self) -> None:
+        with self._mutex:
+            idle, self._idle = self._idle, []
+        for session in idle:
+            session.close()
+
+
 class CommitTurn:
     """The turn to commit to the lake: a PostgreSQL advisory lock on the catalog database.
 
@@ -189,16 +239,18 @@ class CommitTurn:
     0.7 s of work, re-run 11 times. Every commit therefore takes the turn briefly, and a
     transaction that conflicted is re-run holding the turn from its start to its commit:
     nobody commits in between, so the re-run cannot conflict again. The lock belongs to a
-    session of this writer's own, so it ends with the process if that dies.
+    session of this process's own, so it ends with the process if that dies.
     """
 
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
+    def __init__(self, sessions: TurnSessions) -> None:
+        self._sessions = sessions
         self._session: Any = None
+        self._clean = True  # False once a lock or unlock failed: the session is not reused
 
     @contextmanager
     def held(self) -> Iterator[None]:
         cursor = self._cursor()
+        self._clean = False
         try:
             cursor.execute("SELECT pg_advisory_lock(%s, 0)", (TURN_NAMESPACE,))
         except psycopg2.errors.LockNotAvailable:
@@ -211,20 +263,21 @@ class CommitTurn:
             yield
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, 0)", (TURN_NAMESPACE,))
+            self._clean = True
 
     def _cursor(self) -> Any:
         if self._session is None:
-            self._session = psycopg2.connect(
-                self._dsn, application_name=f"stripe-reports writer (pid {os.getpid()})",
-                connect_timeout=30,
-                options=f"-c lock_timeout={TURN_TIMEOUT_SECONDS * 1000}")
-            self._session.autocommit = True
+            self._session = self._sessions.take()
         return self._session.cursor()
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()  # ends the session: a turn still held is released
-            self._session = None
+        if self._session is None:
+            return
+        if self._clean and not self._session.closed:
+            self._sessions.give_back(self._session)
+        else:
+            self._session.close()  # ends the session: a turn it may still hold is released
+        self._session = None
 
 
 class RetryingConnection:
@@ -436,7 +489,7 @@ class LakeWarehouse(Warehouse):
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection; concurrent writers commit without waiting for each other."""
         database = self._database()
-        conn = RetryingConnection(database.cursor(), CommitTurn(self.dsn))
+        conn = RetryingConnection(database.cursor(), CommitTurn(database.turn_sessions))
         try:
             if not database.schema_ready:
                 _create_schema(conn)
@@ -458,7 +511,8 @@ class LakeWarehouse(Warehouse):
         at a time, so a writer waits for one table's step, never for the whole pass.
         """
         started = time.monotonic()
-        conn, turn = self._database().cursor(), CommitTurn(self.dsn)
+        database = self._database()
+        conn, turn = database.cursor(), CommitTurn(database.turn_sessions)
         lake = _quoted(ALIAS)
         try:
             files_before, snapshots_before = _files_and_snapshots(conn)

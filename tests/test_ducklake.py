@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def lake(postgres_server, tmp_path, monkeypatch, home) -> str:
+def lake(postgres_server, tmp_path, monkeypatch, home) -> Iterator[str]:
     """A fresh DuckLake: its own catalog database and data folder, set as the warehouse."""
     try:
         extension_path("ducklake"), extension_path("postgres_scanner")
@@ -65,7 +66,8 @@ def lake(postgres_server, tmp_path, monkeypatch, home) -> str:
     monkeypatch.setenv("PGPASSWORD", postgres_server.password)  # libpq reads it; not argv
     monkeypatch.setenv("STRIPE_REPORTS_WAREHOUSE", target)
     monkeypatch.setenv("STRIPE_REPORTS_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
-    return target
+    yield target
+    lake_module.close_databases()  # its catalog sessions: the server takes 100 in all
 
 
 WRITER = textwrap.dedent("""
