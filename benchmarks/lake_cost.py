@@ -39,6 +39,16 @@ def _lake(stack: ExitStack, root: Path) -> str:
             f"port={server.port} user=postgres")
 
 
+def served_with_home(stack: ExitStack, world: SandboxWorld, prefix: str
+                     ) -> tuple[SandboxServer, Path]:
+    """The world served by a sandbox, and a throwaway folder set as STRIPE_REPORTS_HOME."""
+    server = SandboxServer(world).start()
+    stack.callback(server.stop)
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    os.environ["STRIPE_REPORTS_HOME"] = str(root / "home")
+    return server, root
+
+
 def _widgets_ms(target: str) -> float:
     # The reporting build is an asset's job; imported here to keep the module light.
     from assets.reporting.build import build_reporting_tables
@@ -81,10 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = ["| warehouse | engine | objects | first sync s | objects/s | peak RSS MB "
             "| no-change re-sync s | all widgets ms |", "|---|---|--:|--:|--:|--:|--:|--:|"]
     with ExitStack() as stack:
-        server = SandboxServer(world).start()
-        stack.callback(server.stop)
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lake-bench-")))
-        os.environ["STRIPE_REPORTS_HOME"] = str(root / "home")
+        server, root = served_with_home(stack, world, "lake-bench-")
         rows.append(_measure("DuckDB file", str(root / "warehouse.duckdb"), server))
         if not args.file_only:
             rows.append(_measure("DuckLake (PostgreSQL catalog, local data folder)",

@@ -1,0 +1,93 @@
+"""Reporting builds of different clients side by side on one DuckLake, against one at a time.
+
+    python -m benchmarks.lake_writers [--clients 16] [--rounds 2] [--workers 1,2]
+
+N small sandbox accounts (30 charges, 10 subscriptions and their invoices) are synced into a
+DuckLake whose catalog is a throwaway PostgreSQL server (tests/postgres_server.py); then for
+each worker count W, W processes rebuild the reporting tables of N/W clients each, `rounds`
+times over. DuckLake refuses a commit to a table another writer changed since the
+transaction began, and every build deletes and inserts in the same ten tables, so builders
+that overlap conflict: the table shows what that costs (wall time, commits run again, the
+slowest build). Prints one markdown row per worker count; results in benchmarks/README.md
+("Writers side by side on DuckLake").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from benchmarks.lake_cost import _lake, served_with_home
+from benchmarks.sync_process import SyncJob, run_sync
+from engine.streams import STREAMS
+from sandbox import AccountSpec, SandboxWorld
+
+BUILDER = """
+import json, os, sys, time
+from assets.reporting.build import build_reporting_tables
+from engine import lake
+from engine.warehouse import Warehouse
+job = json.loads(sys.stdin.read())
+warehouse, durations = Warehouse(job["target"]), []
+for _ in range(job["rounds"]):
+    for client in job["clients"]:
+        started = time.perf_counter()
+        with warehouse.writer() as conn:
+            build_reporting_tables(conn, client)
+        durations.append(time.perf_counter() - started)
+print(json.dumps({"durations": durations, "retried": lake.retried_commits}))
+"""
+
+
+def _build_side_by_side(target: str, clients: list[str], workers: int, rounds: int) -> str:
+    started = time.perf_counter()
+    builders = []
+    for worker in range(workers):
+        job = {"target": target, "clients": clients[worker::workers], "rounds": rounds}
+        builder = subprocess.Popen([sys.executable, "-c", BUILDER], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        assert builder.stdin
+        builder.stdin.write(json.dumps(job))
+        builder.stdin.close()
+        builders.append(builder)
+    results = [json.loads(builder.communicate()[0]) for builder in builders]
+    wall = time.perf_counter() - started
+    durations = sorted(d for result in results for d in result["durations"])
+    retried = sum(result["retried"] for result in results)
+    return (f"| {workers} | {len(durations)} | {wall:.1f} | {durations[len(durations) // 2]:.2f}"
+            f" | {durations[-1]:.2f} | {retried} | {os.getloadavg()[0]:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="comma-separated")
+    args = parser.parse_args(argv)
+    clients = [f"client{n:03d}" for n in range(args.clients)]
+    world = SandboxWorld.generate(seed=7, specs=[
+        AccountSpec(name, charges=30, customers=10, subscriptions=10) for name in clients])
+    rows = ["| builders | builds | wall s | median build s | slowest build s "
+            "| commits run again | load |", "|--:|--:|--:|--:|--:|--:|--:|"]
+    with ExitStack() as stack:
+        server, root = served_with_home(stack, world, "lake-writers-")
+        target = _lake(stack, root)
+        for name in clients:
+            synced = run_sync(SyncJob(name, world.accounts[name].secret_key, server.base_url,
+                                      Path(target), streams=tuple(s.name for s in STREAMS),
+                                      requests_per_second=2000, include_balance=True))
+            if synced.errors:
+                raise SystemExit(f"{name}: the sync failed: {synced.errors}")
+        for workers in (int(w) for w in args.workers.split(",")):
+            rows.append(_build_side_by_side(target, clients, workers, args.rounds))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
