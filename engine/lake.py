@@ -445,7 +445,8 @@ class LakeMaintenance:
     seconds: float
 
 
-def _files_and_snapshots(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+def files_and_snapshots(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The lake's data and delete files, and its snapshots."""
     files = conn.execute(f"SELECT coalesce(sum(file_count + delete_file_count), 0) "
                          f"FROM ducklake_table_info('{ALIAS}')").fetchone()
     snapshots = conn.execute(f"SELECT count(*) FROM ducklake_snapshots('{ALIAS}')").fetchone()
@@ -515,7 +516,7 @@ class LakeWarehouse(Warehouse):
         conn, turn = database.cursor(), CommitTurn(database.turn_sessions)
         lake = _quoted(ALIAS)
         try:
-            files_before, snapshots_before = _files_and_snapshots(conn)
+            files_before, snapshots_before = files_and_snapshots(conn)
             tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                   "WHERE database_name = ?", [ALIAS]).fetchall()
             for schema, table in tables:
@@ -531,7 +532,7 @@ class LakeWarehouse(Warehouse):
                                   ("delete_orphaned_files", keep_unused_files)):
                     conn.execute(f"CALL ducklake_{step}({lake}, older_than => now() - "
                                  f"INTERVAL '{int(age.total_seconds())} seconds')")
-            files_after, snapshots_after = _files_and_snapshots(conn)
+            files_after, snapshots_after = files_and_snapshots(conn)
         finally:
             turn.close()
             conn.close()
