@@ -52,8 +52,13 @@ TURN_NAMESPACE = 0x53524554
 IDLE_TURN_SESSIONS = 4
 # A writer waits at most this long for its turn to commit, then fails with a message.
 TURN_TIMEOUT_SECONDS = 600
-# The checkpoint setting is the embedded file's; DuckLake writes Parquet files instead.
-LAKE_CONFIG = {k: v for k, v in WRITER_CONFIG.items() if k != "checkpoint_threshold"}
+# The checkpoint setting is the embedded file's; DuckLake writes Parquet files instead. No
+# memory target either: DuckLake keeps the catalog's file list in it, and at ~580 clients
+# (~11,000 data files) a 128 MB target failed syncs with "Failed to get table information from
+# DuckLake: could not allocate". Rows still spill to the temp folder; nightly maintenance
+# keeps the file list short.
+LAKE_CONFIG = {k: v for k, v in WRITER_CONFIG.items()
+               if k not in ("checkpoint_threshold", "memory_limit")}
 
 
 def is_lake_target(target: str | os.PathLike[str]) -> bool:

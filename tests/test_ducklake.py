@@ -348,7 +348,8 @@ def test_a_build_of_an_unchanged_schema_changes_no_catalog_schema(lake, sandbox_
             build_reporting_tables(conn, "acme", now=NOW)
         with warehouse.reader() as conn:
             return [row[0] for row in conn.execute(
-                "SELECT DISTINCT schema_version FROM ducklake_snapshots('lake')").fetchall()]
+                "SELECT DISTINCT schema_version FROM ducklake_snapshots('lake') ORDER BY 1"
+            ).fetchall()]
 
     first = schema_versions()
     assert schema_versions() == first  # new snapshots of rows, not of the schema
