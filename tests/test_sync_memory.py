@@ -16,9 +16,7 @@ from tests.sync_helpers import compare_with_source, new_warehouse, run_sync
 TIGHT = AccountSpec("tight", charges=6_000, customers=300, subscriptions=400)
 
 
-def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
-                                                              monkeypatch):
-    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+def _sync_lands_every_object_once(sandbox_factory, tmp_path) -> None:
     server = sandbox_factory([TIGHT], seed=5)
     warehouse = new_warehouse(tmp_path)
 
@@ -27,6 +25,12 @@ def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, t
     assert not report.errors, report.errors
     assert report.streams["charges"].inserted == 6_000
     assert compare_with_source(server, "tight", warehouse) == []
+
+
+def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+    _sync_lands_every_object_once(sandbox_factory, tmp_path)
 
 
 def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
@@ -60,14 +64,9 @@ def test_chunks_end_at_their_byte_budget_and_land_every_object_once(sandbox_fact
         flush(loader, rows, final, conn)
 
     monkeypatch.setattr(engine.sync._StreamLoader, "flush", spy)
-    server = sandbox_factory([TIGHT], seed=5)
-    warehouse = new_warehouse(tmp_path)
 
-    report = run_sync(server, "tight", warehouse)
+    _sync_lands_every_object_once(sandbox_factory, tmp_path)
 
-    assert not report.errors, report.errors
-    assert report.streams["charges"].inserted == 6_000
-    assert compare_with_source(server, "tight", warehouse) == []
     # 6,000 charges are ~15 MB of JSON: far more chunks than the 2 of 5,000 rows, each
     # ending at the first page past the budget.
     assert len(written) > 10
