@@ -16,7 +16,9 @@ from tests.sync_helpers import compare_with_source, new_warehouse, run_sync
 TIGHT = AccountSpec("tight", charges=6_000, customers=300, subscriptions=400)
 
 
-def _sync_lands_every_object_once(sandbox_factory, tmp_path) -> None:
+def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
     server = sandbox_factory([TIGHT], seed=5)
     warehouse = new_warehouse(tmp_path)
 
@@ -25,12 +27,6 @@ def _sync_lands_every_object_once(sandbox_factory, tmp_path) -> None:
     assert not report.errors, report.errors
     assert report.streams["charges"].inserted == 6_000
     assert compare_with_source(server, "tight", warehouse) == []
-
-
-def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
-                                                              monkeypatch):
-    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
-    _sync_lands_every_object_once(sandbox_factory, tmp_path)
 
 
 def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
@@ -64,9 +60,14 @@ def test_chunks_end_at_their_byte_budget_and_land_every_object_once(sandbox_fact
         flush(loader, rows, final, conn)
 
     monkeypatch.setattr(engine.sync._StreamLoader, "flush", spy)
+    server = sandbox_factory([TIGHT], seed=5)
+    warehouse = new_warehouse(tmp_path)
 
-    _sync_lands_every_object_once(sandbox_factory, tmp_path)
+    report = run_sync(server, "tight", warehouse)
 
+    assert not report.errors, report.errors
+    assert report.streams["charges"].inserted == 6_000
+    assert compare_with_source(server, "tight", warehouse) == []
     # 6,000 charges are ~15 MB of JSON: far more chunks than the 2 of 5,000 rows, each
     # ending at the first page past the budget.
     assert len(written) > 10
