@@ -54,10 +54,6 @@ EVENT_SAFETY_MARGIN = timedelta(hours=6)
 # Objects created in the last seconds may not be listed yet; the next run takes them.
 SETTLE_SECONDS = 2
 CHUNK_ROWS = 5_000
-# A chunk also ends at this much JSON text: what a chunk costs in memory (its Arrow rows,
-# DuckDB's staging of them, the rows a writer hold keeps before its checkpoint) follows its
-# bytes, not its rows. ~2,500 charges; fewer of the larger objects (invoices).
-CHUNK_BYTES = 6 * 2**20
 FLUSH_SECONDS = 5.0
 # How long the chunk writer may keep the warehouse while chunks keep arriving.
 HOLD_SECONDS = 2.0
@@ -165,14 +161,12 @@ class _StreamLoader:
 class _ChunkWriter:
     """Writes chunks in its own thread, in order, so fetching goes on while DuckDB works.
 
-    A chunk is handed over, not queued: `submit` returns once the writer has taken it, so
-    at most two chunks are in memory, the one being written and the one being filled.
-    The cursor given with a chunk is committed with it.
+    At most `depth` chunks wait; the cursor given with a chunk is committed with it.
     """
 
-    def __init__(self, loader: _StreamLoader) -> None:
+    def __init__(self, loader: _StreamLoader, depth: int = 1) -> None:
         self.loader = loader
-        self.chunks: queue.Queue[tuple[pa.Table, int, bool] | None] = queue.Queue(1)
+        self.chunks: queue.Queue[tuple[pa.Table, int, bool] | None] = queue.Queue(depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -182,7 +176,6 @@ class _ChunkWriter:
             raise self.error
         rows = pa.concat_tables(batches) if batches else self.loader.rows([])
         self.chunks.put((rows, cursor, final))
-        self.chunks.join()  # until the writer has taken it (see _take)
 
     def close(self) -> None:
         self.chunks.put(None)
@@ -190,20 +183,14 @@ class _ChunkWriter:
         if self.error is not None:
             raise self.error
 
-    def _take(self, block: bool = True) -> tuple[pa.Table, int, bool] | None:
-        """The next chunk (None: the end); its submitter may start filling the next one."""
-        item = self.chunks.get(block)
-        self.chunks.task_done()
-        return item
-
     def _run(self) -> None:
-        item = self._take()
+        item = self.chunks.get()
         while item is not None:
             item = self._write_while_busy(item)
             if item is _IDLE:
                 # Let waiting readers (the report page, widgets) in before taking it again.
                 time.sleep(READER_GAP_SECONDS)
-                item = self._take()
+                item = self.chunks.get()
 
     def _write_while_busy(self, item: tuple[pa.Table, int, bool]) -> object:
         """Write chunks on one connection while more are waiting, for at most HOLD_SECONDS.
@@ -222,14 +209,14 @@ class _ChunkWriter:
                     if time.monotonic() >= deadline or self.loader.warehouse.readers_waiting():
                         return _IDLE
                     try:  # go on only with a chunk already waiting: never hold the lock idle
-                        item = self._take(block=False)
+                        item = self.chunks.get_nowait()
                     except queue.Empty:
                         return _IDLE
                     if item is None:
                         return None
         except BaseException as error:  # handed to the consumer thread, which re-raises
             self.error = error
-            while self._take() is not None:  # drain so the consumer never blocks
+            while self.chunks.get() is not None:  # drain so the consumer never blocks
                 pass
             return None
 
@@ -328,22 +315,19 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
     coverage = Coverage(lo)
     writer = _ChunkWriter(loader)
     batches: list[pa.Table] = []
-    rows = nbytes = 0
-    submitted_cursor, last_flush = lo, time.monotonic()
+    buffered, submitted_cursor, last_flush = 0, lo, time.monotonic()
     try:
         for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
                                    concurrency=concurrency):
             # Pages become Arrow rows of JSON text at once: no dicts are ever built.
             batches.append(loader.rows(page.raw_objects))
-            rows += batches[-1].num_rows
-            nbytes += batches[-1].nbytes
+            buffered += len(page.raw_objects)
             for done in page.completed:
                 coverage.add(*done)
             due = time.monotonic() - last_flush > FLUSH_SECONDS
-            full = rows >= chunk_rows or nbytes >= CHUNK_BYTES
-            if full or (due and coverage.frontier > submitted_cursor):
+            if buffered >= chunk_rows or (due and coverage.frontier > submitted_cursor):
                 writer.submit(batches, coverage.frontier)
-                submitted_cursor, batches, rows, nbytes = coverage.frontier, [], 0, 0
+                submitted_cursor, batches, buffered = coverage.frontier, [], 0
                 last_flush = time.monotonic()
                 if progress:
                     progress(account.client_id, spec.name, loader.result.rows_landed,

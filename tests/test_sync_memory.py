@@ -8,7 +8,6 @@ must still land every object of every stream, once, and equal the source.
 
 from __future__ import annotations
 
-import engine.sync
 import engine.warehouse
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source, new_warehouse, run_sync
@@ -44,31 +43,3 @@ def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
 
     assert result.rows["payments"] == 6_000
     assert result.rows["subscription_mrr"] > 0
-
-
-def test_chunks_end_at_their_byte_budget_and_land_every_object_once(sandbox_factory, tmp_path,
-                                                                    monkeypatch):
-    # A chunk's memory follows its bytes: large objects make chunks of fewer rows.
-    budget = 512 * 1024
-    monkeypatch.setattr(engine.sync, "CHUNK_BYTES", budget)
-    written: list[int] = []
-    flush = engine.sync._StreamLoader.flush
-
-    def spy(loader, rows, final=False, conn=None):
-        if conn is not None and loader.spec.name == "charges":
-            written.append(rows.nbytes)
-        flush(loader, rows, final, conn)
-
-    monkeypatch.setattr(engine.sync._StreamLoader, "flush", spy)
-    server = sandbox_factory([TIGHT], seed=5)
-    warehouse = new_warehouse(tmp_path)
-
-    report = run_sync(server, "tight", warehouse)
-
-    assert not report.errors, report.errors
-    assert report.streams["charges"].inserted == 6_000
-    assert compare_with_source(server, "tight", warehouse) == []
-    # 6,000 charges are ~15 MB of JSON: far more chunks than the 2 of 5,000 rows, each
-    # ending at the first page past the budget.
-    assert len(written) > 10
-    assert max(written) < 2 * budget
