@@ -36,7 +36,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +338,31 @@ def _verify(sandbox: Sandbox, synced: set[str]) -> dict:
             "verified": bool(expected) and not wrong}
 
 
+def _medians_by_tenth(finished: list) -> list[float]:
+    """The median client run time in each tenth of the cycle, in start order: flat if the
+    per-client cost does not grow with what the warehouse already holds."""
+    runs = sorted((r.start_time, r.end_time - r.start_time) for r in finished if r.start_time)
+    tenth = max(1, len(runs) // 10)
+    medians = []
+    for start in range(0, len(runs), tenth):
+        durations = sorted(d for _, d in runs[start:start + tenth])
+        medians.append(round(durations[len(durations) // 2], 2))
+    return medians
+
+
+def _maintain() -> dict:
+    """One pass of the nightly DuckLake maintenance, with its default retention."""
+    from engine.warehouse import Warehouse
+    from pipelines.lake_maintenance import MaintenanceConfig
+
+    config = MaintenanceConfig()
+    done = Warehouse.from_settings().maintain(timedelta(days=config.keep_snapshots_days),
+                                              timedelta(hours=config.keep_unused_files_hours))
+    return {"files_before": done.files_before, "files_after": done.files_after,
+            "snapshots_before": done.snapshots_before,
+            "snapshots_after": done.snapshots_after, "seconds": round(done.seconds, 1)}
+
+
 def _figures(batches: list, children: list, tick: float, end: float, clients: int,
              workers: int) -> dict:
     ok = sum(r.dagster_run.status.value == "SUCCESS" for r in children)
@@ -352,6 +377,7 @@ def _figures(batches: list, children: list, tick: float, end: float, clients: in
         "runs_failed": len(finished) - ok,
         "client_run_mean_s": round(sum(r.end_time - (r.start_time or r.end_time)
                                        for r in finished) / max(1, len(finished)), 2),
+        "client_run_median_by_tenth_s": _medians_by_tenth(finished),
         "s_per_client": round(wall * workers / max(1, len(finished)), 2)}
 
 
@@ -406,7 +432,7 @@ def _serve(stack: ExitStack, work: Path, instance: Any) -> tuple[list[str], list
 
 
 def measure(deployment: str, clients: int, workers: int, first_only: bool,
-            timeout_s: float) -> dict:
+            timeout_s: float, maintain: bool = False) -> dict:
     from tests.postgres_server import running_postgres
 
     work = Path(tempfile.mkdtemp(prefix=f"curve-{deployment}-{clients}-{workers}-",
@@ -429,6 +455,9 @@ def measure(deployment: str, clients: int, workers: int, first_only: bool,
         workspace, processes = _serve(stack, work, instance)
         summary["first"] = _cycle(instance, sandbox, workers, workspace, processes, timeout_s)
         say(f"  first cycle: {json.dumps(summary['first'])}")
+        if maintain and deployment == "lake":
+            summary["maintenance"] = _maintain()
+            say(f"  maintenance between the cycles: {json.dumps(summary['maintenance'])}")
         if not first_only:
             summary["no_change"] = _cycle(instance, sandbox, workers, workspace, processes,
                                           timeout_s)
@@ -484,12 +513,14 @@ def main() -> None:
     parser.add_argument("--workers", default="2", help="run workers, comma-separated")
     parser.add_argument("--first-only", action="store_true", help="skip the no-change cycle")
     parser.add_argument("--timeout-minutes", type=float, default=90, help="per cycle")
+    parser.add_argument("--maintain", action="store_true",
+                        help="lake: run the nightly maintenance pass between the cycles")
     parser.add_argument("--no-record", action="store_true", help="do not append to the table")
     args = parser.parse_args()
     for clients in (int(c) for c in args.clients.split(",")):
         for workers in (int(w) for w in args.workers.split(",")):
             summary = measure(args.deployment, clients, workers, args.first_only,
-                              args.timeout_minutes * 60)
+                              args.timeout_minutes * 60, args.maintain)
             print(json.dumps(summary, indent=2), flush=True)
             if not args.no_record:
                 append_row(summary)
