@@ -513,8 +513,9 @@ class LakeWarehouse(Warehouse):
 
         Every build and sync adds small files and a snapshot, and DuckLake keeps them all
         until told; the file list each statement reads grows with them. Each step runs in
-        the commit turn, as it rewrites files other writers' deletes would refer to; a table
-        at a time, so a writer waits for one table's step, never for the whole pass.
+        the commit turn, as it rewrites files other writers' deletes would refer to; a step
+        and a merged file at a time, so a writer waits for one of them, never for a table's
+        or the whole pass.
         """
         started = time.monotonic()
         database = self._database()
@@ -525,12 +526,20 @@ class LakeWarehouse(Warehouse):
             tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                   "WHERE database_name = ?", [ALIAS]).fetchall()
             for schema, table in tables:
+                where = f"{_quoted(table)}, schema => {_quoted(schema)}"
                 with turn.held():
                     conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
                                  f"{_quoted(schema)}, table_name => {_quoted(table)})")
-                    for step in ("merge_adjacent_files", "rewrite_data_files"):
-                        conn.execute(f"CALL ducklake_{step}({lake}, {_quoted(table)}, "
-                                     f"schema => {_quoted(schema)})")
+                # One merged file per turn: a large table's merge is many turns, so a writer
+                # waits for one file's worth of work (the lake's target file size), never
+                # for the whole table.
+                for _ in range(max(1, files_before)):  # each merge leaves a file fewer
+                    with turn.held():
+                        if not conn.execute(f"CALL ducklake_merge_adjacent_files({lake}, "
+                                            f"{where}, max_compacted_files => 1)").fetchall():
+                            break
+                with turn.held():
+                    conn.execute(f"CALL ducklake_rewrite_data_files({lake}, {where})")
             with turn.held():
                 for step, age in (("expire_snapshots", keep_snapshots),
                                   ("cleanup_old_files", keep_unused_files),

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -392,6 +393,42 @@ def test_maintenance_merges_files_and_expires_snapshots_keeping_every_row(
     for name in clients:
         assert compare_with_source(server, name, warehouse) == []
         assert _widgets_only(warehouse, name) == widgets[name]
+
+
+def test_maintenance_lets_writers_in_between_the_files_it_merges(lake, monkeypatch):
+    warehouse = Warehouse.from_settings()
+    with warehouse.writer() as conn:  # small merged files: a big table's merge in miniature
+        conn.execute("CALL lake.set_option('target_file_size', '20KB')")
+        conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT, s VARCHAR)")
+        for night in range(30):  # thirty commits, thirty small files
+            conn.execute("INSERT INTO meta.t SELECT 'a', range, md5(range::VARCHAR) "
+                         "FROM range(?, ?)", [night * 100, night * 100 + 100])
+
+    def files_and_rows() -> tuple[int, tuple]:
+        with warehouse.reader() as conn:
+            files = conn.execute("SELECT file_count FROM ducklake_table_info('lake') "
+                                 "WHERE table_name = 't'").fetchone()[0]
+            return files, conn.execute("SELECT count(*), sum(n), min(s), max(s) "
+                                       "FROM meta.t").fetchone()
+
+    merged_in_turn: list[int] = []
+    held = lake_module.CommitTurn.held
+
+    @contextmanager
+    def watched(self: Any) -> Iterator[None]:
+        before = files_and_rows()[0]
+        with held(self):
+            yield
+        merged_in_turn.append(before - files_and_rows()[0])
+
+    files_before, rows_before = files_and_rows()
+    monkeypatch.setattr(lake_module.CommitTurn, "held", watched)
+    warehouse.maintain(timedelta(days=7), timedelta(hours=24))
+
+    files_after, rows_after = files_and_rows()
+    assert files_after < files_before / 2
+    assert rows_after == rows_before
+    assert len([n for n in merged_in_turn if n > 0]) > 1, "merged the whole table in one turn"
 
 
 def test_maintenance_on_the_duckdb_file_has_nothing_to_do(home, tmp_path, monkeypatch):
