@@ -38,7 +38,7 @@ from dagster._utils.warnings import PreviewWarning
 from assets.partitions import clients_partitions
 from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
-from engine.freshness import freshness_problem
+from engine.freshness import freshness_problem, freshness_problems
 from engine.warehouse import Warehouse
 from resources.dagster_resources import StripeResource, WarehouseResource
 
@@ -171,7 +171,7 @@ def report_freshness(instance: DagsterInstance, clients: Iterable[str], warehous
     now = now or datetime.now(UTC)
     known = _current_verdicts(instance, clients)
     with warehouse.reader() as conn:
-        problems = {client: freshness_problem(conn, client, now) for client in clients}
+        problems = freshness_problems(conn, clients, now)
     changed = [c for c in clients if known.get(c) != (problems[c] is None)]
     changed.sort(key=lambda client: problems[client] is None)  # bad news first
     started = time.monotonic()

@@ -3,24 +3,22 @@ freshness check both apply, judged against the client's own schedule (clients.ya
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import duckdb
 
 from engine.client_config import client_config
-from engine.warehouse import last_failure
+from engine.warehouse import FAILURES_TABLE
 
 FRESHNESS_TABLE = "reporting.freshness"
 
 
 def read_built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
     """When the client's reporting tables were last built (None: never, or no tables yet)."""
-    if not conn.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'reporting' "
-                        "AND table_name = 'freshness'").fetchall():
-        return None
-    row = conn.execute(f"SELECT built_at FROM {FRESHNESS_TABLE} WHERE client_id = ?",
-                       [client_id]).fetchone()
-    return row[0] if row else None
+    rows = _rows_of(conn, "reporting", "freshness", f"SELECT built_at FROM {FRESHNESS_TABLE}",
+                    [client_id])
+    return rows[0][0] if rows else None
 
 
 def staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] | None,
@@ -39,11 +37,40 @@ def staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] 
             f"{config.stale_after}. Figures may be out of date.")
 
 
+def freshness_problems(conn: duckdb.DuckDBPyConnection, client_ids: Sequence[str],
+                       now: datetime) -> dict[str, str | None]:
+    """Why each client's figures are not current (never built included), or None.
+
+    Two queries for any number of clients: the health sensor judges all of them every few
+    minutes, and four queries a client were ~3 s a tick at 1,000 clients on the file.
+    """
+    built = dict(_rows_of(conn, "reporting", "freshness",
+                          f"SELECT client_id, built_at FROM {FRESHNESS_TABLE}", client_ids))
+    failed = {client: (at, message) for client, at, message in _rows_of(
+        conn, "meta", "sync_failures",
+        f"SELECT client_id, failed_at, message FROM {FAILURES_TABLE}", client_ids)}
+    return {client: _problem(client, built.get(client), failed.get(client), now)
+            for client in client_ids}
+
+
 def freshness_problem(conn: duckdb.DuckDBPyConnection, client_id: str,
                       now: datetime) -> str | None:
     """Why the client's figures are not current (never built included), or None."""
-    built_at = read_built_at(conn, client_id)
-    failure = last_failure(conn, client_id)
+    return freshness_problems(conn, [client_id], now)[client_id]
+
+
+def _rows_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str, select: str,
+             client_ids: Sequence[str]) -> list[tuple]:
+    """The clients' rows of a table that may not exist yet (a warehouse never built)."""
+    if not conn.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = ? "
+                        "AND table_name = ?", [schema, table]).fetchall():
+        return []
+    return conn.execute(f"{select} WHERE client_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [list(client_ids)]).fetchall()
+
+
+def _problem(client_id: str, built_at: datetime | None,
+             failure: tuple[datetime, str] | None, now: datetime) -> str | None:
     if built_at is None:
         if failure is not None:
             return (f"The last sync ({failure[0]:%Y-%m-%d %H:%M} UTC) failed: {failure[1]} "
