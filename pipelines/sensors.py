@@ -1,5 +1,6 @@
 """Sensors: keep the client partitions in step with clients.yaml and the connection store."""
 
+from datetime import UTC, datetime
 
 from dagster import (
     DefaultSensorStatus,
@@ -40,8 +41,11 @@ def register_clients_sensor(context: SensorEvaluationContext) -> SensorResult | 
     # Added here, not through SensorResult: the first runs below need the partitions to exist.
     context.instance.add_dynamic_partitions(CLIENTS_PARTITION_NAME, missing)
     context.log.info(f"Registered clients: {', '.join(missing)}")
-    return SensorResult(run_requests=batch_run_requests(context.instance, missing, "sensor",
-                                                        "first-sync"))
+    # Dagster skips a sensor's run key it has seen before: stamped with the registration, a
+    # client registered again (disconnected, then declared or connected anew) syncs again.
+    registered_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return SensorResult(run_requests=batch_run_requests(
+        context.instance, missing, "sensor", f"first-sync@{registered_at}"))
 
 
 @sensor(

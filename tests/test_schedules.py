@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import RunRequest, build_schedule_context, build_sensor_context
+from dagster import RunRequest, RunsFilter, build_schedule_context, build_sensor_context
 
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
-from pipelines.batches import batch_clients
+from pipelines.batches import BATCH_JOB_NAME, batch_clients
 from pipelines.definitions import defs
-from pipelines.instance import get_instance
+from pipelines.instance import get_instance, unregister_client
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import register_clients_sensor
 from pipelines.sync import materialize_client
@@ -48,6 +48,27 @@ clients:
         runs = [r for r in requests.run_requests or [] if isinstance(r, RunRequest)]
         assert [batch_clients(r.run_config) for r in runs] == [[expected]]
         assert runs[0].tags["stripe_reports/launched_by"] == "schedule"
+
+
+def test_a_client_registered_again_gets_a_first_sync_dagster_does_not_skip(home):
+    # Dagster's test helper: a run record as the daemon leaves it (an internal, test-only API).
+    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+    from dagster._core.test_utils import create_run_for_test
+
+    _declare(Path(home).parent / "clients.yaml", "clients:\n  acme: {key_env: ACME_KEY}\n")
+    instance = get_instance()
+    first = register_clients_sensor(build_sensor_context(instance=instance))
+    for request in first.run_requests:  # what the daemon records when it launches them
+        create_run_for_test(instance, job_name=BATCH_JOB_NAME, tags={
+            RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "register_clients"})
+
+    unregister_client(instance, "acme")  # `disconnect`; acme is still declared, so it comes back
+    again = register_clients_sensor(build_sensor_context(instance=instance))
+
+    assert [batch_clients(r.run_config) for r in again.run_requests] == [["acme"]]
+    # The daemon skips a request whose run key one of this sensor's runs already has.
+    for request in again.run_requests:
+        assert not instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key}))
 
 
 def test_a_client_whose_key_is_in_the_environment_syncs_and_is_tracked(
