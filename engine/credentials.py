@@ -53,10 +53,16 @@ class ConnectOutcome:
     # The account the client was moved from (--replace-account), and its rows removed.
     replaced_account: str | None = None
     purged_rows: int = 0
+    # clients.yaml's variable for the client's key: where it is set, it wins over this one.
+    key_env: str | None = None
 
     @property
     def warnings(self) -> list[str]:
         lines = []
+        if self.key_env:
+            lines.append(f"clients.yaml takes this client's key from the environment variable "
+                         f"{self.key_env}: wherever that is set, its key is used, not this "
+                         "one. Update the variable, or remove key_env from the client's entry.")
         if self.replaced_account:
             lines.append(f"The client moved from Stripe account {self.replaced_account}: its "
                          f"{self.purged_rows:,} synced rows were removed and the next sync "
@@ -193,7 +199,7 @@ def _validate_and_store(
         missing_permissions=[m.permission for m in missing],
     )
     return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing,
-                          moved_from, purged)
+                          moved_from, purged, client_config(client_id).key_env)
 
 
 def check_client(client_id: str, *, store: ConnectionStore | None = None,
@@ -242,5 +248,6 @@ def open_account(
         api_base=api_base or settings.api_base,
         stripe_account=config.stripe_account or (connection.stripe_account if connection else None),
         requests_per_second=config.max_requests_per_second,
+        key_env=config.key_env if env_key else None,
     )
     return account, connection

@@ -69,22 +69,34 @@ class TransientStripeError(StripeAccessError):
     """429, 5xx or a dropped connection that outlasted our retries; the key is fine."""
 
 
-def reconnect_steps(client_id: str, account_hint: str | None = None) -> tuple[str, ...]:
+def reconnect_steps(client_id: str, account_hint: str | None = None,
+                    key_env: str | None = None) -> tuple[str, ...]:
+    """How to give the client a working key. `key_env`: the environment variable the key came
+    from (clients.yaml); it wins over a stored key, so `connect` would not help there."""
     account = f" for account {account_hint}" if account_hint else ""
     return (
         f"Open the Stripe Dashboard{account} and check that the right account is selected.",
         "Go to Developers → API keys and create or reveal a Secret key "
         "(only an Administrator can).",
-        f"Run `stripe-reports connect {client_id}` and paste the key when asked "
-        "(or use Connect on the client's report page).",
+        _replace_key_step(client_id, key_env),
         f"Then run `stripe-reports sync {client_id}`.",
     )
 
 
-def permission_steps(client_id: str, permission: str, resource: str) -> tuple[str, ...]:
+def _replace_key_step(client_id: str, key_env: str | None) -> str:
+    if key_env:
+        return (f"Set the environment variable {key_env} (named for {client_id} in "
+                "clients.yaml) to the new key where the pipelines run, and restart the Dagster "
+                "daemon and code server so they read it.")
+    return (f"Run `stripe-reports connect {client_id}` and paste the key when asked "
+            "(or use Connect on the client's report page).")
+
+
+def permission_steps(client_id: str, permission: str, resource: str,
+                     key_env: str | None = None) -> tuple[str, ...]:
     return (
         "In the Stripe Dashboard open Developers → API keys and edit the restricted key: "
         f"grant Read on {resource} ({permission}), or use a full Secret key instead.",
-        f"If the key changed, run `stripe-reports connect {client_id}` and paste it.",
+        f"If the key changed: {_replace_key_step(client_id, key_env)}",
         f"Then run `stripe-reports sync {client_id}`.",
     )

@@ -111,8 +111,11 @@ class StripeAccount:
         max_network_retries: int = 0,
         retry_seconds: float | None = None,
         timeout: float = 60.0,
+        key_env: str | None = None,
     ) -> None:
         self.client_id = client_id
+        # The environment variable the key came from (clients.yaml); None: the store's key.
+        self.key_env = key_env
         self.masked_key = mask_key(secret_key)
         self.livemode = "_live_" in secret_key
         default_rate = LIVE_REQUESTS_PER_SECOND if self.livemode else TEST_REQUESTS_PER_SECOND
@@ -229,7 +232,7 @@ class StripeAccount:
             self.requests_by_tag[self.tag] = self.requests_by_tag.get(self.tag, 0) + 1
 
     def _rejected(self, error: stripe.StripeError) -> KeyRejected | KeyExpired:
-        steps = reconnect_steps(self.client_id)
+        steps = reconnect_steps(self.client_id, key_env=self.key_env)
         if _code(error) == "api_key_expired":
             return KeyExpired(
                 message=f"Stripe says the key {self.masked_key} for client "
@@ -251,7 +254,7 @@ class StripeAccount:
         return PermissionMissing(
             message=f"The restricted key {self.masked_key} for client {self.client_id!r} "
             f"lacks permission to read {label} ({permission}).",
-            steps=permission_steps(self.client_id, permission, label),
+            steps=permission_steps(self.client_id, permission, label, self.key_env),
             client_id=self.client_id, masked_key=self.masked_key,
             code=_code(error) or "permission_denied", request_id=error.request_id,
             http_status=error.http_status, details={"missing_permission": permission},
@@ -290,7 +293,7 @@ def verify_account(account: StripeAccount, expected_account_id: str | None) -> d
             message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
             f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
             "history comes from.",
-            steps=reconnect_steps(account.client_id, expected_account_id),
+            steps=reconnect_steps(account.client_id, expected_account_id, account.key_env),
             client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
         )
     return info

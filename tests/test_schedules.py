@@ -7,14 +7,17 @@ from pathlib import Path
 
 from dagster import RunRequest, RunsFilter, build_schedule_context, build_sensor_context
 
+from assets.client_health import reconnect_rows
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
+from engine.credentials import connect_client
 from pipelines.batches import BATCH_JOB_NAME, batch_clients
 from pipelines.definitions import defs
 from pipelines.instance import get_instance, unregister_client
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import register_clients_sensor
 from pipelines.sync import materialize_client
+from reports.widgets.run import RECONNECT, run_widgets
 from sandbox import AccountSpec
 
 TICK = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -84,3 +87,27 @@ def test_a_client_whose_key_is_in_the_environment_syncs_and_is_tracked(
     stored = ConnectionStore.from_settings().get("acme")
     assert stored.state.value == "connected" and stored.last_sync_at is not None
     assert stored.account_id == server.world.accounts["acme"].account_id
+
+
+def test_a_refused_environment_key_shows_reconnect_required_like_a_stored_one(
+        home, sandbox_factory, monkeypatch):
+    server = sandbox_factory([AccountSpec("acme", charges=40)])
+    _declare(Path(home).parent / "clients.yaml", "clients:\n  acme: {key_env: ACME_KEY}\n")
+    monkeypatch.setenv("ACME_KEY", server.world.accounts["acme"].secret_key)
+    assert materialize_client("acme").success
+    # A key stored for a client whose key comes from the environment would be passed over.
+    stored = connect_client("acme", server.world.accounts["acme"].secret_key)
+    assert any("ACME_KEY" in warning for warning in stored.warnings)
+
+    server.world.revoke_key("acme")
+    outcome = materialize_client("acme")
+
+    # The variable wins over a stored key: the steps say to replace it, not to `connect`.
+    assert not outcome.success
+    assert "environment variable ACME_KEY" in outcome.message
+    assert "stripe-reports connect" not in outcome.message
+    results = run_widgets("acme")
+    assert {r.state for r in results} == {RECONNECT}
+    assert any("ACME_KEY" in step for step in results[0].steps)
+    with ConnectionStore.from_settings() as store:
+        assert [row.client for row in reconnect_rows(store)] == ["acme"]
