@@ -21,6 +21,12 @@ def read_built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime |
     return rows[0][0] if rows else None
 
 
+def last_failure(conn: duckdb.DuckDBPyConnection, client_id: str
+                 ) -> tuple[datetime, str] | None:
+    """When the client's latest failed sync or build happened, and why."""
+    return _failures(conn, [client_id]).get(client_id)
+
+
 def staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] | None,
               now: datetime) -> str | None:
     """Why figures built at `built_at` may be wrong now, or None if they are current."""
@@ -46,9 +52,7 @@ def freshness_problems(conn: duckdb.DuckDBPyConnection, client_ids: Sequence[str
     """
     built = dict(_rows_of(conn, "reporting", "freshness",
                           f"SELECT client_id, built_at FROM {FRESHNESS_TABLE}", client_ids))
-    failed = {client: (at, message) for client, at, message in _rows_of(
-        conn, "meta", "sync_failures",
-        f"SELECT client_id, failed_at, message FROM {FAILURES_TABLE}", client_ids)}
+    failed = _failures(conn, client_ids)
     return {client: _problem(client, built.get(client), failed.get(client), now)
             for client in client_ids}
 
@@ -57,6 +61,13 @@ def freshness_problem(conn: duckdb.DuckDBPyConnection, client_id: str,
                       now: datetime) -> str | None:
     """Why the client's figures are not current (never built included), or None."""
     return freshness_problems(conn, [client_id], now)[client_id]
+
+
+def _failures(conn: duckdb.DuckDBPyConnection, client_ids: Sequence[str]
+              ) -> dict[str, tuple[datetime, str]]:
+    return {client: (at, message) for client, at, message in _rows_of(
+        conn, "meta", "sync_failures",
+        f"SELECT client_id, failed_at, message FROM {FAILURES_TABLE}", client_ids)}
 
 
 def _rows_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str, select: str,

@@ -289,17 +289,6 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
         conn.rollback()
 
 
-def last_failure(conn: duckdb.DuckDBPyConnection, client_id: str
-                 ) -> tuple[datetime, str] | None:
-    """When the client's latest failed sync or build happened, and why."""
-    if not conn.execute("SELECT 1 FROM duckdb_tables() WHERE schema_name = 'meta' "
-                        "AND table_name = 'sync_failures'").fetchall():
-        return None
-    row = conn.execute(f"SELECT failed_at, message FROM {FAILURES_TABLE} WHERE client_id = ?",
-                       [client_id]).fetchone()
-    return (row[0], row[1]) if row else None
-
-
 def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:
     row = conn.execute(
         "SELECT created_cursor, events_cursor, last_full_sync, full_started_at "

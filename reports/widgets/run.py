@@ -15,10 +15,10 @@ import duckdb
 
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
 from engine.currencies import currency_exponent
-from engine.freshness import read_built_at, staleness
+from engine.freshness import last_failure, read_built_at, staleness
 from engine.sql import bound
 from engine.streams import STREAMS
-from engine.warehouse import Warehouse, last_failure
+from engine.warehouse import Warehouse
 from reports.widgets.catalog import WIDGETS, Widget, get_widget
 
 DEFAULT_DAYS = 30
