@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from dagster import AssetMaterialization, DagsterInstance
 
-from pipelines.sync import POOL_OVERFLOW, POOL_RECYCLE_SECONDS
+from pipelines.client_runs import POOL_OVERFLOW, POOL_RECYCLE_SECONDS
 
 
 def _ms_per_event(instance: DagsterInstance, events: int) -> float:

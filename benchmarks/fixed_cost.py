@@ -28,19 +28,15 @@ from benchmarks.sandbox_process import BenchAccount, SandboxProcess
 
 BATCH_SCRIPT = """
 import sys
-from pipelines.batches import BATCH_JOB_NAME
-from pipelines.definitions import defs
 from pipelines.instance import get_instance
-clients = sys.argv[1:]
-result = defs.resolve_job_def(BATCH_JOB_NAME).execute_in_process(
-    run_config={"ops": {"sync_clients_in_turn": {"config": {"clients": clients}}}},
-    instance=get_instance(), raise_on_error=False)
+from tests.sync_helpers import run_batch
+result = run_batch(get_instance(), sys.argv[1:], launched_by="cli")
 sys.exit(0 if result.success else 1)
 """
 
 
 def _cli(*args: str, stdin: str = "") -> None:
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], input=stdin,
+    done = subprocess.run([sys.executable, "-m", "apps.cli", *args], input=stdin,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"stripe-reports {' '.join(args)} failed:\n{done.stderr[-2000:]}")
@@ -72,7 +68,7 @@ def measure(clients: int, repeat: int) -> dict:
         say(f"first sync of {clients} clients")
         _cli("sync", "--all")
         say("no-change syncs")
-        one_cli = _median_of(repeat, [sys.executable, "-m", "pipelines.cli", "sync", names[0]])
+        one_cli = _median_of(repeat, [sys.executable, "-m", "apps.cli", "sync", names[0]])
         batch_one = _median_of(repeat, [sys.executable, "-c", BATCH_SCRIPT, names[0]])
         batch_all = _median_of(repeat, [sys.executable, "-c", BATCH_SCRIPT, *names])
     further = (batch_all - batch_one) / (clients - 1)

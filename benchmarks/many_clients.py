@@ -57,7 +57,7 @@ def cli_environment(home: Path, api_base: str) -> dict[str, str]:
 
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("stripe-reports")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipelines.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "apps.cli"]
 
 
 def connect(client_id: str, account: ServedAccount, env: dict[str, str]) -> None:

@@ -32,7 +32,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipelines.jobs import LAUNCHED_BY_TAG, launcher_tags
+from pipelines.client_runs import materialize_client, prepare_instance
+from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
 
 BATCH_JOB_NAME = "stripe_sync_batch_job"
 BATCH_TAG = "stripe_reports/batch_run_id"
@@ -122,13 +123,12 @@ def _child_tags(context: OpExecutionContext) -> dict[str, str]:
 @op(description="Run each client's stripe_sync_job in this process, one after another; "
     "fails at the end, naming the clients that failed, if any did.")
 def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> None:
-    # pipelines.sync loads the Definitions, which hold this job: imported when a batch runs.
-    from pipelines.sync import materialize_client, prepare_instance
-
     prepare_instance(context.instance, config.clients)
+    # The sync job of the code location this batch runs in: no import of the Definitions.
+    sync_job = context.repository_def.get_job(SYNC_JOB_NAME)
     failed = []
     for number, client in enumerate(config.clients, start=1):
-        outcome = materialize_client(client, launched_by=config.launched_by,
+        outcome = materialize_client(client, job=sync_job, launched_by=config.launched_by,
                                      instance=context.instance, tags=_child_tags(context))
         verdict = "synced" if outcome.success else f"failed: {outcome.message}"
         context.log.info(f"{number}/{len(config.clients)} {client} {verdict} "

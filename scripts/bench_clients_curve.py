@@ -205,7 +205,7 @@ def _connect_bulk(sandbox: Sandbox, work: Path) -> dict:
     lines = "".join(f"{name}\t{a['secret_key']}\n" for name, a in sandbox.accounts.items())
     sandbox.reset_stats()
     started = time.perf_counter()
-    done = subprocess.run([PYTHON, "-m", "pipelines.cli", "connect", "--bulk"], cwd=ROOT,
+    done = subprocess.run([PYTHON, "-m", "apps.cli", "connect", "--bulk"], cwd=ROOT,
                           input=lines, text=True, capture_output=True)
     elapsed = time.perf_counter() - started
     (work / "connect.log").write_text(done.stdout + done.stderr)

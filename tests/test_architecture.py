@@ -15,10 +15,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dagster resources", ("resources",)),
     ("dagster assets", ("assets",)),
     ("dagster definitions", ("pipelines",)),
-    ("apps", ("pipelines.cli", "pipelines.cli_connections", "pipelines.terminal",
-              "pipelines.demo", "reports.web", "reports.cli_widgets")),
+    ("apps", ("apps",)),
 ]
-PRODUCT = ("engine", "resources", "assets", "pipelines", "reports")
+PRODUCT = ("engine", "resources", "assets", "pipelines", "reports", "apps")
 MAX_FUNCTION_LINES = 50
 
 
@@ -111,3 +110,71 @@ def test_no_function_is_longer_than_fifty_lines():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
     assert long == []
+
+
+def _type_only(tree: ast.AST) -> set[int]:
+    """Imports under `if TYPE_CHECKING:`: for type checkers, never run."""
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            ids |= {id(inner) for inner in ast.walk(node) if inner is not node}
+    return ids
+
+
+def _targets(imported: str, node: ast.stmt, modules: dict[str, Path]) -> list[str]:
+    """The modules of ours an import loads: `from pkg import mod` names the module itself."""
+    if isinstance(node, ast.ImportFrom):
+        named = [f"{imported}.{alias.name}" for alias in node.names]
+        found = [name for name in named if name in modules]
+        if len(found) == len(named):
+            return found
+    return [imported] if imported in modules else []
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_only(tree)
+        graph[module] = {target for imported, node in _imports(tree) if id(node) not in skipped
+                         for target in _targets(imported, node, modules) if target != module}
+    return graph
+
+
+def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
+    """A path of imports from `start` back to itself, if there is one."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        module, path = stack.pop()
+        for target in graph.get(module, ()):
+            if target == start:
+                return [*path, start]
+            if target not in seen:
+                seen.add(target)
+                stack.append((target, [*path, target]))
+    return None
+
+
+def test_no_import_circle_between_product_files():
+    graph = _import_graph()
+    circles = {" -> ".join(c) for m in graph if (c := _cycle_from(m, graph))}
+    assert sorted(circles) == []
+
+
+def test_only_the_apps_import_the_definitions():
+    outside = [f"{module} imports pipelines.definitions"
+               for module, targets in _import_graph().items()
+               if "pipelines.definitions" in targets and _layer(module) != len(LAYERS) - 1]
+    assert outside == []
+
+
+def test_the_engine_never_imports_dagster():
+    found = []
+    for module, path in _modules().items():
+        if _layer(module) != 0:
+            continue
+        for imported, node in _imports(ast.parse(path.read_text())):
+            if imported == "dagster" or imported.startswith(("dagster.", "dagster_")):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {imported}")
+    assert found == []

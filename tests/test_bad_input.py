@@ -151,7 +151,7 @@ def test_far_off_or_huge_periods_are_refused(reported, start, end):
 def test_the_web_answers_400_to_far_off_or_huge_periods(reported):
     from starlette.testclient import TestClient
 
-    from reports.web import create_app
+    from apps.web.app import create_app
 
     with TestClient(create_app(), base_url="http://127.0.0.1:8050") as client:
         for start, end in (("0001-01-01", "2024-01-01"), ("5100-01-01", "9999-12-31"),

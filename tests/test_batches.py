@@ -20,6 +20,7 @@ from pipelines.instance import connect_and_register, get_instance, register_clie
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME
 from pipelines.schedules import build_sync_schedules
 from sandbox import AccountSpec
+from tests.sync_helpers import run_batch
 
 TICK = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
@@ -92,10 +93,7 @@ def test_a_batch_run_syncs_each_client_in_its_own_run_and_names_the_one_that_fai
     server.world.revoke_key("globex")
     instance = get_instance()
 
-    batch = defs.resolve_job_def(BATCH_JOB_NAME).execute_in_process(
-        run_config={"ops": {"sync_clients_in_turn": {"config": {
-            "clients": ["acme", "globex", "initech"], "launched_by": "schedule"}}}},
-        instance=instance, raise_on_error=False)
+    batch = run_batch(instance, ["acme", "globex", "initech"])
 
     assert not batch.success
     failure = next(e for e in batch.all_events if e.is_step_failure)

@@ -184,7 +184,7 @@ def test_the_sync_summary_reads_naturally(synced):
 def test_unknown_names_change_nothing_in_dagster_the_store_or_the_warehouse(synced):
     from starlette.testclient import TestClient
 
-    from reports.web import create_app
+    from apps.web.app import create_app
 
     before = (dagster_state(), row_counts(), ConnectionStore.from_settings().list())
     assert before[0][0] == ["acme"] and len(before[0][1]) == 1
@@ -245,7 +245,7 @@ def _period(*args: str) -> tuple[str, str]:
 def test_a_lone_start_ends_today_and_a_lone_end_starts_30_days_earlier(reported):
     from starlette.testclient import TestClient
 
-    from reports.web import create_app
+    from apps.web.app import create_app
 
     today = datetime.now(UTC).date()
     start = today - timedelta(days=45)

@@ -39,8 +39,8 @@ FRESH_KEY = "rk_test_" + "Fresh" * 6
 def synced(home, sandbox_factory, tmp_path):
     """acme (hourly, the default) and globex (daily in clients.yaml), both connected and
     synced once through stripe_sync_job runs, as `stripe-reports sync` does."""
+    from apps.launch import materialize_client
     from pipelines.instance import connect_and_register, get_instance
-    from pipelines.sync import materialize_client
 
     (tmp_path / "clients.yaml").write_text('clients:\n  globex:\n    schedule: "0 6 * * *"\n')
     server = sandbox_factory([AccountSpec(name, **SMALL) for name in ("acme", "globex")])
@@ -118,8 +118,8 @@ def test_a_spent_budget_leaves_verdicts_for_the_next_tick(synced):
 
 
 def test_a_revoked_key_is_listed_with_its_steps_until_a_good_reconnect(synced):
+    from apps.launch import materialize_client
     from pipelines.instance import connect_and_register
-    from pipelines.sync import materialize_client
 
     server, instance = synced
     server.world.revoke_key("globex")
@@ -175,9 +175,9 @@ def test_the_health_sensor_follows_a_reconnect_made_without_a_sync(synced):
     """`stripe-reports connect` alone runs nothing: the client_health sensor updates the list."""
     from dagster import build_sensor_context
 
+    from apps.launch import materialize_client
     from pipelines.instance import connect_and_register
     from pipelines.sensors import client_health_sensor
-    from pipelines.sync import materialize_client
 
     server, instance = synced
     server.world.revoke_key("acme")

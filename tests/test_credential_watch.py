@@ -177,8 +177,8 @@ def test_a_failed_watch_run_alerts_once_per_failed_client(world, webhook, monkey
 
 def test_a_cli_sync_failing_on_a_revoked_key_alerts_with_the_stored_reason(
         world, webhook, monkeypatch, capfd):
+    from apps.launch import materialize_client
     from pipelines.instance import get_instance
-    from pipelines.sync import materialize_client
 
     monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
     sensor = SensorTicks(get_instance())
@@ -199,8 +199,8 @@ def test_a_cli_sync_failing_on_a_revoked_key_alerts_with_the_stored_reason(
 
 def test_a_sync_stopped_by_the_network_alerts_nobody_and_fails_no_key(
         world, webhook, monkeypatch, capfd):
+    from apps.launch import materialize_client
     from pipelines.instance import get_instance
-    from pipelines.sync import materialize_client
 
     monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
     sensor = SensorTicks(get_instance())
@@ -262,8 +262,8 @@ def test_a_client_reconnected_before_the_sensor_runs_gets_no_alert(world, capfd)
 def test_failures_from_before_the_sensor_first_ran_are_alerted_once(
         world, webhook, monkeypatch, capfd):
     """`stripe-reports demo` fails a client before any daemon runs; `dagster dev` comes later."""
+    from apps.launch import materialize_client
     from pipelines.instance import get_instance
-    from pipelines.sync import materialize_client
 
     monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
     assert not materialize_client("globex").success
@@ -282,9 +282,9 @@ def test_a_sensor_first_switched_on_skips_failures_older_than_its_look_back(
         world, webhook, monkeypatch):
     from datetime import timedelta
 
+    from apps.launch import materialize_client
     from pipelines import alerts
     from pipelines.instance import get_instance
-    from pipelines.sync import materialize_client
 
     monkeypatch.setenv("STRIPE_REPORTS_ALERT_WEBHOOK", webhook.url)
     assert not materialize_client("globex").success

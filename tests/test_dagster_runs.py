@@ -7,10 +7,10 @@ import time
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from apps.launch import sync_clients
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.credentials import connect_client
 from engine.warehouse import Warehouse
-from pipelines.sync import sync_clients
 from sandbox import AccountSpec
 
 
@@ -38,8 +38,8 @@ def test_two_clients_sync_at_once_and_both_runs_are_recorded(home, sandbox_facto
 
 
 def test_a_key_accepted_without_a_permission_syncs_everything_else(home, sandbox_factory):
+    from apps.launch import materialize_client
     from engine.connection_store import ConnectionStore
-    from pipelines.sync import materialize_client
 
     server = sandbox_factory([AccountSpec("acme", charges=300)])
     key = server.world.accounts["acme"].restricted_key(without={"refunds"})
@@ -58,7 +58,7 @@ def test_a_key_accepted_without_a_permission_syncs_everything_else(home, sandbox
 
 
 def test_sync_of_chosen_streams_rebuilds_reporting(home, sandbox_factory):
-    from pipelines.sync import materialize_client
+    from apps.launch import materialize_client
 
     server = sandbox_factory([AccountSpec("acme", charges=120)])
     connect_client("acme", server.world.accounts["acme"].secret_key)
@@ -83,7 +83,7 @@ def _sync_runs(instance: DagsterInstance, launched_by: str | None = None) -> lis
 
 def test_cli_and_demo_syncs_are_stripe_sync_job_runs_tagged_with_their_launcher(
         home, sandbox_factory, monkeypatch):
-    from pipelines.sync import LAUNCHER_ENV
+    from apps.launch import LAUNCHER_ENV
 
     server = sandbox_factory([AccountSpec("acme", **SMALL)])
     connect_client("acme", server.world.accounts["acme"].secret_key)
@@ -109,7 +109,7 @@ def test_cli_and_demo_syncs_are_stripe_sync_job_runs_tagged_with_their_launcher(
 
 @pytest.mark.slow
 def test_the_report_pages_reconnect_sync_is_a_run_launched_by_the_web(home, sandbox_factory):
-    from pipelines.sync import start_background_sync
+    from apps.launch import start_background_sync
 
     server = sandbox_factory([AccountSpec("acme", **SMALL)])
     connect_client("acme", server.world.accounts["acme"].secret_key)
@@ -133,8 +133,8 @@ def test_the_report_pages_reconnect_sync_is_a_run_launched_by_the_web(home, sand
 
 @pytest.mark.slow
 def test_every_stream_alone_and_together_syncs_with_its_child_tables(home, sandbox_factory):
+    from apps.launch import materialize_client
     from engine.streams import STREAMS
-    from pipelines.sync import materialize_client
 
     server = sandbox_factory([AccountSpec("acme", **SMALL)])
     connect_client("acme", server.world.accounts["acme"].secret_key)
@@ -164,9 +164,9 @@ def test_run_config_streams_that_disagree_with_the_selection_fail_clearly(
     from dagster import RunConfig
 
     from assets.stripe_assets import SyncConfig
+    from pipelines.client_runs import _failure_text
     from pipelines.definitions import defs
     from pipelines.instance import get_instance, register_clients
-    from pipelines.sync import _failure_text
 
     server = sandbox_factory([AccountSpec("acme", **SMALL)])
     connect_client("acme", server.world.accounts["acme"].secret_key)

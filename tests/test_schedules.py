@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster import RunRequest, RunsFilter, build_schedule_context, build_sensor_context
 
+from apps.launch import materialize_client
 from assets.client_health import reconnect_rows
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
@@ -16,7 +17,6 @@ from pipelines.definitions import defs
 from pipelines.instance import get_instance, unregister_client
 from pipelines.schedules import build_sync_schedules
 from pipelines.sensors import register_clients_sensor
-from pipelines.sync import materialize_client
 from reports.widgets.run import RECONNECT, run_widgets
 from sandbox import AccountSpec
 

@@ -52,7 +52,7 @@ def report_pages() -> dict[str, str]:
     """What the report page serves: HTML and JSON, including a refused reconnect."""
     from starlette.testclient import TestClient
 
-    from reports.web import create_app
+    from apps.web.app import create_app
 
     served = {}
     with TestClient(create_app(), base_url="http://127.0.0.1:8050") as client:
@@ -116,7 +116,7 @@ def test_a_sentinel_key_is_nowhere_in_what_the_product_leaves(sandbox, home, tmp
         assert leaks(json.dumps([run.run_config, run.tags], default=str)) == []
 
     # The report page, HTML and JSON (a missing report module skips only this part).
-    if importlib.util.find_spec("reports.web") is not None:
+    if importlib.util.find_spec("apps.web") is not None:
         served = report_pages()
         assert mask_key(SENTINELS["acme"]) in served["/"]
         for path, text in served.items():

@@ -8,10 +8,10 @@ import pytest
 from markupsafe import escape
 from starlette.testclient import TestClient
 
+from apps.web.app import create_app
 from engine.connection_store import ConnectionStore
 from engine.failures import StripeAccessError
 from engine.warehouse import Warehouse
-from reports.web import create_app
 from reports.widgets import run_widget
 from tests.test_reporting_support import seed_report_data
 
@@ -131,7 +131,7 @@ def test_connect_stores_then_starts_a_sync_and_follows_it(client, monkeypatch):
                                   livemode=False)
 
     monkeypatch.setattr("pipelines.instance.connect_and_register", connect)
-    monkeypatch.setattr("pipelines.sync.start_background_sync",
+    monkeypatch.setattr("apps.launch.start_background_sync",
                         lambda client_id: seen.setdefault("sync", client_id))
     answer = client.post("/clients/initech/connect", follow_redirects=False,
                          data={"secret_key": f"  {SECRET}\n", "replace_account": "yes",

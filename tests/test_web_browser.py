@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from apps.web.app import TILES, create_app
 from engine.connection_store import ConnectionStore
 from engine.warehouse import Warehouse
-from reports.web import TILES, create_app
 from reports.widgets import format_value, run_widget
 from tests.test_reporting_support import seed_report_data
 
@@ -190,7 +190,7 @@ def test_reconnect_then_sync_ends_with_figures(app, page, monkeypatch):
         threading.Thread(target=run, daemon=True).start()
 
     monkeypatch.setattr("pipelines.instance.connect_and_register", connect)
-    monkeypatch.setattr("pipelines.sync.start_background_sync", sync_later)
+    monkeypatch.setattr("apps.launch.start_background_sync", sync_later)
     page.goto(f"{app.url}/clients/initech")
     page.click("#connect-button")
     page.fill("#connect-dialog input[name=secret_key]", NEW_KEY)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from apps.web.app import create_app
 from engine.credentials import connect_client
 from engine.warehouse import Warehouse
-from reports.web import create_app
 from sandbox import AccountSpec
 from tests.sync_helpers import run_sync
 

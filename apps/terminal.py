@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-if TYPE_CHECKING:  # only a type: importing pipelines.sync here would slow every command
-    from pipelines.sync import ClientSyncOutcome
+if TYPE_CHECKING:  # only a type: importing Dagster here would slow every command
+    from pipelines.client_runs import ClientSyncOutcome
 
 # One word per state everywhere (CONTRACT.md): connection states, check and sync outcomes.
 STATE_STYLES = {

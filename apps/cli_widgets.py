@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from pipelines.terminal import console, print_table
+from apps.terminal import console, print_table
 from reports.widgets import UnknownWidget, render, run_widget, widget_catalog
 
 

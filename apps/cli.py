@@ -96,7 +96,7 @@ def connect(client: str | None, name: str | None, strict: bool, replace_account:
     validated against Stripe, then stored encrypted; the account id and the masked key are
     printed. A refused key stores nothing and says what to do."""
     # The connection commands import the store and Dagster: loaded only when one runs.
-    from pipelines import cli_connections
+    from apps import cli_connections
 
     if bulk:
         if client or name:
@@ -119,7 +119,7 @@ def disconnect(client: str, purge: bool) -> int:
     """Delete CLIENT's stored key and its Dagster partition (no more scheduled syncs).
 
     The client's synced data stays in the warehouse unless --purge."""
-    from pipelines import cli_connections  # the store and Dagster: only when it runs
+    from apps import cli_connections  # the store and Dagster: only when it runs
 
     check_names([client])
     return cli_connections.disconnect(client, purge)
@@ -132,7 +132,7 @@ def disconnect(client: str, purge: bool) -> int:
 def clients(as_json: bool) -> int:
     """Every client with its state (connected, failed, disconnected), Stripe account,
     masked key, last check and last successful sync; then what to do for each failed one."""
-    from pipelines import cli_connections  # the store: only when it runs
+    from apps import cli_connections  # the store: only when it runs
 
     return cli_connections.clients(as_json)
 
@@ -143,7 +143,7 @@ def clients(as_json: bool) -> int:
 def check(clients: tuple[str, ...]) -> int:
     """Run the credential check now for each CLIENT (default: every client with a stored key)
     and record the result; a failed key prints its reconnect steps and exits 1."""
-    from pipelines import cli_connections  # the store and the Stripe SDK: only when it runs
+    from apps import cli_connections  # the store and the Stripe SDK: only when it runs
 
     return cli_connections.check(check_names(clients))
 
@@ -176,8 +176,8 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
     chosen = _streams(streams)
     names, skipped = (check_names(clients), 0) if clients else _every_client()
     # Dagster and the process pool: loaded only when a sync runs.
-    from pipelines.sync import sync_clients
-    from pipelines.terminal import SyncProgressView, plural, print_outcome
+    from apps.launch import sync_clients
+    from apps.terminal import SyncProgressView, plural, print_outcome
 
     view = SyncProgressView(names, sys.stderr)
     outcomes = sync_clients(names, full_refresh=full_refresh, streams=chosen,
@@ -226,7 +226,7 @@ def _streams(text: str | None) -> list[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def widgets(as_json: bool) -> int:
     """The widget catalog: name, kind, title and parameters of every widget."""
-    from reports import cli_widgets  # the widget catalog and DuckDB: only when it runs
+    from apps import cli_widgets  # the widget catalog and DuckDB: only when it runs
 
     return cli_widgets.print_catalog(as_json)
 
@@ -251,7 +251,7 @@ def widget(client: str, widget: str, start: str | None, end: str | None,
 
     Each state is an answer and exits 0: ok, no_data, stale, reconnect_required (the JSON's
     `state` says which). A reversed or far-off period exits 2."""
-    from reports import cli_widgets  # the widget catalog and DuckDB: only when it runs
+    from apps import cli_widgets  # the widget catalog and DuckDB: only when it runs
 
     check_names([client])
     return cli_widgets.print_widget(client, widget, start, end, currency, fmt)
@@ -269,7 +269,7 @@ def widget(client: str, widget: str, start: str | None, end: str | None,
               help="1 to 65535, or 0 for any free port.")
 def serve(host: str, port: int) -> int:
     """The report web page: one report per client, a JSON API and the reconnect form."""
-    from reports.web import serve as serve_page  # Starlette and uvicorn: only when it runs
+    from apps.web import serve as serve_page  # Starlette and uvicorn: only when it runs
 
     serve_page(host=host, port=port)
     return 0
@@ -310,7 +310,7 @@ def demo(port: int, seed: int) -> int:
     """Start the sandbox, connect its three demo clients (one key gets revoked), sync them,
     print every widget and the reconnect steps for the failed client, then say how to open
     the Dagster UI and the report page."""
-    from pipelines.demo import run_demo  # Dagster and the sandbox: only when it runs
+    from apps.demo import run_demo  # Dagster and the sandbox: only when it runs
 
     return run_demo(port=port, seed=seed)
 

@@ -10,9 +10,9 @@ import threading
 
 from rich.text import Text
 
+from apps.terminal import console, plural, print_steps, print_table, state_text
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
 from engine.failures import StripeAccessError
-from pipelines.terminal import console, plural, print_steps, print_table, state_text
 
 
 def _read_key(client_id: str) -> str:
@@ -58,7 +58,7 @@ def connect(client_id: str, name: str | None, strict: bool, replace_account: boo
 def connect_bulk(strict: bool, replace_account: bool, parallel: int) -> int:
     """Lines `CLIENT<TAB>KEY[<TAB>NAME]` from standard input; one outcome line each."""
     # Dagster's import costs a second: only the commands that register partitions pay it.
-    from pipelines.bulk_connect import connect_many, parse_bulk
+    from apps.bulk_connect import connect_many, parse_bulk
 
     with ConnectionStore.from_settings() as store:
         store.verify_master_key()  # a wrong master key refuses the batch before any check

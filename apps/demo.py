@@ -11,10 +11,10 @@ import os
 import sys
 from typing import TextIO
 
+from apps.launch import sync_clients
+from apps.terminal import SyncProgressView, print_outcome
 from engine.settings import load_settings
 from pipelines.instance import connect_and_register
-from pipelines.sync import sync_clients
-from pipelines.terminal import SyncProgressView, print_outcome
 from reports.widgets import format_result_line, run_widget, widget_catalog
 from sandbox import SandboxServer, SandboxWorld
 from sandbox.demo import DEMO_SPECS

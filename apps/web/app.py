@@ -58,7 +58,7 @@ from reports.widgets import (
     widget_catalog,
 )
 
-log = logging.getLogger("stripe_reports.web")
+log = logging.getLogger("stripe_apps.web")
 
 HERE = Path(__file__).parent
 TILES = (
@@ -313,8 +313,8 @@ async def connect_form(request: Request) -> Response:
 
 def _connect_and_sync(client_id: str, raw_key: str, replace_account: bool) -> None:
     # Looked up at call time so the CLI, the page and tests share the one implementation.
+    from apps.launch import start_background_sync
     from pipelines.instance import connect_and_register
-    from pipelines.sync import start_background_sync
 
     connect_and_register(client_id, raw_key, replace_account=replace_account)
     start_background_sync(client_id)
