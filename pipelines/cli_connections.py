@@ -106,9 +106,9 @@ def disconnect(client_id: str, purge: bool) -> int:
         return 1
     unregister_client(get_instance(), client_id)  # no more scheduled runs, no partition
     if purge:
-        from engine.warehouse import Warehouse  # DuckDB: only a purge needs it
+        from engine.warehouse_factory import warehouse_from_settings  # only a purge needs it
 
-        removed = Warehouse.from_settings().purge_client(client_id)
+        removed = warehouse_from_settings().purge_client(client_id)
         print(f"Disconnected {client_id}: its key and Dagster partition are deleted, and its "
               f"{plural(removed, 'synced row')} too.")
         return 0
