@@ -108,9 +108,10 @@ def disconnect(client_id: str, purge: bool) -> int:
     if purge:
         from engine.warehouse_factory import warehouse_from_settings  # only a purge needs it
 
-        removed = warehouse_from_settings().purge_client(client_id)
+        warehouse = warehouse_from_settings()
+        removed = warehouse.purge_client(client_id)
         print(f"Disconnected {client_id}: its key and Dagster partition are deleted, and its "
-              f"{plural(removed, 'synced row')} too.")
+              f"{plural(removed, 'synced row')} too, for good. {warehouse.purge_note}".rstrip())
         return 0
     print(f"Disconnected {client_id}: its key and Dagster partition are deleted; its synced "
           f"data stays in the warehouse (run `stripe-reports disconnect {client_id} --purge` "

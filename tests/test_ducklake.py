@@ -437,3 +437,94 @@ def test_maintenance_on_the_duckdb_file_has_nothing_to_do(home, tmp_path, monkey
     assert result.success
     logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("nothing to do" in message for message in logged)
+
+
+PURGED = "purged-client"
+
+
+def _client_tables(warehouse: Warehouse) -> list[str]:
+    with warehouse.reader() as conn:
+        return [f"{s}.{t}" for s, t in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.columns "
+            "WHERE column_name = 'client_id' AND table_catalog = 'lake' "
+            "AND table_schema IN ('stripe', 'reporting', 'meta')").fetchall()]
+
+
+def _rows_at_versions(warehouse: Warehouse, versions: list[int], client: str) -> dict[int, int]:
+    """The client's rows each snapshot still shows (an expired snapshot shows none)."""
+    tables, shown = _client_tables(warehouse), {}
+    for version in versions:
+        with warehouse.reader() as conn:
+            try:
+                shown[version] = sum(conn.execute(
+                    f"SELECT count(*) FROM {table} AT (VERSION => {version}) "
+                    "WHERE client_id = ?", [client]).fetchone()[0] for table in tables)
+            except duckdb.Error as error:  # a table not there yet, or the snapshot expired
+                assert "does not exist" in str(error) or "not found" in str(error).lower() \
+                    or "snapshot" in str(error).lower(), error
+    return shown
+
+
+def _files_holding(data_path: Path, text: str) -> list[str]:
+    """Data files (Parquet, delete files included) with a row whose any column holds `text`."""
+    holding = []
+    with duckdb.connect() as conn:
+        for file in sorted(data_path.rglob("*.parquet")):
+            hits = conn.execute("SELECT count(*) FROM read_parquet(?) t "
+                                "WHERE CAST(t AS VARCHAR) LIKE ?",
+                                [str(file), f"%{text}%"]).fetchone()[0]
+            if hits or text.encode() in file.read_bytes():
+                holding.append(file.name)
+    return holding
+
+
+def _catalog_rows_holding(warehouse: LakeWarehouse, text: str) -> int:
+    """Rows DuckLake inlined into the PostgreSQL catalog that hold `text`."""
+    with psycopg2.connect(warehouse.dsn) as session, session.cursor() as cursor:
+        cursor.execute("SELECT schemaname, tablename FROM pg_tables "
+                       "WHERE tablename LIKE 'ducklake_inlined_data%'")
+        total = 0
+        for schema, table in cursor.fetchall():
+            cursor.execute(f'SELECT count(*) FROM "{schema}"."{table}" t '
+                           "WHERE t::text LIKE %s", (f"%{text}%",))
+            total += cursor.fetchone()[0]
+    session.close()
+    return total
+
+
+def test_purge_leaves_no_snapshot_and_no_file_holding_the_clients_rows(lake, sandbox_factory):
+    from tests.test_cli import run_cli, save  # the real command line, against this lake
+
+    server = sandbox_factory([AccountSpec(name, charges=60, customers=10, subscriptions=6)
+                              for name in ("keeper", PURGED)], seed=8)
+    warehouse = warehouse_from_settings()
+    assert isinstance(warehouse, LakeWarehouse)
+    for name in ("keeper", PURGED):
+        save(name)
+        for _ in range(2):  # two syncs and builds: rows replaced, several snapshots
+            assert run_sync(server, name, warehouse).errors == []
+            with warehouse.writer() as conn:
+                build_reporting_tables(conn, name, now=NOW)
+    keeper_widgets = _widgets_only(warehouse, "keeper")
+    with warehouse.reader() as conn:
+        versions = [v for (v,) in conn.execute(
+            "SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    data_path = Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
+    assert sum(_rows_at_versions(warehouse, versions, PURGED).values()) > 0
+    assert _files_holding(data_path, PURGED)  # the check below can see what it looks for
+
+    purged = run_cli("disconnect", PURGED, "--purge")
+
+    assert purged.returncode == 0, purged.stderr
+    assert "time travel" in purged.stdout and "every client" in purged.stdout
+    close_databases()  # what this process cached of the lake is read afresh
+    warehouse = warehouse_from_settings()
+    with warehouse.reader() as conn:
+        now_there = [v for (v,) in conn.execute(
+            "SELECT snapshot_id FROM ducklake_snapshots('lake')").fetchall()]
+    shown = _rows_at_versions(warehouse, sorted(set(versions + now_there)), PURGED)
+    assert shown and set(shown.values()) == {0}, shown
+    assert _files_holding(data_path, PURGED) == []
+    assert _catalog_rows_holding(warehouse, PURGED) == 0
+    assert compare_with_source(server, "keeper", warehouse) == []
+    assert _widgets_only(warehouse, "keeper") == keeper_widgets
