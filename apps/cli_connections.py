@@ -106,11 +106,12 @@ def disconnect(client_id: str, purge: bool) -> int:
         return 1
     unregister_client(get_instance(), client_id)  # no more scheduled runs, no partition
     if purge:
-        from engine.warehouse import Warehouse  # DuckDB: only a purge needs it
+        from engine.warehouse_factory import warehouse_from_settings  # only a purge needs it
 
-        removed = Warehouse.from_settings().purge_client(client_id)
+        warehouse = warehouse_from_settings()
+        removed = warehouse.purge_client(client_id)
         print(f"Disconnected {client_id}: its key and Dagster partition are deleted, and its "
-              f"{plural(removed, 'synced row')} too.")
+              f"{plural(removed, 'synced row')} too, for good. {warehouse.purge_note}".rstrip())
         return 0
     print(f"Disconnected {client_id}: its key and Dagster partition are deleted; its synced "
           f"data stays in the warehouse (run `stripe-reports disconnect {client_id} --purge` "

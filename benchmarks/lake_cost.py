@@ -52,10 +52,10 @@ def served_with_home(stack: ExitStack, world: SandboxWorld, prefix: str
 def _widgets_ms(target: str) -> float:
     # The reporting build is an asset's job; imported here to keep the module light.
     from assets.reporting.build import build_reporting_tables
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import open_warehouse
     from reports.widgets import run_widgets
 
-    warehouse = Warehouse(target)
+    warehouse = open_warehouse(target)
     with warehouse.writer() as conn:
         build_reporting_tables(conn, CLIENT)
     started = time.perf_counter()

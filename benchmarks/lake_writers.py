@@ -27,30 +27,31 @@ from pathlib import Path
 
 from benchmarks.lake_cost import _lake, served_with_home
 from benchmarks.sync_process import SyncJob, run_sync
-from engine.lake import LakeWarehouse, files_and_snapshots
+from engine.lake.maintenance import files_and_snapshots
+from engine.lake.warehouse import LakeWarehouse
 from engine.streams import STREAMS
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 from sandbox import AccountSpec, SandboxWorld
 
 BUILDER = """
 import json, os, sys, time
 from assets.reporting.build import build_reporting_tables
-from engine import lake
-from engine.warehouse import Warehouse
+from engine.lake import retrying
+from engine.warehouse_factory import open_warehouse
 job = json.loads(sys.stdin.read())
-warehouse, durations = Warehouse(job["target"]), []
+warehouse, durations = open_warehouse(job["target"]), []
 for _ in range(job["rounds"]):
     for client in job["clients"]:
         started = time.perf_counter()
         with warehouse.writer() as conn:
             build_reporting_tables(conn, client)
         durations.append(time.perf_counter() - started)
-print(json.dumps({"durations": durations, "retried": lake.retried_commits}))
+print(json.dumps({"durations": durations, "retried": retrying.retried_commits}))
 """
 
 
 def _files(target: str) -> int:
-    with Warehouse(target).reader() as conn:
+    with open_warehouse(target).reader() as conn:
         return files_and_snapshots(conn)[0]
 
 

@@ -118,12 +118,12 @@ def _child_main() -> int:
     from engine.streams import resolve_streams
     from engine.stripe_api import StripeAccount
     from engine.sync import sync_client
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import open_warehouse
 
     account = StripeAccount(config["client_id"], config["secret_key"],
                             api_base=config["api_base"],
                             requests_per_second=config["requests_per_second"])
-    warehouse = Warehouse(config["warehouse"])
+    warehouse = open_warehouse(config["warehouse"])
     warehouse.ensure_schema()
     specs = resolve_streams(config["streams"])
 

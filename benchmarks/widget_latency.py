@@ -36,10 +36,10 @@ def percentile(values: list[float], share: float) -> float:
 
 def build_reporting(warehouse: Path, client_id: str) -> float:
     from assets.reporting import build_reporting_tables
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import open_warehouse
 
     started = time.perf_counter()
-    with Warehouse(warehouse).writer() as conn:
+    with open_warehouse(warehouse).writer() as conn:
         build_reporting_tables(conn, client_id)
     return time.perf_counter() - started
 
@@ -50,11 +50,11 @@ def measure_widgets(warehouse: Path, client_id: str, repeats: int = 20) -> Widge
     except ImportError as missing:
         return WidgetLatency(skipped=f"reports.widgets is not available ({missing})")
     from engine.connection_store import ConnectionStore
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import open_warehouse
 
     result = WidgetLatency(build_s=build_reporting(warehouse, client_id))
     store = ConnectionStore.from_settings()
-    wh = Warehouse(warehouse)
+    wh = open_warehouse(warehouse)
     timings: list[float] = []
     per_widget: dict[str, list[float]] = {}
     for widget in WIDGETS:

@@ -29,7 +29,7 @@ from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
 from engine.settings import load_settings
 from engine.streams import STREAMS
 from engine.stripe_api import StripeAccount, verify_account
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 
 
 class KeyRefused(StripeAccessError):
@@ -192,7 +192,7 @@ def _validate_and_store(
     moved_from = previous.account_id if previous and previous.account_id not in (
         None, "", account_id) else None
     # Another account's history must not mix with the new one's: the client starts over.
-    purged = Warehouse.from_settings().purge_client(client_id) if moved_from else 0
+    purged = warehouse_from_settings().purge_client(client_id) if moved_from else 0
     connection = store.save_connection(
         client_id, secret_key=parsed.key, account_id=account_id, account_name=account_name,
         livemode=parsed.livemode, name=name, stripe_account=stripe_account,

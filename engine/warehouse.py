@@ -1,24 +1,23 @@
-"""The DuckDB warehouse: schema from the stream specs, merges, cursors, and safe access.
+"""The warehouse: what every backend offers (`Warehouse`), and the SQL that runs on all of
+them (schema from the stream specs, merges, cursors).
 
-Who may open the file when (one writer at a time, readers shared, a reader kept open
-between reads) lives in engine/warehouse_lock.py. A `ducklake:` warehouse (many writers,
-many machines) is engine/lake.py; the SQL here runs on both.
+`engine.warehouse_factory.open_warehouse(target)` picks the backend: the DuckDB file
+(engine/file_warehouse.py, its locks in engine/warehouse_lock.py) or a `ducklake:` catalog
+that writers on many machines share (engine/lake/).
 """
 
 from __future__ import annotations
 
-import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from engine.settings import DUCKLAKE_PREFIX, load_settings
 from engine.streams import (
     BALANCE_COLUMNS,
     BOOKKEEPING_COLUMNS,
@@ -26,15 +25,6 @@ from engine.streams import (
     ChildSpec,
     Column,
     StreamSpec,
-)
-from engine.warehouse_lock import (
-    SharedReader,
-    acquire,
-    client_sync_lock,
-    flag_is_raised,
-    raised_flag,
-    readers_flag_path,
-    shared_reader,
 )
 
 STATE_TABLE = "meta.sync_state"
@@ -53,17 +43,6 @@ T = TypeVar("T")
 WRITER_CONFIG = {"memory_limit": "128MB", "preserve_insertion_order": False,
                  "checkpoint_threshold": "1GB", "allocator_flush_threshold": "1MB",
                  "allocator_bulk_deallocation_flush_threshold": "1MB"}
-# Rows per row group written by our writers (DuckDB's default is 122,880). A checkpoint
-# rewrites the open row group and merges small neighbours (vacuum) in memory: with the
-# default that rewrote up to ~120,000 raw objects at once, 100-250 MB above the rest of
-# a sync. Readers read row groups of any size; the file does not remember this setting.
-ROW_GROUP_SIZE = 8_192
-# The file's own writers (a sync's chunk commits, the reporting build, purges) also run on
-# one thread with a 64 MB target: each DuckDB thread keeps buffers of its own (at 2 threads
-# ~50 MB more for the same sync, and no faster: the chunks are small). What does not fit
-# spills to `<warehouse>.tmp`; a transaction that still runs out of memory runs again with
-# a larger target (`in_transaction`), so the target never fails a sync.
-FILE_WRITER_CONFIG = {"threads": 1, "memory_limit": "64MB"}
 # The targets a transaction that ran out of memory is retried with, in turn.
 MORE_MEMORY = ("128MB", "256MB", "512MB", "1GB", "2GB")
 
@@ -144,96 +123,73 @@ def _add_missing_columns(table: str, columns: tuple[Column, ...]) -> list[str]:
     ]
 
 
-class Warehouse:
-    def __new__(cls, path: Path | str, *args: object, **kwargs: object) -> Warehouse:
-        if cls is Warehouse and os.fspath(path).startswith(DUCKLAKE_PREFIX):
-            # engine/lake.py builds on this module: imported here to keep out of a cycle.
-            from engine.lake import LakeWarehouse
-            return super().__new__(LakeWarehouse)
-        return super().__new__(cls)
+class ClientBusy(TimeoutError):
+    """Another sync of the same client held it for longer than we wait."""
 
-    def __init__(self, path: Path | str, lock_timeout: float = 900.0) -> None:
-        self.path = Path(path)
-        self.lock_timeout = lock_timeout
-        self._schema_ready = False
+    def __init__(self, client_id: str, holder: str, timeout: float) -> None:
+        super().__init__(
+            f"Another sync of client {client_id!r} ({holder or 'another process'}) kept "
+            f"running for {timeout:.0f}s; this run changed nothing. Try again when it ends, "
+            "or look at its run in the Dagster UI.")
 
-    @classmethod
-    def from_settings(cls) -> Warehouse:
-        return cls(load_settings().warehouse)
 
-    @property
-    def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+def waiting_message(client_id: str, holder: str) -> str:
+    """What a sync that waits for another sync of its client says, once."""
+    return (f"Another sync of client {client_id!r} is running ({holder or 'another process'}); "
+            "this one waits for it to finish.")
 
-    @property
-    def intent_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".writer-waiting")
 
+class Warehouse(ABC):
+    """What every warehouse offers (engine/warehouse_factory.py opens the right one):
+    short writers, readers of committed data, one sync per client, and purges."""
+
+    lock_timeout: float
+    # Said after a purge, beside the count: what making it final cost others, if anything.
+    purge_note: str = ""
+
+    @abstractmethod
+    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-write connection with the schema in place. Keep the work inside short."""
+
+    @abstractmethod
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection that reads committed data only."""
+
+    @abstractmethod
     def client_lock(self, client_id: str, timeout: float = 3600.0,
                     on_wait: Callable[[str], None] = lambda _: None
                     ) -> AbstractContextManager[None]:
         """Held while a client syncs or is purged: one at a time per client, every path."""
-        lock_path = self.path.with_name(f"{self.path.name}.clients") / f"{client_id}.lock"
-        return client_sync_lock(lock_path, client_id, timeout, on_wait)
 
+    @abstractmethod
     def readers_waiting(self) -> bool:
-        """Whether a reader waits for the file (a writer holding it should let go soon)."""
-        return flag_is_raised(readers_flag_path(self.lock_path))
+        """Whether a reader waits (a writer holding the warehouse should let go soon)."""
 
-    def _shared_reader(self) -> SharedReader:
-        return shared_reader(self.path, self.lock_path, self.intent_path)
-
-    def _writer_config(self) -> dict[str, str | bool]:
-        # What does not fit the memory target spills beside the warehouse, on its disk.
-        return {**WRITER_CONFIG, **FILE_WRITER_CONFIG, "temp_directory": str(self.path) + ".tmp"}
-
-    @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive, short-lived read-write connection. Keep the work inside small."""
-        own_reader = self._shared_reader()
-        with raised_flag(self.intent_path):
-            own_reader.release_idle()  # this process's own cached reader must not block us
-            fd = acquire(self.lock_path, exclusive=True, timeout=self.lock_timeout,
-                         while_waiting=own_reader.release_idle,
-                         readers_flag=readers_flag_path(self.lock_path))
-        try:
-            conn = _open_writable(self.path, self._writer_config())
-            try:
-                if not self._schema_ready:
-                    for statement in schema_statements():
-                        conn.execute(statement)
-                    self._schema_ready = True
-                yield conn
-            finally:
-                conn.close()
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection; waits while a writer holds the file."""
-        if not self.path.exists():
-            with self.writer():
-                pass
-        with self._shared_reader().connection(self.lock_timeout) as conn:
-            yield conn
+    @abstractmethod
+    def _erase_history(self, tables: list[str]) -> None:
+        """After rows of `tables` were deleted: leave no copy of them readable anywhere
+        (old snapshots, superseded files, freed pages). Called under the client's lock."""
 
     def ensure_schema(self) -> None:
         with self.writer():
             pass
 
     def purge_client(self, client_id: str) -> int:
-        """Delete every row of one client (stripe.*, reporting.*, cursors); returns the count."""
-        with self.client_lock(client_id), self.writer() as conn:
-            tables = conn.execute(
-                "SELECT table_schema || '.' || table_name FROM information_schema.columns "
-                "WHERE column_name = 'client_id' AND table_schema IN ('stripe', 'reporting', "
-                "'meta') AND table_catalog = current_database() "
-                "AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
-            ).fetchall()
-            return in_transaction(conn, lambda: sum(
-                conn.execute(f"DELETE FROM {table} WHERE client_id = ?", [client_id])
-                .fetchone()[0] for (table,) in tables))
+        """Delete every row of one client (stripe.*, reporting.*, cursors) for good, from
+        what any reader, time travel or the files can show; returns the count."""
+        with self.client_lock(client_id):
+            with self.writer() as conn:
+                tables = [table for (table,) in conn.execute(
+                    "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+                    "WHERE column_name = 'client_id' AND table_schema IN ('stripe', "
+                    "'reporting', 'meta') AND table_catalog = current_database() "
+                    "AND table_name NOT IN (SELECT view_name FROM duckdb_views())"
+                ).fetchall()]
+                removed = in_transaction(conn, lambda: sum(
+                    conn.execute(f"DELETE FROM {table} WHERE client_id = ?", [client_id])
+                    .fetchone()[0] for table in tables))
+            self._erase_history(tables)
+        return removed
 
     def record_failure(self, client_id: str, message: str,
                        failed_at: datetime | None = None) -> None:
@@ -243,21 +199,6 @@ class Warehouse:
             _upsert(conn, FAILURES_TABLE, ("client_id",), {
                 "client_id": client_id, "failed_at": failed_at or datetime.now(UTC),
                 "message": message})
-
-
-def _open_writable(path: Path, config: dict[str, str | bool]) -> duckdb.DuckDBPyConnection:
-    """The file attached under the name `duckdb.connect(path)` gives it, with our row-group
-    size (an ATTACH option only), and made the default catalog."""
-    conn = duckdb.connect(config=config)
-    try:
-        alias = '"' + path.stem.replace('"', '""') + '"'
-        location = "'" + str(path).replace("'", "''") + "'"
-        conn.execute(f"ATTACH {location} AS {alias} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-        conn.execute(f"USE {alias}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:

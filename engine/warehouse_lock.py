@@ -26,6 +26,8 @@ from pathlib import Path
 
 import duckdb
 
+from engine.warehouse import ClientBusy, waiting_message
+
 LINGER_SECONDS = 0.25
 POLL_SECONDS = 0.02
 # Turn-taking under load: a writer stands aside this long for waiting readers, and a
@@ -36,10 +38,6 @@ WRITER_TURN_SECONDS = 0.25
 
 class WarehouseBusy(TimeoutError):
     """The warehouse stayed locked by another writer for longer than we wait."""
-
-
-class ClientBusy(TimeoutError):
-    """Another sync of the same client held it for longer than we wait."""
 
 
 def _open_lock_file(path: Path) -> int:
@@ -118,15 +116,10 @@ def client_sync_lock(lock_path: Path, client_id: str, timeout: float,
     def tell_once() -> None:
         if not told:
             told.append(True)
-            who = holder or "another process"
-            on_wait(f"Another sync of client {client_id!r} is running ({who}); "
-                    "this one waits for it to finish.")
+            on_wait(waiting_message(client_id, holder))
 
     fd = acquire(lock_path, exclusive=True, timeout=timeout, while_waiting=tell_once,
-                 busy=lambda: ClientBusy(
-                     f"Another sync of client {client_id!r} ({holder or 'another process'}) "
-                     f"kept running for {timeout:.0f}s; this run changed nothing. Try again "
-                     "when it ends, or look at its run in the Dagster UI."))
+                 busy=lambda: ClientBusy(client_id, holder, timeout))
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode(), 0)

@@ -17,7 +17,7 @@ from dagster import (
     op,
 )
 
-from engine.lake import LakeWarehouse
+from engine.lake.warehouse import LakeWarehouse
 from resources.dagster_resources import WarehouseResource
 
 MAINTENANCE_JOB_NAME = "lake_maintenance_job"

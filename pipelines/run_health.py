@@ -18,7 +18,7 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
 
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.jobs import SYNC_JOB_NAME
 
 PID_TAG = "stripe_reports/pid"
@@ -59,7 +59,7 @@ def _record_in_warehouse(run: DagsterRun, started_at: float | None, message: str
     if run.job_name != SYNC_JOB_NAME or not client:
         return
     began = datetime.fromtimestamp(started_at, UTC) if started_at else None
-    Warehouse.from_settings().record_failure(client, message, failed_at=began)
+    warehouse_from_settings().record_failure(client, message, failed_at=began)
 
 
 def _run_pid(instance: DagsterInstance, run_id: str, tags: dict[str, str]) -> int | None:

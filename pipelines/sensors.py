@@ -14,7 +14,7 @@ from assets.client_health import refresh_reconnect_list, report_freshness
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import load_client_configs
 from engine.connection_store import ConnectionState, ConnectionStore
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.batches import batch_run_requests, stripe_sync_batch_job
 from pipelines.run_health import fail_dead_runs
 
@@ -75,7 +75,7 @@ def client_health_sensor(context: SensorEvaluationContext) -> SkipReason:
     clients = context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)
     # Recording a verdict costs Dagster 20-70 ms: a first tick over 1,000 clients would
     # overrun the sensor's 60 s limit, so a tick records what fits and the next the rest.
-    changed = report_freshness(context.instance, clients, Warehouse.from_settings(),
+    changed = report_freshness(context.instance, clients, warehouse_from_settings(),
                                budget_seconds=HEALTH_TICK_BUDGET_SECONDS)
     if changed:
         shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if len(changed) > 10

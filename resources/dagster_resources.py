@@ -8,6 +8,7 @@ from engine.connection_store import ClientConnection, ConnectionStore
 from engine.credentials import open_account
 from engine.stripe_api import StripeAccount
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse, warehouse_from_settings
 
 
 class WarehouseResource(ConfigurableResource):
@@ -16,7 +17,7 @@ class WarehouseResource(ConfigurableResource):
     path: str | None = None
 
     def open(self) -> Warehouse:
-        return Warehouse(self.path) if self.path else Warehouse.from_settings()
+        return open_warehouse(self.path) if self.path else warehouse_from_settings()
 
 
 class StripeResource(ConfigurableResource):

@@ -318,9 +318,9 @@ def _wait_for_clients(instance: Any, batch_ids: set[str], since: float, clients:
 
 def _warehouse_charges() -> dict[str, tuple[int, int]]:
     """Per client: live charge rows, and rows beyond one per id (duplicates)."""
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import warehouse_from_settings
 
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         rows = conn.execute("SELECT client_id, count(*) FILTER (WHERE NOT is_deleted), "
                             "count(*) - count(DISTINCT id) FROM stripe.charges "
                             "GROUP BY client_id").fetchall()
@@ -352,11 +352,11 @@ def _medians_by_tenth(finished: list) -> list[float]:
 
 def _maintain() -> dict:
     """One pass of the nightly DuckLake maintenance, with its default retention."""
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import warehouse_from_settings
     from pipelines.lake_maintenance import MaintenanceConfig
 
     config = MaintenanceConfig()
-    done = Warehouse.from_settings().maintain(timedelta(days=config.keep_snapshots_days),
+    done = warehouse_from_settings().maintain(timedelta(days=config.keep_snapshots_days),
                                               timedelta(hours=config.keep_unused_files_hours))
     return {"files_before": done.files_before, "files_after": done.files_after,
             "snapshots_before": done.snapshots_before,

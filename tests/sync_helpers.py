@@ -12,6 +12,7 @@ from engine.streams import STREAMS, StreamSpec
 from engine.stripe_api import StripeAccount
 from engine.sync import SyncReport, sync_client
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +73,7 @@ def duplicate_count(warehouse: Warehouse, table: str) -> int:
 
 
 def new_warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb")
+    return open_warehouse(tmp_path / "warehouse.duckdb")
 
 
 def _at(obj: dict, path: tuple[str, ...]):

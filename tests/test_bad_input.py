@@ -21,7 +21,7 @@ from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
 from engine.encryption import WrongMasterKey
 from engine.settings import load_settings
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.batches import batch_clients
 from pipelines.definitions import defs
 from pipelines.instance import get_instance, register_clients
@@ -60,7 +60,7 @@ def stored_state() -> tuple[list[dict], dict[str, int]]:
                        for c in store.list()]
     counts: dict[str, int] = {}
     if load_settings().warehouse_path.exists():
-        with Warehouse.from_settings().reader() as conn:
+        with warehouse_from_settings().reader() as conn:
             tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()
             for schema, table in tables:
                 counts[f"{schema}.{table}"] = conn.execute(
@@ -77,7 +77,7 @@ def _connect(store: ConnectionStore, client_id: str, key: str = KEY) -> None:
 def reported(home):
     """acme connected (under the test's master key) with a warehouse of report data."""
     now = datetime.now(UTC)
-    seed_report_data(Warehouse.from_settings(), "acme", now)
+    seed_report_data(warehouse_from_settings(), "acme", now)
     with ConnectionStore.from_settings() as store:
         _connect(store, "acme")
         store.record_sync("acme", now)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, build_schedule_context
 
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.batches import (
     BATCH_JOB_NAME,
     BATCH_TAG,
@@ -106,7 +106,7 @@ def test_a_batch_run_syncs_each_client_in_its_own_run_and_names_the_one_that_fai
         "acme": DagsterRunStatus.SUCCESS, "globex": DagsterRunStatus.FAILURE,
         "initech": DagsterRunStatus.SUCCESS}
     assert {r.tags[LAUNCHED_BY_TAG] for r in runs.values()} == {"schedule"}
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         synced = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
     assert synced == {"acme": 40, "initech": 40}  # the revoked key stopped nobody else

@@ -17,7 +17,7 @@ import pytest
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import ConnectionStore
 from engine.keys import mask_key
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.instance import get_instance
 from sandbox import AccountSpec
 from tests.test_bad_input import refused
@@ -78,7 +78,7 @@ def dagster_state() -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def row_counts() -> dict[str, int]:
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                               "WHERE schema_name IN ('stripe', 'reporting')").fetchall()
         return {f"{s}.{t}": conn.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0]
@@ -228,7 +228,7 @@ def test_disconnect_removes_the_partition_and_purge_the_rows(synced):
 
 @pytest.fixture
 def reported(home):
-    seed_report_data(Warehouse.from_settings(), "acme", datetime.now(UTC))
+    seed_report_data(warehouse_from_settings(), "acme", datetime.now(UTC))
     save("acme")
     return home
 

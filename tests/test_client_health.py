@@ -24,7 +24,7 @@ from assets.client_health import (
 )
 from assets.partitions import clients_partitions
 from engine.connection_store import ConnectionStore
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.credential_watch import CHECK_JOB_NAME
 from pipelines.definitions import defs
 from pipelines.sensors import client_health_sensor
@@ -75,7 +75,7 @@ def reconnect_list(instance: DagsterInstance) -> tuple[int, str]:
 def test_freshness_is_judged_per_client_against_its_own_schedule(synced):
     _server, instance = synced
     assert statuses(instance, FRESHNESS_CHECK_KEY) == {"acme": "SUCCEEDED", "globex": "SUCCEEDED"}
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     assert report_freshness(instance, ["acme", "globex"], warehouse) == []  # nothing changed
 
     later = datetime.now(UTC) + timedelta(hours=3)  # past hourly's limit, within daily's
@@ -95,7 +95,7 @@ def test_a_clients_verdict_flips_between_syncs_again_and_again(synced):
     # Dagster keys a verdict recorded without a run by (check, "", partition): the second one
     # for a client failed with a unique-index violation, and every health tick after it.
     _server, instance = synced
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     later = datetime.now(UTC) + timedelta(hours=3)  # past acme's hourly schedule
     for _ in range(2):
         assert report_freshness(instance, ["acme"], warehouse, now=later) == ["acme"]
@@ -107,7 +107,7 @@ def test_a_clients_verdict_flips_between_syncs_again_and_again(synced):
 
 def test_a_spent_budget_leaves_verdicts_for_the_next_tick(synced):
     _server, instance = synced
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     later = datetime.now(UTC) + timedelta(days=3)  # both late: acme hourly, globex daily
     # A budget spent at once still records one verdict, then stops (the sensor's 60 s limit).
     first = report_freshness(instance, ["globex", "acme"], warehouse, now=later, budget_seconds=0)

@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from assets.partitions import CLIENTS_PARTITION_NAME
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.instance import ensure_dagster_home, get_instance
 from pipelines.jobs import SYNC_JOB_NAME
 from sandbox import AccountSpec
@@ -111,7 +111,7 @@ def test_the_daemon_runs_a_clients_every_minute_schedule_end_to_end(
     assert instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME) == ["acme"]
     assert runs["sensor"].tags.get("dagster/sensor_name") == SENSOR, runs["sensor"].tags
     assert runs["schedule"].tags.get("dagster/schedule_name") == SCHEDULE, runs["schedule"].tags
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         rows = conn.execute(
             "SELECT count(*) FROM stripe.charges WHERE client_id = 'acme'").fetchone()[0]
     assert rows == 200

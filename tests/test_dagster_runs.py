@@ -10,7 +10,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from apps.launch import sync_clients
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.credentials import connect_client
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 
 
@@ -31,7 +31,7 @@ def test_two_clients_sync_at_once_and_both_runs_are_recorded(home, sandbox_facto
     runs = instance.get_runs()
     assert len(runs) == 2 and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
     assert {r.tags["dagster/partition"] for r in runs} == {"acme", "globex"}
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         per_client = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY ALL").fetchall())
     assert per_client == {"acme": 1200, "globex": 900}
@@ -153,7 +153,7 @@ def test_every_stream_alone_and_together_syncs_with_its_child_tables(home, sandb
                 expected |= {f"stripe/{child.table}" for child in spec.children}
         assert {k for k in outcome.assets if k.startswith("stripe/")} == expected, streams
         assert any(k.startswith("reporting/") for k in outcome.assets)
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         items = conn.execute("SELECT count(*) FROM stripe.subscription_items").fetchone()[0]
     assert items > 0
 
@@ -180,5 +180,5 @@ def test_run_config_streams_that_disagree_with_the_selection_fail_clearly(
     assert not result.success
     assert _failure_text(result).startswith(
         "The run's config names the streams subscriptions but the run selects charges, ")
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         assert conn.execute("SELECT count(*) FROM stripe.charges").fetchone()[0] == 0

@@ -16,7 +16,7 @@ import yaml
 from dagster import AssetMaterialization, DagsterRunStatus, RunsFilter
 
 from engine.user_errors import CommandError
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from pipelines.instance import STORAGE_URL_ENV, ensure_dagster_home, get_instance
 from pipelines.jobs import SYNC_JOB_NAME
 from sandbox import AccountSpec
@@ -221,7 +221,7 @@ def _assert_runs_and_rows(server: PostgresServer, database: str, runs: list,
                          "JOIN runs r ON r.run_id = e.run_id WHERE e.dagster_event_type = "
                          "'ASSET_MATERIALIZATION' GROUP BY r.partition"))
     assert set(events) == set(CLIENTS) and min(events.values()) > 0, events
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         synced = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
     assert synced == CLIENTS

@@ -23,25 +23,24 @@ import pytest
 from dagster import DagsterInstance
 
 from assets.reporting.build import build_reporting_tables
-from engine import lake as lake_module
-from engine.lake import (
-    TURN_NAMESPACE,
-    LakeWarehouse,
-    RetryingConnection,
-    extension_path,
-    masked,
-)
+from engine.lake import retrying, turns
+from engine.lake.database import close_databases, extension_path
+from engine.lake.retrying import RetryingConnection
+from engine.lake.target import masked
+from engine.lake.turns import TURN_NAMESPACE
+from engine.lake.warehouse import LakeWarehouse
 from engine.streams import STREAMS
 from engine.user_errors import CommandError
 from engine.warehouse import (
     FAILURES_TABLE,
     STATE_TABLE,
+    ClientBusy,
     StreamState,
     Warehouse,
     read_state,
     save_state,
 )
-from engine.warehouse_lock import ClientBusy
+from engine.warehouse_factory import open_warehouse, warehouse_from_settings
 from pipelines.definitions import defs
 from pipelines.lake_maintenance import MAINTENANCE_JOB_NAME
 from reports.widgets import run_widgets
@@ -68,24 +67,24 @@ def lake(postgres_server, tmp_path, monkeypatch, home) -> Iterator[str]:
     monkeypatch.setenv("STRIPE_REPORTS_WAREHOUSE", target)
     monkeypatch.setenv("STRIPE_REPORTS_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
     yield target
-    lake_module.close_databases()  # its catalog sessions: the server takes 100 in all
+    close_databases()  # its catalog sessions: the server takes 100 in all
 
 
 WRITER = textwrap.dedent("""
     import json, os, time
     from engine.stripe_api import StripeAccount
     from engine.streams import STREAMS
-    from engine import lake
+    from engine.lake import retrying
     from engine.sync import sync_client
-    from engine.warehouse import Warehouse
+    from engine.warehouse_factory import warehouse_from_settings
     job = json.loads(os.environ["LAKE_TEST_JOB"])
     account = StripeAccount(job["client"], job["key"], api_base=job["api"],
                             requests_per_second=2000)
     started = time.time()
-    report = sync_client(account, Warehouse.from_settings(), STREAMS, chunk_rows=300)
+    report = sync_client(account, warehouse_from_settings(), STREAMS, chunk_rows=300)
     print(json.dumps({"started": started, "ended": time.time(),
                       "errors": [e.message for e in report.errors],
-                      "retried": lake.retried_commits}))
+                      "retried": retrying.retried_commits}))
 """)
 
 
@@ -130,7 +129,7 @@ def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
                               AccountSpec("south", charges=1500, customers=100)], seed=5)
     created = {name: [obj["created"] for obj in source_objects(server, name, CHARGES).values()]
                for name in ("north", "south")}
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     assert isinstance(warehouse, LakeWarehouse)
     warehouse.ensure_schema()
 
@@ -170,8 +169,8 @@ def test_widgets_json_is_identical_on_the_file_and_on_ducklake(
         lake, sandbox_factory, tmp_path):
     server = sandbox_factory([AccountSpec("acme", charges=600, customers=80,
                                           subscriptions=60, currency="eur")], seed=3)
-    on_file = Warehouse(tmp_path / "warehouse.duckdb")
-    on_lake = Warehouse.from_settings()
+    on_file = open_warehouse(tmp_path / "warehouse.duckdb")
+    on_lake = warehouse_from_settings()
     for warehouse in (on_file, on_lake):
         assert run_sync(server, "acme", warehouse).errors == []
 
@@ -188,8 +187,8 @@ def test_widgets_json_is_identical_on_the_file_and_on_ducklake(
 def any_warehouse(request, tmp_path) -> Warehouse:
     if request.param == "lake":
         request.getfixturevalue("lake")
-        return Warehouse.from_settings()
-    return Warehouse(tmp_path / "warehouse.duckdb")
+        return warehouse_from_settings()
+    return open_warehouse(tmp_path / "warehouse.duckdb")
 
 
 def test_cursors_and_failures_keep_one_row_per_key(any_warehouse):
@@ -211,7 +210,7 @@ def test_a_warehouse_file_made_with_primary_keys_still_upserts(tmp_path):
         conn.execute(f"CREATE TABLE {STATE_TABLE} (client_id VARCHAR, stream VARCHAR, "
                      "created_cursor BIGINT, events_cursor BIGINT, last_full_sync TIMESTAMPTZ,"
                      " updated_at TIMESTAMPTZ, PRIMARY KEY (client_id, stream))")
-    warehouse = Warehouse(path)
+    warehouse = open_warehouse(path)
     for cursor in (1, 2):
         with warehouse.writer() as conn:
             save_state(conn, StreamState("acme", "charges", created_cursor=cursor))
@@ -220,7 +219,7 @@ def test_a_warehouse_file_made_with_primary_keys_still_upserts(tmp_path):
 
 
 def test_a_conflicting_commit_is_run_again_on_the_newer_snapshot(lake):
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT)")
         conn.execute("INSERT INTO meta.t VALUES ('a', 1), ('b', 1)")
@@ -238,7 +237,7 @@ def test_a_conflicting_commit_is_run_again_on_the_newer_snapshot(lake):
 
 
 def test_without_the_retry_such_a_commit_fails(lake):
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT)")
         conn.execute("INSERT INTO meta.t VALUES ('a', 1)")
@@ -255,7 +254,7 @@ def test_without_the_retry_such_a_commit_fails(lake):
 
 
 def test_one_sync_per_client_across_sessions_of_the_catalog(lake):
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     told: list[str] = []
     with warehouse.client_lock("acme"):
         with pytest.raises(ClientBusy, match="acme"), \
@@ -271,13 +270,13 @@ def test_one_sync_per_client_across_sessions_of_the_catalog(lake):
 def test_ducklake_without_a_data_path_is_refused_with_guidance(lake, monkeypatch):
     monkeypatch.delenv("STRIPE_REPORTS_LAKE_DATA_PATH")
     with pytest.raises(CommandError, match="STRIPE_REPORTS_LAKE_DATA_PATH"):
-        Warehouse.from_settings()
+        warehouse_from_settings()
     shown = masked("ducklake:postgres:dbname=x password=hunter2 host=h")
     assert "hunter2" not in shown and "dbname=x" in shown
 
 
 def test_a_commit_waits_for_the_turn_another_writer_holds(lake):
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     assert isinstance(warehouse, LakeWarehouse)
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT)")
@@ -310,12 +309,12 @@ def test_concurrent_builds_of_different_clients_all_commit_with_their_own_rows(
     clients = ("north", "south", "east")
     server = sandbox_factory([AccountSpec(name, charges=120, customers=20, subscriptions=12)
                               for name in clients], seed=11)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     for name in clients:
         assert run_sync(server, name, warehouse).errors == []
     with warehouse.writer() as conn:
         alone = {name: build_reporting_tables(conn, name, now=NOW).rows for name in clients}
-    retried_before, failures = lake_module.retried_commits, []
+    retried_before, failures = retrying.retried_commits, []
 
     def build_again(name: str) -> None:
         try:
@@ -332,7 +331,7 @@ def test_concurrent_builds_of_different_clients_all_commit_with_their_own_rows(
         builder.join(300)
 
     assert failures == []
-    print("commits run again after a conflict:", lake_module.retried_commits - retried_before)
+    print("commits run again after a conflict:", retrying.retried_commits - retried_before)
     with warehouse.reader() as conn:
         counts = dict(conn.execute("SELECT client_id, count(*) FROM reporting.payments "
                                    "GROUP BY ALL").fetchall())
@@ -341,7 +340,7 @@ def test_concurrent_builds_of_different_clients_all_commit_with_their_own_rows(
 
 def test_a_build_of_an_unchanged_schema_changes_no_catalog_schema(lake, sandbox_factory):
     server = sandbox_factory([AccountSpec("acme", charges=40, customers=10)], seed=2)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     assert run_sync(server, "acme", warehouse).errors == []
 
     def schema_versions() -> list[int]:
@@ -373,7 +372,7 @@ def test_maintenance_merges_files_and_expires_snapshots_keeping_every_row(
     clients = ("north", "south")
     server = sandbox_factory([AccountSpec(name, charges=80, customers=12, subscriptions=8)
                               for name in clients], seed=4)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     for name in clients:
         assert run_sync(server, name, warehouse).errors == []
         for _ in range(3):  # three nights of builds: each leaves files and a snapshot
@@ -396,7 +395,7 @@ def test_maintenance_merges_files_and_expires_snapshots_keeping_every_row(
 
 
 def test_maintenance_lets_writers_in_between_the_files_it_merges(lake, monkeypatch):
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     with warehouse.writer() as conn:  # small merged files: a big table's merge in miniature
         conn.execute("CALL lake.set_option('target_file_size', '20KB')")
         conn.execute("CREATE TABLE IF NOT EXISTS meta.t (client_id VARCHAR, n BIGINT, s VARCHAR)")
@@ -412,7 +411,7 @@ def test_maintenance_lets_writers_in_between_the_files_it_merges(lake, monkeypat
                                        "FROM meta.t").fetchone()
 
     merged_in_turn: list[int] = []
-    held = lake_module.CommitTurn.held
+    held = turns.CommitTurn.held
 
     @contextmanager
     def watched(self: Any) -> Iterator[None]:
@@ -422,7 +421,7 @@ def test_maintenance_lets_writers_in_between_the_files_it_merges(lake, monkeypat
         merged_in_turn.append(before - files_and_rows()[0])
 
     files_before, rows_before = files_and_rows()
-    monkeypatch.setattr(lake_module.CommitTurn, "held", watched)
+    monkeypatch.setattr(turns.CommitTurn, "held", watched)
     warehouse.maintain(timedelta(days=7), timedelta(hours=24))
 
     files_after, rows_after = files_and_rows()
@@ -438,3 +437,94 @@ def test_maintenance_on_the_duckdb_file_has_nothing_to_do(home, tmp_path, monkey
     assert result.success
     logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("nothing to do" in message for message in logged)
+
+
+PURGED = "purged-client"
+
+
+def _client_tables(warehouse: Warehouse) -> list[str]:
+    with warehouse.reader() as conn:
+        return [f"{s}.{t}" for s, t in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.columns "
+            "WHERE column_name = 'client_id' AND table_catalog = 'lake' "
+            "AND table_schema IN ('stripe', 'reporting', 'meta')").fetchall()]
+
+
+def _rows_at_versions(warehouse: Warehouse, versions: list[int], client: str) -> dict[int, int]:
+    """The client's rows each snapshot still shows (an expired snapshot shows none)."""
+    tables, shown = _client_tables(warehouse), {}
+    for version in versions:
+        with warehouse.reader() as conn:
+            try:
+                shown[version] = sum(conn.execute(
+                    f"SELECT count(*) FROM {table} AT (VERSION => {version}) "
+                    "WHERE client_id = ?", [client]).fetchone()[0] for table in tables)
+            except duckdb.Error as error:  # a table not there yet, or the snapshot expired
+                assert "does not exist" in str(error) or "not found" in str(error).lower() \
+                    or "snapshot" in str(error).lower(), error
+    return shown
+
+
+def _files_holding(data_path: Path, text: str) -> list[str]:
+    """Data files (Parquet, delete files included) with a row whose any column holds `text`."""
+    holding = []
+    with duckdb.connect() as conn:
+        for file in sorted(data_path.rglob("*.parquet")):
+            hits = conn.execute("SELECT count(*) FROM read_parquet(?) t "
+                                "WHERE CAST(t AS VARCHAR) LIKE ?",
+                                [str(file), f"%{text}%"]).fetchone()[0]
+            if hits or text.encode() in file.read_bytes():
+                holding.append(file.name)
+    return holding
+
+
+def _catalog_rows_holding(warehouse: LakeWarehouse, text: str) -> int:
+    """Rows DuckLake inlined into the PostgreSQL catalog that hold `text`."""
+    with psycopg2.connect(warehouse.dsn) as session, session.cursor() as cursor:
+        cursor.execute("SELECT schemaname, tablename FROM pg_tables "
+                       "WHERE tablename LIKE 'ducklake_inlined_data%'")
+        total = 0
+        for schema, table in cursor.fetchall():
+            cursor.execute(f'SELECT count(*) FROM "{schema}"."{table}" t '
+                           "WHERE t::text LIKE %s", (f"%{text}%",))
+            total += cursor.fetchone()[0]
+    session.close()
+    return total
+
+
+def test_purge_leaves_no_snapshot_and_no_file_holding_the_clients_rows(lake, sandbox_factory):
+    from tests.test_cli import run_cli, save  # the real command line, against this lake
+
+    server = sandbox_factory([AccountSpec(name, charges=60, customers=10, subscriptions=6)
+                              for name in ("keeper", PURGED)], seed=8)
+    warehouse = warehouse_from_settings()
+    assert isinstance(warehouse, LakeWarehouse)
+    for name in ("keeper", PURGED):
+        save(name)
+        for _ in range(2):  # two syncs and builds: rows replaced, several snapshots
+            assert run_sync(server, name, warehouse).errors == []
+            with warehouse.writer() as conn:
+                build_reporting_tables(conn, name, now=NOW)
+    keeper_widgets = _widgets_only(warehouse, "keeper")
+    with warehouse.reader() as conn:
+        versions = [v for (v,) in conn.execute(
+            "SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    data_path = Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
+    assert sum(_rows_at_versions(warehouse, versions, PURGED).values()) > 0
+    assert _files_holding(data_path, PURGED)  # the check below can see what it looks for
+
+    purged = run_cli("disconnect", PURGED, "--purge")
+
+    assert purged.returncode == 0, purged.stderr
+    assert "time travel" in purged.stdout and "every client" in purged.stdout
+    close_databases()  # what this process cached of the lake is read afresh
+    warehouse = warehouse_from_settings()
+    with warehouse.reader() as conn:
+        now_there = [v for (v,) in conn.execute(
+            "SELECT snapshot_id FROM ducklake_snapshots('lake')").fetchall()]
+    shown = _rows_at_versions(warehouse, sorted(set(versions + now_there)), PURGED)
+    assert shown and set(shown.values()) == {0}, shown
+    assert _files_holding(data_path, PURGED) == []
+    assert _catalog_rows_holding(warehouse, PURGED) == 0
+    assert compare_with_source(server, "keeper", warehouse) == []
+    assert _widgets_only(warehouse, "keeper") == keeper_widgets

@@ -212,13 +212,13 @@ SYNC_SCRIPT = """
 import sys
 from engine.stripe_api import StripeAccount
 from engine.warehouse import read_state
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 from engine.sync import sync_client
 from engine.streams import STREAMS
 base, client_id, key, path, timeout = sys.argv[1:6]
 account = StripeAccount(client_id, key, api_base=base, requests_per_second=2000,
                         timeout=float(timeout), retry_seconds=60)
-report = sync_client(account, Warehouse(path), STREAMS, concurrency=4, chunk_rows=300)
+report = sync_client(account, open_warehouse(path), STREAMS, concurrency=4, chunk_rows=300)
 sys.exit(1 if report.errors else 0)
 """
 

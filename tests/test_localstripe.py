@@ -26,6 +26,7 @@ from engine.streams import STREAMS, STREAMS_BY_NAME, ChildSpec, Column, StreamSp
 from engine.stripe_api import StripeAccount
 from engine.sync import SETTLE_SECONDS, SyncReport, sync_client
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 from tests.localstripe_harness import (
     LOCALSTRIPE_ACCOUNT_ID,
     LOCALSTRIPE_KEY,
@@ -68,7 +69,7 @@ def stripes(stack: tuple[LocalStripeServer, StripeListProxy]) -> Stripes:
 
 @pytest.fixture
 def warehouse(home: Path) -> Warehouse:
-    return Warehouse(home / "warehouse.duckdb")
+    return open_warehouse(home / "warehouse.duckdb")
 
 
 # --- making objects -----------------------------------------------------------------------

@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = 4
 BUSY_WRITER = """
 import sys, time
-from engine.warehouse import Warehouse
-warehouse = Warehouse(sys.argv[1], lock_timeout=60)
+from engine.warehouse_factory import open_warehouse
+warehouse = open_warehouse(sys.argv[1], lock_timeout=60)
 end = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < end:
     with warehouse.writer() as conn:  # a chunk landing: the lock held for a while
@@ -26,7 +26,7 @@ while time.monotonic() < end:
 
 
 def test_a_read_waits_little_while_four_syncs_keep_writing(tmp_path):
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    warehouse = open_warehouse(tmp_path / "warehouse.duckdb")
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE main.marks (i INTEGER)")
     writers = [subprocess.Popen([sys.executable, "-c", BUSY_WRITER, str(warehouse.path), "12"],

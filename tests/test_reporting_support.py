@@ -17,6 +17,7 @@ import pyarrow as pa
 from assets.reporting import build_reporting_tables
 from engine.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
 from engine.warehouse import Warehouse, insert_rows
+from engine.warehouse_factory import open_warehouse
 
 _ids = itertools.count(1)
 
@@ -225,7 +226,7 @@ def days(start: str, count: int) -> list[date]:
 
 
 def temp_warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout=30)
+    return open_warehouse(tmp_path / "warehouse.duckdb", lock_timeout=30)
 
 
 def seed_report_data(warehouse: Warehouse, client_id: str, now: datetime, *,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-import engine.warehouse
+import engine.file_warehouse
 from assets.reporting.build import build_reporting_tables
 from engine.streams import STREAMS_BY_NAME
 from sandbox import AccountSpec
@@ -66,7 +66,7 @@ def _reported(warehouse) -> tuple[dict[str, Decimal], int]:
 def test_subscription_heavy_account_syncs_and_builds_twice(sandbox_factory, tmp_path,
                                                            monkeypatch):
     # DuckDB runs a thread per core, each with buffers of its own: as on an 8-core machine.
-    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "threads", 8)
+    monkeypatch.setitem(engine.file_warehouse.FILE_WRITER_CONFIG, "threads", 8)
     server = sandbox_factory([HEAVY], seed=3)
     warehouse = new_warehouse(tmp_path)
     subs = source_objects(server, "heavy", STREAMS_BY_NAME["subscriptions"])

@@ -8,7 +8,7 @@ must still land every object of every stream, once, and equal the source.
 
 from __future__ import annotations
 
-import engine.warehouse
+import engine.file_warehouse
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source, new_warehouse, run_sync
 
@@ -17,7 +17,7 @@ TIGHT = AccountSpec("tight", charges=6_000, customers=300, subscriptions=400)
 
 def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, tmp_path,
                                                               monkeypatch):
-    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+    monkeypatch.setitem(engine.file_warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
     server = sandbox_factory([TIGHT], seed=5)
     warehouse = new_warehouse(tmp_path)
 
@@ -36,7 +36,7 @@ def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
     server = sandbox_factory([TIGHT], seed=5)
     warehouse = new_warehouse(tmp_path)
     assert not run_sync(server, "tight", warehouse).errors
-    monkeypatch.setitem(engine.warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+    monkeypatch.setitem(engine.file_warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
 
     with warehouse.writer() as conn:
         result = build_reporting_tables(conn, "tight")

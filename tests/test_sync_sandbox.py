@@ -250,12 +250,12 @@ KILL_SCRIPT = """
 import sys
 from sandbox import SandboxWorld, AccountSpec
 from engine.stripe_api import StripeAccount
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 from engine.sync import sync_client
 from engine.streams import STREAMS
 base, key, path = sys.argv[1:4]
 account = StripeAccount("acme", key, api_base=base, requests_per_second=2000)
-sync_client(account, Warehouse(path), STREAMS, concurrency=4, chunk_rows=300)
+sync_client(account, open_warehouse(path), STREAMS, concurrency=4, chunk_rows=300)
 """
 
 

@@ -10,13 +10,14 @@ import threading
 from pathlib import Path
 
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
 WRITER_SCRIPT = """
 import sys
-from engine.warehouse import Warehouse
-warehouse = Warehouse(sys.argv[1], lock_timeout=20)
+from engine.warehouse_factory import open_warehouse
+warehouse = open_warehouse(sys.argv[1], lock_timeout=20)
 for i in range(20):
     with warehouse.writer() as conn:
         conn.execute("INSERT INTO main.marks VALUES (?)", [i])
@@ -29,7 +30,7 @@ def _count(warehouse: Warehouse) -> int:
 
 
 def test_a_process_that_keeps_reading_lets_another_process_write(tmp_path):
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    warehouse = open_warehouse(tmp_path / "warehouse.duckdb")
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE main.marks (i INTEGER)")
     writer = subprocess.Popen(
@@ -60,13 +61,13 @@ def test_a_process_that_keeps_reading_lets_another_process_write(tmp_path):
 
 
 def test_the_processes_own_kept_reader_does_not_delay_its_writer(tmp_path):
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    warehouse = open_warehouse(tmp_path / "warehouse.duckdb")
     with warehouse.writer() as conn:
         conn.execute("CREATE TABLE main.marks (i INTEGER)")
     assert _count(warehouse) == 0
     # The reader is kept open for a moment after the read; a writer of this process
     # that waited for that would time out here.
-    impatient = Warehouse(warehouse.path, lock_timeout=0.05)
+    impatient = open_warehouse(warehouse.path, lock_timeout=0.05)
     with impatient.writer() as conn:
         conn.execute("INSERT INTO main.marks VALUES (1)")
     assert _count(warehouse) == 1

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from apps.web.app import create_app
 from engine.connection_store import ConnectionStore
 from engine.failures import StripeAccessError
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widget
 from tests.test_reporting_support import seed_report_data
 
@@ -24,7 +24,7 @@ FAILED_STEPS = ["Open Developers → API keys in Initech's Stripe Dashboard.",
 @pytest.fixture()
 def seeded(home):
     now = datetime.now(UTC)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     seed_report_data(warehouse, "acme", now)
     seed_report_data(warehouse, "initech", now, seed=2, currency="jpy")
     with ConnectionStore.from_settings() as store:

@@ -19,7 +19,7 @@ import uvicorn
 
 from apps.web.app import TILES, create_app
 from engine.connection_store import ConnectionStore
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import format_value, run_widget
 from tests.test_reporting_support import seed_report_data
 
@@ -104,7 +104,7 @@ def _connect(store: ConnectionStore, client_id: str, name: str, key_tail: str) -
 @pytest.fixture()
 def app(home):
     now = datetime.now(UTC)
-    seed_report_data(Warehouse.from_settings(), "acme", now)
+    seed_report_data(warehouse_from_settings(), "acme", now)
     with ConnectionStore.from_settings() as store:
         _connect(store, "acme", "Acme Corp", "wxyz")
         store.record_sync("acme", now)
@@ -184,7 +184,7 @@ def test_reconnect_then_sync_ends_with_figures(app, page, monkeypatch):
         def run():
             time.sleep(1.0)
             now = datetime.now(UTC)
-            seed_report_data(Warehouse.from_settings(), client_id, now, seed=3, currency="jpy")
+            seed_report_data(warehouse_from_settings(), client_id, now, seed=3, currency="jpy")
             with ConnectionStore.from_settings() as store:
                 store.record_sync(client_id, now)
         threading.Thread(target=run, daemon=True).start()

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from apps.web.app import create_app
 from engine.credentials import connect_client
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 from tests.sync_helpers import run_sync
 
@@ -23,9 +23,9 @@ import sys
 from engine.sync import sync_client
 from engine.streams import STREAMS
 from engine.stripe_api import StripeAccount
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 account = StripeAccount("acme", sys.argv[2], api_base=sys.argv[1], requests_per_second=2000)
-sync_client(account, Warehouse.from_settings(), STREAMS, concurrency=4, chunk_rows=500)
+sync_client(account, warehouse_from_settings(), STREAMS, concurrency=4, chunk_rows=500)
 """
 
 
@@ -33,7 +33,7 @@ def test_pages_answer_while_a_sync_writes(home, sandbox_factory):
     server = sandbox_factory([AccountSpec("acme", charges=200), AccountSpec("big", charges=8000)],
                              latency_ms=10)
     connect_client("acme", server.world.accounts["acme"].secret_key)
-    run_sync(server, "acme", Warehouse.from_settings())
+    run_sync(server, "acme", warehouse_from_settings())
     writer = subprocess.Popen(
         [sys.executable, "-c", SYNC_SCRIPT, server.base_url,
          server.world.accounts["big"].secret_key],

@@ -12,6 +12,7 @@ import pytest
 
 from engine.connection_store import ConnectionStore
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import (
     UnknownWidget,
     render,
@@ -47,7 +48,7 @@ def store(home):
 
 @pytest.fixture()
 def warehouse(home):
-    return Warehouse.from_settings()
+    return warehouse_from_settings()
 
 
 def connect(store: ConnectionStore, client_id: str) -> None:

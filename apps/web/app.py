@@ -43,6 +43,7 @@ from engine.connection_store import (
 from engine.settings import Settings, load_settings
 from engine.user_errors import CommandError, UnknownClient
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import open_warehouse
 from reports.widgets import (
     RECONNECT,
     UnknownWidget,
@@ -433,7 +434,7 @@ def create_app(settings: Settings | None = None, *, host: str | None = None) -> 
     settings = settings or load_settings()
     state = AppState(
         settings=settings,
-        warehouse=Warehouse(settings.warehouse_path, lock_timeout=READ_LOCK_TIMEOUT),
+        warehouse=open_warehouse(settings.warehouse_path, lock_timeout=READ_LOCK_TIMEOUT),
         store=ConnectionStore.from_settings(settings),
         form_secret=secrets.token_bytes(32),
     )

@@ -19,6 +19,7 @@ from engine.freshness import last_failure, read_built_at, staleness
 from engine.sql import bound
 from engine.streams import STREAMS
 from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets.catalog import WIDGETS, Widget, get_widget
 
 DEFAULT_DAYS = 30
@@ -310,7 +311,7 @@ def run_widgets(
             result.as_of = connection.last_sync_at
         return results
 
-    warehouse = warehouse or Warehouse.from_settings()
+    warehouse = warehouse or warehouse_from_settings()
     with warehouse.reader() as conn:
         if not reporting_ready(conn):
             return [
