@@ -28,7 +28,7 @@ from engine.failures import (
 from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
 from engine.settings import load_settings
 from engine.streams import STREAMS
-from engine.stripe_api import StripeAccount, verify_account
+from engine.stripe_api import MALFORMED_RESPONSE, StripeAccount, verify_account
 from engine.warehouse import Warehouse
 
 
@@ -143,11 +143,18 @@ def _unreachable(client_id: str, parsed: ParsedKey,
     # The resource's wording is written for syncs ("the next scheduled sync retries"); a
     # connect that could not ask Stripe stored nothing and has to be run again.
     status = f"HTTP {error.http_status}" if error.http_status else "no response"
+    if error.code == MALFORMED_RESPONSE:
+        what = (f"Stripe's answer to the check of the key {parsed.masked} for client "
+                f"{client_id!r} was incomplete or malformed ({status})")
+        first = "Wait a few minutes: this is a temporary problem on the way to Stripe."
+    else:
+        what = f"Stripe did not answer the check of the key {parsed.masked} for client " \
+               f"{client_id!r} ({status})"
+        first = "Check the network connection (and STRIPE_API_BASE, if set)."
     return TransientStripeError(
-        message=f"Stripe did not answer the check of the key {parsed.masked} for client "
-        f"{client_id!r} ({status}); nothing was stored or changed.",
-        steps=("Check the network connection (and STRIPE_API_BASE, if set).",
-               f"Run `stripe-reports connect {client_id}` again."),
+        message=f"{what}; nothing was stored or changed. This is a temporary problem, not "
+        "one with the key: try again.",
+        steps=(first, f"Run `stripe-reports connect {client_id}` again."),
         client_id=client_id, masked_key=parsed.masked, code=error.code,
         request_id=error.request_id, http_status=error.http_status,
     )
@@ -157,8 +164,10 @@ def _validate_and_store(
     client_id: str, parsed: ParsedKey, account: StripeAccount, store: ConnectionStore, *,
     name: str | None, strict: bool, replace_account: bool, stripe_account: str | None,
 ) -> ConnectOutcome:
-    info = account.get("/v1/account")  # 401 -> KeyRejected / KeyExpired, stored data untouched
-    account_id = info.get("id") or ""
+    # 401 -> KeyRejected / KeyExpired; an answer without the account's id is retried, then
+    # a TransientStripeError: stored data untouched either way.
+    info = verify_account(account, None)
+    account_id = info["id"]
     previous = store.get(client_id)
     if previous and previous.account_id and previous.account_id != account_id \
             and not replace_account:
@@ -210,12 +219,13 @@ def check_client(client_id: str, *, store: ConnectionStore | None = None,
             return check_client(client_id, store=own, api_base=api_base)
     account, connection = open_account(client_id, api_base=api_base, store=store)
     try:
-        verify_account(account, connection.account_id if connection else None)
+        info = verify_account(account, connection.account_id if connection else None)
     except CredentialFailure as failure:  # a 429 or an outage says nothing about the key
         return store.record_check(client_id, ok=False, reason=failure.message,
                                   steps=failure.steps or reconnect_steps(client_id),
                                   error_code=failure.code, request_id=failure.request_id)
-    return store.record_check(client_id, ok=True)
+    # A client stored without its account (an old bug) gets it now: the guard is back on.
+    return store.record_check(client_id, ok=True, account_id=info["id"])
 
 
 def open_account(
