@@ -26,6 +26,7 @@ from engine.failures import (
     reconnect_steps,
 )
 from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
+from engine.permissions import OTHER_READS
 from engine.settings import load_settings
 from engine.streams import STREAMS
 from engine.stripe_api import MALFORMED_RESPONSE, StripeAccount, verify_account
@@ -39,8 +40,14 @@ class KeyRefused(StripeAccessError):
 @dataclass(frozen=True)
 class MissingPermission:
     stream: str
-    permission: str
+    permission: str  # as Stripe named it: what the sync matches a 403 against
     widgets: tuple[str, ...]
+    ours: str = ""  # readable_permissions()'s name for it, where Stripe named another
+
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """What the store keeps: Stripe's name, and ours too where they differ."""
+        return tuple(dict.fromkeys(p for p in (self.permission, self.ours) if p))
 
 
 @dataclass
@@ -70,30 +77,23 @@ class ConnectOutcome:
         if not self.livemode:
             lines.append("This is a test-mode key: the reports will show test data.")
         for gap in self.missing:
-            widgets = ", ".join(gap.widgets) or "none"
+            effect = (f"these widgets will say they cannot be shown: {', '.join(gap.widgets)}"
+                      if gap.widgets else "no widget reads it")
             lines.append(
-                f"The restricted key cannot read {gap.stream} ({gap.permission}); "
-                f"these widgets will lack data: {widgets}."
-            )
+                f"The restricted key cannot read {gap.stream} ({gap.permission}); {effect}.")
         return lines
 
 
 def probe_permissions(account: StripeAccount) -> list[MissingPermission]:
     """Read one object of every stream; a 403 names a permission the key lacks."""
+    reads = [(spec.name, spec.endpoint, spec.permission, spec.widgets) for spec in STREAMS]
     missing = []
-    for spec in STREAMS:
+    for name, path, permission, widgets in [*reads, *OTHER_READS]:
         try:
-            account.get(spec.endpoint, {"limit": 1})
+            account.get(path, {"limit": 1} if name != "balance" else None)
         except PermissionMissing as gap:
-            missing.append(MissingPermission(
-                spec.name, gap.details.get("missing_permission", spec.permission), spec.widgets))
-    for path, name in (("/v1/events", "events"), ("/v1/balance", "balance")):
-        try:
-            account.get(path, {"limit": 1} if name == "events" else None)
-        except PermissionMissing as gap:
-            widgets = ("available_balance", "pending_balance") if name == "balance" else ()
-            missing.append(MissingPermission(
-                name, gap.details.get("missing_permission", f"rak_{name}_read"), widgets))
+            named = gap.details.get("missing_permission") or permission
+            missing.append(MissingPermission(name, named, widgets, permission))
     return missing
 
 
@@ -205,7 +205,7 @@ def _validate_and_store(
     connection = store.save_connection(
         client_id, secret_key=parsed.key, account_id=account_id, account_name=account_name,
         livemode=parsed.livemode, name=name, stripe_account=stripe_account,
-        missing_permissions=[m.permission for m in missing],
+        missing_permissions=[p for m in missing for p in m.recorded],
     )
     return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing,
                           moved_from, purged, client_config(client_id).key_env)
