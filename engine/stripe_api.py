@@ -47,6 +47,7 @@ from engine.rate_limit import (
     AdaptiveRateLimiter,
     Backoff,
 )
+from engine.streams import STREAMS, StreamSpec
 
 PAGE_SIZE = 100  # Stripe's maximum
 RETRY_SECONDS_ENV = "STRIPE_REPORTS_RETRY_SECONDS"
@@ -138,17 +139,46 @@ class _StripeObject(msgspec.Struct):
     object: _Id
 
 
+# A stream column's JSON type where it lands typed: DuckDB's TRY_CAST would turn a value of
+# another type into NULL, a wrong figure. References (an id or an expanded object), JSON
+# and nested columns are left to the warehouse.
+_SCALARS: dict[str, Any] = {"BIGINT": int | None, "DOUBLE": float | None,
+                            "BOOLEAN": bool | None, "TIMESTAMPTZ": int | None,
+                            "VARCHAR": str | None}
+
+
+def _object_shape(spec: StreamSpec) -> type[msgspec.Struct]:
+    """A stream's objects: an id, and each typed top-level column of its JSON type."""
+    fields = [(column.name, _SCALARS[column.type], None) for column in spec.columns
+              if column.name not in ("id", "created") and not column.path and not column.ref
+              and column.type in _SCALARS]
+    return msgspec.defstruct(f"_{spec.object_type}", fields, bases=(_ListedHead,))
+
+
+def _list_of(shape: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(f"{shape.__name__}_list",
+                             [("data", list[shape]), ("has_more", bool)])  # type: ignore[valid-type]
+
+
+_OBJECT_SHAPES = {spec.object_type: _object_shape(spec) for spec in STREAMS}
 _LIST_DECODER = msgspec.json.Decoder(_ListBody)
 _HEADS_DECODER = msgspec.json.Decoder(_ListHeads)
+_PAGE_DECODERS = {spec.endpoint: msgspec.json.Decoder(_list_of(_OBJECT_SHAPES[spec.object_type]))
+                  for spec in STREAMS}
 _SHAPES: dict[str, type[msgspec.Struct]] = {
     "/v1/account": _Account, "/v1/balance": _Balance, "/v1/events": _EventList,
+    **{spec.endpoint: _list_of(_OBJECT_SHAPES[spec.object_type]) for spec in STREAMS},
 }
 
 
+def _bare(path: str) -> str:
+    return path.split("?")[0].rstrip("/")
+
+
 def _shape_for(path: str) -> type[msgspec.Struct]:
-    """The shape an answer to `path` must have: a known object, else any list
-    (`/v1/charges`) has objects with ids, and anything else is at least a Stripe object."""
-    path = path.split("?")[0].rstrip("/")
+    """The shape an answer to `path` must have: a known one, else any list has objects
+    with ids, and anything else is at least a Stripe object."""
+    path = _bare(path)
     if path in _SHAPES:
         return _SHAPES[path]
     return _ListHeads if path.count("/") == 2 else _StripeObject
@@ -165,13 +195,14 @@ class ListPage:
     oldest_created: int | None = None  # the last object's
 
     @classmethod
-    def from_body(cls, body: bytes) -> ListPage:
+    def from_body(cls, body: bytes, path: str = "") -> ListPage:
         listed = _LIST_DECODER.decode(body)
         if not listed.data:
             return cls([], listed.has_more)
-        # Every object is checked, not only those paging reads: a row without an id, or an
-        # answer that is not a list of objects, must be asked for again, never landed.
-        heads = _HEADS_DECODER.decode(body).data
+        # Every object is checked, not only those paging reads: a row without an id, a
+        # typed field of another type, or an answer that is not a list of objects, must be
+        # asked for again, never landed.
+        heads = _PAGE_DECODERS.get(_bare(path), _HEADS_DECODER).decode(body).data
         first, last = heads[0], heads[-1]
         return cls([bytes(raw) for raw in listed.data], listed.has_more, last.id,
                    first.created, last.created)
@@ -240,7 +271,7 @@ class StripeAccount:
 
     def get_page(self, path: str, params: dict[str, Any]) -> ListPage:
         """GET one page of a Stripe list, its objects left as JSON text."""
-        return self._fetch(path, params, ListPage.from_body)
+        return self._fetch(path, params, lambda body: ListPage.from_body(body, path))
 
     def _fetch(self, path: str, params: dict[str, Any], decode: Callable[[bytes], T]) -> T:
         """GET and decode, retrying transient failures within the budget; credential
@@ -419,6 +450,11 @@ def _decode_object(body: bytes, shape: type[msgspec.Struct]) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise msgspec.ValidationError("expected a JSON object")
     msgspec.convert(decoded, shape)
+    if shape is _EventList:  # the objects events carry land as rows too
+        for event in decoded["data"]:
+            changed = event["data"]["object"]
+            if changed["object"] in _OBJECT_SHAPES:
+                msgspec.convert(changed, _OBJECT_SHAPES[changed["object"]])
     return decoded
 
 

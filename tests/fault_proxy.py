@@ -6,7 +6,7 @@ It forwards every request to the sandbox and, at a seeded rate, answers a Stripe
 JSON, or an answer slower than the client's timeout. Or with a well-formed 200 of the wrong
 shape (SHAPE_KINDS), made from the real answer: the object (or a listed one) without its
 `id` (a balance without `available`), only its `object` field ({"object": "account"}),
-with an `id` that is not a string, a JSON value that
+with an `id` that is not a string, an amount (else a timestamp) as text, a JSON value that
 is not an object, the answer wrapped in a list, an empty body. Writes (POST/DELETE) are
 forwarded untouched unless asked for. It only listens on, and only talks to, 127.0.0.1.
 """
@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
 TRANSPORT_KINDS = ("500", "502", "503", "429", "reset", "truncated", "not_json", "slow")
-SHAPE_KINDS = ("no_id", "only_object", "id_not_string", "not_object", "a_list", "empty_body")
+SHAPE_KINDS = ("no_id", "only_object", "id_not_string", "wrong_type", "not_object", "a_list",
+               "empty_body")
 FAULT_KINDS = TRANSPORT_KINDS + SHAPE_KINDS
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
@@ -260,6 +261,12 @@ def misshape(kind: str, payload: bytes) -> bytes:
     listed = body.get("data") if isinstance(body, dict) else None
     # A list page breaks in the middle object: paging reads only the first and last.
     target = listed[len(listed) // 2] if isinstance(listed, list) and listed else body
+    if kind == "wrong_type":  # an amount (else a timestamp) as text: "2000"
+        changed = target.get("data", {}).get("object") if "type" in target else None
+        target = changed if isinstance(changed, dict) else target  # an event: its object
+        field = next((f for f in ("amount", "created", "available") if f in target), "id")
+        target[field] = str(target.get(field))
+        return json.dumps(body).encode()
     field = next((f for f in ("id", "available", "data") if f in target), "id")
     if kind == "no_id":
         target.pop(field, None)

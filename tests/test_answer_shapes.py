@@ -55,6 +55,12 @@ def test_the_proxy_makes_each_shape_from_the_real_answer():
     assert json.loads(misshape("only_object", account)) == {"object": "account"}
     assert json.loads(misshape("id_not_string", page))["data"][1] == {"id": 12345}
     assert json.loads(misshape("no_id", page))["data"] == [{"id": "ch_1"}, {}, {"id": "ch_3"}]
+    assert json.loads(misshape("wrong_type", account))["created"] == "1"
+    event = json.dumps({"object": "list", "has_more": False, "data": [
+        {"id": "evt_1", "type": "charge.succeeded", "created": 5,
+         "data": {"object": {"id": "ch_1", "object": "charge", "amount": 700}}}]}).encode()
+    assert json.loads(misshape("wrong_type", event))["data"][0]["data"]["object"]["amount"] \
+        == "700"
     assert json.loads(misshape("a_list", account)) == [json.loads(account)]
     assert misshape("empty_body", account) == b""
     balance = json.dumps({"object": "balance", "available": [], "pending": []}).encode()
