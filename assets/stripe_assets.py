@@ -165,8 +165,8 @@ def _record_key_works(store: ConnectionStore, account: StripeAccount, report: Sy
         # A client declared in clients.yaml: the store tracks its health like any other.
         store.save_connection(account.client_id, secret_key=secret_key,
                               account_id=report.account_id or "", livemode=account.livemode)
-    else:
-        store.record_check(account.client_id, ok=True)
+    else:  # the account fills a client stored without one (an old bug): the guard is back
+        store.record_check(account.client_id, ok=True, account_id=report.account_id or None)
 
 
 def _credential_failure(context: AssetExecutionContext, stripe: StripeResource,

@@ -445,6 +445,7 @@ class ConnectionStore:
         its creation time, name (unless a new one is given) and last sync.
         """
         check_client_id(client_id)
+        _check_account_id(account_id)
         now = utc_now()
         encrypted = self._cipher.encrypt(secret_key)
         with self._writing() as session:
@@ -483,11 +484,16 @@ class ConnectionStore:
         error_code: str | None = None,
         request_id: str | None = None,
         missing_permissions: tuple[str, ...] | list[str] | None = None,
+        account_id: str | None = None,
     ) -> ClientConnection:
         """Record a credential check: ok makes the client `connected`, not ok `failed`.
 
-        `missing_permissions=None` keeps the ones already recorded.
+        `missing_permissions=None` keeps the ones already recorded. `account_id`, the
+        account a passing check found, fills a client stored without one (never replaces
+        one: a key of another account fails the check instead).
         """
+        if account_id is not None:
+            _check_account_id(account_id)
         now = utc_now()
         with self._writing() as session:
             row = self._locked_row(session, client_id)
@@ -496,6 +502,8 @@ class ConnectionStore:
             _mark_checked(row, now, CheckOutcome(ok, reason, steps, error_code, request_id))
             if missing_permissions is not None:
                 row.missing_permissions = list(missing_permissions)
+            if ok and account_id and not row.account_id:
+                row.account_id = account_id
             session.add(row)
             session.add(CredentialCheck(client_id=client_id, checked_at=now, ok=ok,
                                         error_code=error_code, request_id=request_id,
@@ -536,6 +544,14 @@ class ConnectionStore:
             session.exec(
                 delete(StripeConnection).where(col(StripeConnection.client_id) == client_id)
             )
+
+
+def _check_account_id(account_id: object) -> None:
+    """A client's account id is never stored empty: an empty one turns the account guard
+    (a key of another account needs --replace-account) off for good."""
+    if not isinstance(account_id, str) or not account_id.strip():
+        raise ValueError("A Stripe account id is needed to store a client's key; nothing "
+                         "was stored.")
 
 
 @dataclass(frozen=True)

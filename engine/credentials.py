@@ -26,9 +26,10 @@ from engine.failures import (
     reconnect_steps,
 )
 from engine.keys import KeyFormatError, KeyKind, ParsedKey, parse_key
+from engine.permissions import OTHER_READS
 from engine.settings import load_settings
 from engine.streams import STREAMS
-from engine.stripe_api import StripeAccount, verify_account
+from engine.stripe_api import MALFORMED_RESPONSE, StripeAccount, verify_account
 from engine.warehouse_factory import warehouse_from_settings
 
 
@@ -39,8 +40,14 @@ class KeyRefused(StripeAccessError):
 @dataclass(frozen=True)
 class MissingPermission:
     stream: str
-    permission: str
+    permission: str  # as Stripe named it: what the sync matches a 403 against
     widgets: tuple[str, ...]
+    ours: str = ""  # readable_permissions()'s name for it, where Stripe named another
+
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """What the store keeps: Stripe's name, and ours too where they differ."""
+        return tuple(dict.fromkeys(p for p in (self.permission, self.ours) if p))
 
 
 @dataclass
@@ -70,30 +77,23 @@ class ConnectOutcome:
         if not self.livemode:
             lines.append("This is a test-mode key: the reports will show test data.")
         for gap in self.missing:
-            widgets = ", ".join(gap.widgets) or "none"
+            effect = (f"these widgets will say they cannot be shown: {', '.join(gap.widgets)}"
+                      if gap.widgets else "no widget reads it")
             lines.append(
-                f"The restricted key cannot read {gap.stream} ({gap.permission}); "
-                f"these widgets will lack data: {widgets}."
-            )
+                f"The restricted key cannot read {gap.stream} ({gap.permission}); {effect}.")
         return lines
 
 
 def probe_permissions(account: StripeAccount) -> list[MissingPermission]:
     """Read one object of every stream; a 403 names a permission the key lacks."""
+    reads = [(spec.name, spec.endpoint, spec.permission, spec.widgets) for spec in STREAMS]
     missing = []
-    for spec in STREAMS:
+    for name, path, permission, widgets in [*reads, *OTHER_READS]:
         try:
-            account.get(spec.endpoint, {"limit": 1})
+            account.get(path, {"limit": 1} if name != "balance" else None)
         except PermissionMissing as gap:
-            missing.append(MissingPermission(
-                spec.name, gap.details.get("missing_permission", spec.permission), spec.widgets))
-    for path, name in (("/v1/events", "events"), ("/v1/balance", "balance")):
-        try:
-            account.get(path, {"limit": 1} if name == "events" else None)
-        except PermissionMissing as gap:
-            widgets = ("available_balance", "pending_balance") if name == "balance" else ()
-            missing.append(MissingPermission(
-                name, gap.details.get("missing_permission", f"rak_{name}_read"), widgets))
+            named = gap.details.get("missing_permission") or permission
+            missing.append(MissingPermission(name, named, widgets, permission))
     return missing
 
 
@@ -143,11 +143,18 @@ def _unreachable(client_id: str, parsed: ParsedKey,
     # The resource's wording is written for syncs ("the next scheduled sync retries"); a
     # connect that could not ask Stripe stored nothing and has to be run again.
     status = f"HTTP {error.http_status}" if error.http_status else "no response"
+    if error.code == MALFORMED_RESPONSE:
+        what = (f"Stripe's answer to the check of the key {parsed.masked} for client "
+                f"{client_id!r} was incomplete or malformed ({status})")
+        first = "Wait a few minutes: this is a temporary problem on the way to Stripe."
+    else:
+        what = f"Stripe did not answer the check of the key {parsed.masked} for client " \
+               f"{client_id!r} ({status})"
+        first = "Check the network connection (and STRIPE_API_BASE, if set)."
     return TransientStripeError(
-        message=f"Stripe did not answer the check of the key {parsed.masked} for client "
-        f"{client_id!r} ({status}); nothing was stored or changed.",
-        steps=("Check the network connection (and STRIPE_API_BASE, if set).",
-               f"Run `stripe-reports connect {client_id}` again."),
+        message=f"{what}; nothing was stored or changed. This is a temporary problem, not "
+        "one with the key: try again.",
+        steps=(first, f"Run `stripe-reports connect {client_id}` again."),
         client_id=client_id, masked_key=parsed.masked, code=error.code,
         request_id=error.request_id, http_status=error.http_status,
     )
@@ -157,8 +164,10 @@ def _validate_and_store(
     client_id: str, parsed: ParsedKey, account: StripeAccount, store: ConnectionStore, *,
     name: str | None, strict: bool, replace_account: bool, stripe_account: str | None,
 ) -> ConnectOutcome:
-    info = account.get("/v1/account")  # 401 -> KeyRejected / KeyExpired, stored data untouched
-    account_id = info.get("id") or ""
+    # 401 -> KeyRejected / KeyExpired; an answer without the account's id is retried, then
+    # a TransientStripeError: stored data untouched either way.
+    info = verify_account(account, None)
+    account_id = info["id"]
     previous = store.get(client_id)
     if previous and previous.account_id and previous.account_id != account_id \
             and not replace_account:
@@ -196,7 +205,7 @@ def _validate_and_store(
     connection = store.save_connection(
         client_id, secret_key=parsed.key, account_id=account_id, account_name=account_name,
         livemode=parsed.livemode, name=name, stripe_account=stripe_account,
-        missing_permissions=[m.permission for m in missing],
+        missing_permissions=[p for m in missing for p in m.recorded],
     )
     return ConnectOutcome(connection, account_id, account_name, parsed.livemode, missing,
                           moved_from, purged, client_config(client_id).key_env)
@@ -210,12 +219,13 @@ def check_client(client_id: str, *, store: ConnectionStore | None = None,
             return check_client(client_id, store=own, api_base=api_base)
     account, connection = open_account(client_id, api_base=api_base, store=store)
     try:
-        verify_account(account, connection.account_id if connection else None)
+        info = verify_account(account, connection.account_id if connection else None)
     except CredentialFailure as failure:  # a 429 or an outage says nothing about the key
         return store.record_check(client_id, ok=False, reason=failure.message,
                                   steps=failure.steps or reconnect_steps(client_id),
                                   error_code=failure.code, request_id=failure.request_id)
-    return store.record_check(client_id, ok=True)
+    # A client stored without its account (an old bug) gets it now: the guard is back on.
+    return store.record_check(client_id, ok=True, account_id=info["id"])
 
 
 def open_account(

@@ -56,8 +56,13 @@ class StreamSpec:
     deletable: bool = False
     list_params: dict[str, str] = field(default_factory=dict)
     children: tuple[ChildSpec, ...] = ()
-    # Widgets that read this stream: named in permission warnings.
+    # Widgets that read this stream: named in permission warnings. The widget catalog
+    # (reports/widgets/catalog.py, `needs`) is the truth; tests/test_widget_needs.py holds
+    # these to it.
     widgets: tuple[str, ...] = ()
+    # The permission Stripe names when a restricted key may not list the stream, where it
+    # is not rak_<object>_read.
+    read_permission: str = ""
 
     @property
     def table(self) -> str:
@@ -65,7 +70,7 @@ class StreamSpec:
 
     @property
     def permission(self) -> str:
-        return f"rak_{self.object_type}_read"
+        return self.read_permission or f"rak_{self.object_type}_read"
 
 
 def _id() -> Column:
@@ -84,10 +89,11 @@ def _amount(name: str, what: str) -> Column:
     return Column(name, "BIGINT", f"{what}, in the currency's minor unit (cents; yen for JPY)")
 
 
-REVENUE_WIDGETS = ("gross_volume", "net_volume", "successful_payments", "failed_payments",
-                   "revenue_over_time", "arpu")
+PAYMENT_WIDGETS = ("gross_volume", "net_volume", "successful_payments", "failed_payments",
+                   "revenue_over_time", "recent_payments")
 SUBSCRIPTION_WIDGETS = ("mrr", "arr", "active_subscriptions", "new_subscriptions",
-                        "churned_subscriptions", "churn_rate", "mrr_over_time", "arpu")
+                        "churned_subscriptions", "churn_rate", "arpu", "mrr_over_time",
+                        "mrr_movements")
 
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
@@ -117,7 +123,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded",
             "charge.updated", "charge.expired", "charge.pending",
         ),
-        widgets=REVENUE_WIDGETS + ("refunds",),
+        widgets=PAYMENT_WIDGETS,
     ),
     StreamSpec(
         name="refunds",
@@ -135,7 +141,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             Column("balance_transaction", "VARCHAR", "Balance transaction id", ref=True),
         ),
         event_types=("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"),
-        widgets=("refunds", "net_volume"),
+        widgets=("net_volume", "refunds", "revenue_over_time"),
     ),
     StreamSpec(
         name="customers",
@@ -153,7 +159,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         event_types=("customer.created", "customer.updated", "customer.deleted"),
         deleted_event_types=("customer.deleted",),
         deletable=True,
-        widgets=("new_customers", "arpu"),
+        widgets=("new_customers", "recent_payments"),
     ),
     StreamSpec(
         name="subscriptions",
@@ -235,8 +241,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             "invoice.voided", "invoice.marked_uncollectible", "invoice.sent",
         ),
         deleted_event_types=("invoice.deleted",),
-        deletable=True,
-        widgets=("mrr",),
+        deletable=True,  # no widget reads invoices: MRR comes from subscriptions' items
     ),
     StreamSpec(
         name="balance_transactions",
@@ -256,6 +261,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             Column("source", "VARCHAR", "Object that caused it", ref=True),
         ),
         widgets=("net_volume", "revenue_over_time"),
+        read_permission="rak_balance_transaction_source_read",
     ),
     StreamSpec(
         name="payouts",

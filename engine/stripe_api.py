@@ -7,6 +7,12 @@ timed-out connection, a truncated or non-JSON answer) is retried per request, wi
 exponential backoff and jitter, for up to `retry_seconds` (STRIPE_REPORTS_RETRY_SECONDS,
 default 180 s): a blip costs one request, never the run. The SDK's own retries are off,
 so every attempt is paced and counted.
+
+Every answer is checked for the shape the code relies on before anything reads it (one
+place: `_fetch`, with the shape `_shape_for` names per path). A 200 that is not that shape
+(an account without its id, a list whose objects lack theirs, a balance without amounts)
+is a malformed answer like a truncated one: asked for again, then a transient failure,
+never a verdict on the key.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import orjson
@@ -41,9 +47,11 @@ from engine.rate_limit import (
     AdaptiveRateLimiter,
     Backoff,
 )
+from engine.streams import STREAMS, StreamSpec
 
 PAGE_SIZE = 100  # Stripe's maximum
 RETRY_SECONDS_ENV = "STRIPE_REPORTS_RETRY_SECONDS"
+MALFORMED_RESPONSE = "malformed_response"  # the code of a failure whose 200s did not decode
 DEFAULT_RETRY_SECONDS = 180.0
 # A 200 whose body does not decode: truncated, or not JSON at all (a proxy's HTML page).
 _MALFORMED = (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError,
@@ -54,6 +62,9 @@ _PERMANENT_CONNECTION = (requests.exceptions.InvalidURL, requests.exceptions.Mis
 T = TypeVar("T")
 
 
+_Id = Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class _ListBody(msgspec.Struct):
     """A list response, cut into each object's JSON text without decoding the objects."""
 
@@ -62,12 +73,115 @@ class _ListBody(msgspec.Struct):
 
 
 class _ListedHead(msgspec.Struct):
-    id: str
+    """What paging and the warehouse rely on in every listed object: its id (the row's
+    key) and, where it has one, `created` (the cursor)."""
+
+    id: _Id
     created: int | None = None
 
 
+class _ListHeads(msgspec.Struct):
+    data: list[_ListedHead]
+    has_more: bool
+
+
+# The shapes of the single answers the engine reads; unknown fields are ignored.
+class _Dashboard(msgspec.Struct):
+    display_name: str | None = None
+
+
+class _AccountSettings(msgspec.Struct):
+    dashboard: _Dashboard | None = None
+
+
+class _BusinessProfile(msgspec.Struct):
+    name: str | None = None
+
+
+class _Account(msgspec.Struct):
+    id: _Id  # who the key belongs to: the account guard compares it, the store keeps it
+    created: int | None = None
+    settings: _AccountSettings | None = None
+    business_profile: _BusinessProfile | None = None
+
+
+class _Funds(msgspec.Struct):
+    currency: _Id
+    amount: int
+
+
+class _Balance(msgspec.Struct):
+    available: list[_Funds]
+    pending: list[_Funds]
+
+
+class _EventObject(msgspec.Struct):
+    id: _Id
+    object: _Id
+
+
+class _EventData(msgspec.Struct):
+    object: _EventObject
+
+
+class _Event(msgspec.Struct):
+    id: _Id
+    type: _Id
+    data: _EventData
+
+
+class _EventList(msgspec.Struct):
+    data: list[_Event]
+    has_more: bool
+
+
+class _StripeObject(msgspec.Struct):
+    object: _Id
+
+
+# A stream column's JSON type where it lands typed: DuckDB's TRY_CAST would turn a value of
+# another type into NULL, a wrong figure. References (an id or an expanded object), JSON
+# and nested columns are left to the warehouse.
+_SCALARS: dict[str, Any] = {"BIGINT": int | None, "DOUBLE": float | None,
+                            "BOOLEAN": bool | None, "TIMESTAMPTZ": int | None,
+                            "VARCHAR": str | None}
+
+
+def _object_shape(spec: StreamSpec) -> type[msgspec.Struct]:
+    """A stream's objects: an id, and each typed top-level column of its JSON type."""
+    fields = [(column.name, _SCALARS[column.type], None) for column in spec.columns
+              if column.name not in ("id", "created") and not column.path and not column.ref
+              and column.type in _SCALARS]
+    return msgspec.defstruct(f"_{spec.object_type}", fields, bases=(_ListedHead,))
+
+
+def _list_of(shape: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    return msgspec.defstruct(f"{shape.__name__}_list",
+                             [("data", list[shape]), ("has_more", bool)])  # type: ignore[valid-type]
+
+
+_OBJECT_SHAPES = {spec.object_type: _object_shape(spec) for spec in STREAMS}
 _LIST_DECODER = msgspec.json.Decoder(_ListBody)
-_HEAD_DECODER = msgspec.json.Decoder(_ListedHead)
+_HEADS_DECODER = msgspec.json.Decoder(_ListHeads)
+_PAGE_DECODERS = {spec.endpoint: msgspec.json.Decoder(_list_of(_OBJECT_SHAPES[spec.object_type]))
+                  for spec in STREAMS}
+_SHAPES: dict[str, type[msgspec.Struct]] = {
+    "/v1/account": _Account, "/v1/balance": _Balance, "/v1/events": _EventList,
+    **{spec.endpoint: _list_of(_OBJECT_SHAPES[spec.object_type]) for spec in STREAMS},
+}
+
+
+def _bare(path: str) -> str:
+    return path.split("?")[0].rstrip("/")
+
+
+def _shape_for(path: str) -> type[msgspec.Struct]:
+    """The shape an answer to `path` must have: a known one, else any list has objects
+    with ids, and anything else is at least a Stripe object."""
+    path = _bare(path)
+    if path in _SHAPES:
+        return _SHAPES[path]
+    return _ListHeads if path.count("/") == 2 else _StripeObject
 
 
 @dataclass(frozen=True)
@@ -81,12 +195,15 @@ class ListPage:
     oldest_created: int | None = None  # the last object's
 
     @classmethod
-    def from_body(cls, body: bytes) -> ListPage:
+    def from_body(cls, body: bytes, path: str = "") -> ListPage:
         listed = _LIST_DECODER.decode(body)
         if not listed.data:
             return cls([], listed.has_more)
-        first = _HEAD_DECODER.decode(listed.data[0])
-        last = _HEAD_DECODER.decode(listed.data[-1])
+        # Every object is checked, not only those paging reads: a row without an id, a
+        # typed field of another type, or an answer that is not a list of objects, must be
+        # asked for again, never landed.
+        heads = _PAGE_DECODERS.get(_bare(path), _HEADS_DECODER).decode(body).data
+        first, last = heads[0], heads[-1]
         return cls([bytes(raw) for raw in listed.data], listed.has_more, last.id,
                    first.created, last.created)
 
@@ -148,12 +265,13 @@ class StripeAccount:
         return f"StripeAccount({self.client_id!r}, {self.masked_key})"
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """GET a Stripe path, decoded."""
-        return self._fetch(path, params or {}, _decode_object)
+        """GET a Stripe path, decoded, once it has the shape the engine relies on."""
+        shape = _shape_for(path)
+        return self._fetch(path, params or {}, lambda body: _decode_object(body, shape))
 
     def get_page(self, path: str, params: dict[str, Any]) -> ListPage:
         """GET one page of a Stripe list, its objects left as JSON text."""
-        return self._fetch(path, params, ListPage.from_body)
+        return self._fetch(path, params, lambda body: ListPage.from_body(body, path))
 
     def _fetch(self, path: str, params: dict[str, Any], decode: Callable[[bytes], T]) -> T:
         """GET and decode, retrying transient failures within the budget; credential
@@ -277,7 +395,7 @@ class StripeAccount:
             message=f"{what} for client {self.client_id!r} ({status or 'no response'}); "
             f"the key was not marked failed.{tried} The next scheduled sync retries.",
             client_id=self.client_id, masked_key=self.masked_key,
-            code=_code(known) if known else "malformed_response",
+            code=_code(known) if known else MALFORMED_RESPONSE,
             request_id=known.request_id if known else None, http_status=status,
         )
 
@@ -287,11 +405,11 @@ def verify_account(account: StripeAccount, expected_account_id: str | None) -> d
 
     Raises a CredentialFailure for a rejected key or a key of another account.
     """
-    info = account.tagged("account").get("/v1/account")
-    if expected_account_id and info.get("id") != expected_account_id:
+    info = account.tagged("account").get("/v1/account")  # its id is checked: never empty
+    if expected_account_id and info["id"] != expected_account_id:
         raise WrongAccount(
             message=f"The key {account.masked_key} for client {account.client_id!r} belongs to "
-            f"Stripe account {info.get('id')}, not {expected_account_id} that this client's "
+            f"Stripe account {info['id']}, not {expected_account_id} that this client's "
             "history comes from.",
             steps=reconnect_steps(account.client_id, expected_account_id, account.key_env),
             client_id=account.client_id, masked_key=account.masked_key, code="account_mismatch",
@@ -326,10 +444,17 @@ def _retry_after(error: stripe.StripeError) -> float:
         return 0.0
 
 
-def _decode_object(body: bytes) -> dict[str, Any]:
+def _decode_object(body: bytes, shape: type[msgspec.Struct]) -> dict[str, Any]:
+    """The answer as a dict; a msgspec.ValidationError (retried) unless it has `shape`."""
     decoded = orjson.loads(body)
     if not isinstance(decoded, dict):
         raise msgspec.ValidationError("expected a JSON object")
+    msgspec.convert(decoded, shape)
+    if shape is _EventList:  # the objects events carry land as rows too
+        for event in decoded["data"]:
+            changed = event["data"]["object"]
+            if changed["object"] in _OBJECT_SHAPES:
+                msgspec.convert(changed, _OBJECT_SHAPES[changed["object"]])
     return decoded
 
 

@@ -3,14 +3,19 @@
 It forwards every request to the sandbox and, at a seeded rate, answers a Stripe request
 (`/v1/...`) with one of the faults a real network and a real API produce: 500/502/503,
 429 with Retry-After, a connection reset mid-answer, a truncated body, a 200 that is not
-JSON, or an answer slower than the client's timeout. Writes (POST/DELETE) are forwarded
-untouched unless asked for. It only listens on, and only talks to, 127.0.0.1.
+JSON, or an answer slower than the client's timeout. Or with a well-formed 200 of the wrong
+shape (SHAPE_KINDS), made from the real answer: the object (or a listed one) without its
+`id` (a balance without `available`), only its `object` field ({"object": "account"}),
+with an `id` that is not a string, an amount (else a timestamp) as text, a JSON value that
+is not an object, the answer wrapped in a list, an empty body. Writes (POST/DELETE) are
+forwarded untouched unless asked for. It only listens on, and only talks to, 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import random
 import socket
 import struct
@@ -23,7 +28,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
-FAULT_KINDS = ("500", "502", "503", "429", "reset", "truncated", "not_json", "slow")
+TRANSPORT_KINDS = ("500", "502", "503", "429", "reset", "truncated", "not_json", "slow")
+SHAPE_KINDS = ("no_id", "only_object", "id_not_string", "wrong_type", "not_object", "a_list",
+               "empty_body")
+FAULT_KINDS = TRANSPORT_KINDS + SHAPE_KINDS
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -59,6 +67,8 @@ class FaultProxy:
         self.outage_kind = "503"
         # A targeted fault: called with each request's target (path and query).
         self.rule: Callable[[str], str | None] | None = None
+        # One by key: called with the target and the request's API key (Bearer).
+        self.key_rule: Callable[[str, str], str | None] | None = None
         self._rng = random.Random(seed)
         self._order = self._rng.sample(self.kinds, len(self.kinds))
         self._scripted: deque[str] = deque()
@@ -99,12 +109,14 @@ class FaultProxy:
         with self._lock:
             self._scripted.extend(kinds)
 
-    def draw(self, method: str, target: str) -> str | None:
+    def draw(self, method: str, target: str, key: str = "") -> str | None:
         """The fault for this request, or None to forward it as it is."""
         if method not in self.methods or not target.startswith("/v1/"):
             return None
         with self._lock:
             kind = self.rule(target) if self.rule is not None else None
+            if not kind and self.key_rule is not None:
+                kind = self.key_rule(target, key)
             if kind:
                 pass
             elif self.outage_after is not None and self.forwarded >= self.outage_after:
@@ -154,7 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = self.proxy.draw(method, self.path)
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        fault = self.proxy.draw(method, self.path, key)
         if fault in ("500", "502", "503", "429", "not_json"):
             self._answer_instead(fault)
             return
@@ -167,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "truncated":
             # A body cut short whose length header agrees: only a JSON decoder notices.
             self._send(status, headers, payload[: len(payload) // 2])
+        elif fault in SHAPE_KINDS and 200 <= status < 300:
+            self._send(status, headers, misshape(fault, payload))
         else:
             self._send(status, headers, payload)
 
@@ -230,3 +245,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             self.connection.close()
+
+
+def misshape(kind: str, payload: bytes) -> bytes:
+    """A well-formed answer of the wrong shape, made from the real one (`SHAPE_KINDS`)."""
+    if kind == "empty_body":
+        return b""
+    if kind == "not_object":
+        return b'"account"'
+    if kind == "a_list":
+        return b"[" + payload + b"]"
+    body = json.loads(payload)
+    if kind == "only_object":  # {"object": "account"}: well-formed, and nothing in it
+        return json.dumps({"object": body.get("object")}).encode()
+    listed = body.get("data") if isinstance(body, dict) else None
+    # A list page breaks in the middle object: paging reads only the first and last.
+    target = listed[len(listed) // 2] if isinstance(listed, list) and listed else body
+    if kind == "wrong_type":  # an amount (else a timestamp) as text: "2000"
+        changed = target.get("data", {}).get("object") if "type" in target else None
+        target = changed if isinstance(changed, dict) else target  # an event: its object
+        field = next((f for f in ("amount", "created", "available") if f in target), "id")
+        target[field] = str(target.get(field))
+        return json.dumps(body).encode()
+    field = next((f for f in ("id", "available", "data") if f in target), "id")
+    if kind == "no_id":
+        target.pop(field, None)
+    else:  # id_not_string
+        target[field] = 12345
+    return json.dumps(body).encode()

@@ -84,7 +84,8 @@ def test_a_restricted_key_missing_one_permission_is_accepted_with_a_warning(sand
 
     assert done.returncode == 0, done.stderr
     assert ("warning: The restricted key cannot read refunds (rak_refund_read); these widgets "
-            "will lack data: refunds, net_volume.") in done.stderr
+            "will say they cannot be shown: net_volume, refunds, revenue_over_time."
+            ) in done.stderr
     row = stored("acme")
     assert row["state"] == "connected" and row["missing_permissions"] == ["rak_refund_read"]
     assert row["masked_key"] == mask_key(key) and row["masked_key"].startswith("rk_test_")

@@ -71,4 +71,7 @@ def test_a_restricted_key_without_charges_still_builds_every_other_widget(
     assert customers["state"] == "ok"
     gross = widget("acme", "gross_volume")
     assert gross["state"] == "no_data"
-    assert "cannot read charges (rak_charge_read)" in gross["message"]
+    assert gross["message"] == ("Gross volume cannot be shown: it is computed from the "
+                                "account's charges, which the Stripe key connected for these "
+                                "reports is not allowed to read.")
+    assert "Charges (rak_charge_read)" in gross["steps"][0]

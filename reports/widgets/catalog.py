@@ -35,6 +35,11 @@ class Widget:
     higher_is_better: bool = True
     # Row columns drawn as series (line and bar widgets), in drawing order.
     series: tuple[str, ...] = ()
+    # What Stripe lets the figure be computed from: stream names (engine/streams.py) and
+    # `balance`. A key not allowed to read one of them gets no figure, never a wrong one.
+    needs: tuple[str, ...] = ()
+    # The widget this one is derived from (ARR from MRR): it needs what its base needs.
+    based_on: str | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -80,32 +85,42 @@ def _daily(table: str, columns: str) -> str:
 
 
 _PAYOUTS_PAID = " AND status NOT IN ('failed', 'canceled')"
+_CHARGES = ("charges",)
+# Net figures take refunds from refunds, fees and disputes from balance transactions.
+_NET = ("charges", "refunds", "balance_transactions")
+_SUBSCRIPTIONS = ("subscriptions",)  # MRR is computed from subscriptions and their items
+_BALANCE = ("balance",)
 
 WIDGETS: tuple[Widget, ...] = (
     Widget(
         "gross_volume", "Gross volume", "number", "money",
         "Captured amount of successful payments created in the period.",
         "daily_revenue", _sum("daily_revenue", "gross"),
+        needs=_CHARGES,
     ),
     Widget(
         "net_volume", "Net volume", "number", "money",
         "Gross volume less refunds, disputes and Stripe fees.",
         "daily_revenue", _sum("daily_revenue", "net"),
+        needs=_NET,
     ),
     Widget(
         "refunds", "Refunds", "number", "money",
         "Refunds issued in the period (failed and canceled refunds left out).",
         "daily_revenue", _sum("daily_revenue", "refunds"), higher_is_better=False,
+        needs=("refunds",),
     ),
     Widget(
         "successful_payments", "Successful payments", "number", "count",
         "Number of charges that succeeded.",
         "daily_revenue", _sum("daily_revenue", "successful_payments"),
+        needs=_CHARGES,
     ),
     Widget(
         "failed_payments", "Failed payments", "number", "count",
         "Number of charges that failed.",
         "daily_revenue", _sum("daily_revenue", "failed_payments"), higher_is_better=False,
+        needs=_CHARGES,
     ),
     Widget(
         "new_customers", "New customers", "number", "count",
@@ -114,31 +129,37 @@ WIDGETS: tuple[Widget, ...] = (
         "SELECT coalesce(sum(new_customers), 0) FROM reporting.customer_counts "
         "WHERE client_id = $client_id AND day BETWEEN $start AND $end",
         currency_scoped=False,
+        needs=("customers",),
     ),
     Widget(
         "mrr", "MRR", "number", "money",
         "Monthly recurring revenue at the end of the period (docs/metrics.md).",
         "mrr_daily", _latest_mrr("mrr"), point_in_time=True,
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "arr", "ARR", "number", "money",
         "Annual run rate: MRR x 12.",
         "mrr_daily", _latest_mrr("mrr * 12"), point_in_time=True,
+        based_on="mrr",
     ),
     Widget(
         "active_subscriptions", "Active subscriptions", "number", "count",
         "Subscriptions counted in MRR at the end of the period.",
         "mrr_daily", _latest_mrr("active_subscriptions"), point_in_time=True,
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "new_subscriptions", "New subscriptions", "number", "count",
         "Subscriptions that started counting in MRR during the period.",
         "mrr_daily", _sum("mrr_daily", "new_subscriptions"),
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "churned_subscriptions", "Churned subscriptions", "number", "count",
         "Subscriptions that stopped counting in MRR during the period.",
         "mrr_daily", _sum("mrr_daily", "churned_subscriptions"), higher_is_better=False,
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "churn_rate", "Churn rate", "number", "percent",
@@ -149,6 +170,7 @@ WIDGETS: tuple[Widget, ...] = (
         f"SELECT active_subscriptions FROM reporting.mrr_daily WHERE {_CLIENT_CURRENCY} "
         "AND day < $start ORDER BY day DESC LIMIT 1), 0)",
         higher_is_better=False,
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "arpu", "ARPU", "number", "money",
@@ -157,16 +179,19 @@ WIDGETS: tuple[Widget, ...] = (
         f"SELECT mrr / nullif(paying_customers, 0) FROM reporting.mrr_daily "
         f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1",
         point_in_time=True,
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "available_balance", "Available balance", "number", "money",
         "Funds available for payout, as read by the latest sync up to the period's end.",
         "balance", _latest_balance("available"), point_in_time=True,
+        needs=_BALANCE,
     ),
     Widget(
         "pending_balance", "Pending balance", "number", "money",
         "Funds not yet available, as read by the latest sync up to the period's end.",
         "balance", _latest_balance("pending"), point_in_time=True,
+        needs=_BALANCE,
     ),
     Widget(
         "revenue_over_time", "Revenue over time", "line", "money",
@@ -175,6 +200,7 @@ WIDGETS: tuple[Widget, ...] = (
         rows_sql=_daily("daily_revenue", "coalesce(r.gross, 0) AS gross, "
                         "coalesce(r.net, 0) AS net, coalesce(r.refunds, 0) AS refunds"),
         series=("gross", "net"),
+        needs=_NET,
     ),
     Widget(
         "mrr_over_time", "MRR over time", "line", "money",
@@ -183,6 +209,7 @@ WIDGETS: tuple[Widget, ...] = (
         rows_sql="SELECT day, mrr, active_subscriptions FROM reporting.mrr_daily "
         f"WHERE {_CLIENT_CURRENCY} AND day BETWEEN $start AND $end ORDER BY day",
         point_in_time=True, series=("mrr",),
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "mrr_movements", "MRR movements", "bar", "money",
@@ -194,6 +221,7 @@ WIDGETS: tuple[Widget, ...] = (
         "AND day BETWEEN $start AND $end ORDER BY day",
         series=("new_mrr", "expansion_mrr", "reactivation_mrr", "contraction_mrr",
                 "churned_mrr"),
+        needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "payouts", "Payouts", "bar", "money",
@@ -204,6 +232,7 @@ WIDGETS: tuple[Widget, ...] = (
         f"FROM reporting.payouts WHERE {_CLIENT_CURRENCY} "
         f"AND arrival_day BETWEEN $start AND $end{_PAYOUTS_PAID} GROUP BY 1 ORDER BY 1",
         series=("amount",),
+        needs=("payouts",),
     ),
     Widget(
         "recent_payments", "Recent payments", "table", "count",
@@ -217,6 +246,7 @@ WIDGETS: tuple[Widget, ...] = (
         "WHERE client_id = $client_id AND day BETWEEN $start AND $end "
         "ORDER BY created DESC, id LIMIT 20",
         currency_scoped=False,
+        needs=("charges", "customers"),
     ),
 )
 
@@ -230,6 +260,14 @@ class UnknownWidget(KeyError):
 
     def __str__(self) -> str:
         return f"Unknown widget '{self.name}'. Known: {', '.join(WIDGETS_BY_NAME)}."
+
+
+def needed_data(widget: Widget) -> tuple[str, ...]:
+    """What a widget's figure is computed from, its base's included (ARR follows MRR)."""
+    needs = list(widget.needs)
+    if widget.based_on:
+        needs += [n for n in needed_data(get_widget(widget.based_on)) if n not in needs]
+    return tuple(needs)
 
 
 def widget_catalog() -> list[Widget]:

@@ -16,11 +16,11 @@ import duckdb
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
 from engine.currencies import currency_exponent
 from engine.freshness import last_failure, read_built_at, staleness
+from engine.permissions import readable_permissions, unreadable
 from engine.sql import bound
-from engine.streams import STREAMS
 from engine.warehouse import Warehouse
 from engine.warehouse_factory import warehouse_from_settings
-from reports.widgets.catalog import WIDGETS, Widget, get_widget
+from reports.widgets.catalog import WIDGETS, Widget, get_widget, needed_data
 
 DEFAULT_DAYS = 30
 
@@ -241,13 +241,9 @@ def _blank(client_id: str, widget: Widget, period: Period, currency: str | None)
 def _evaluate(conn, client_id: str, widget: Widget, period: Period,
               currency: str | None, connection: ClientConnection | None) -> WidgetResult:
     result = _blank(client_id, widget, period, currency)
-    unreadable = _unreadable_streams(widget, connection)
-    if unreadable:
-        return _no_data(result, f"The client's restricted key cannot read {unreadable}, "
-                        "which this widget needs.", [
-                            "In the Stripe Dashboard, grant the key Read access to those "
-                            "resources (Developers → API keys), or use the Secret key.",
-                            f"Then run `stripe-reports connect {client_id}` with it."])
+    denied = _unreadable_needs(widget, connection)
+    if denied:
+        return _cannot_read(result, denied)
     if widget.currency_scoped and currency is None:
         return _no_data(result, f"No payments, subscriptions or balance synced for "
                         f"'{client_id}' yet.", _sync_steps(client_id))
@@ -270,13 +266,29 @@ def _evaluate(conn, client_id: str, widget: Widget, period: Period,
     return result
 
 
-def _unreadable_streams(widget: Widget, connection: ClientConnection | None) -> str:
-    """The streams this widget reads that the client's key was accepted without."""
+def _unreadable_needs(widget: Widget, connection: ClientConnection | None) -> list[str]:
+    """What this widget's figure is computed from that the client's key was connected
+    without (the permissions its credential check recorded)."""
     if connection is None or not connection.missing_permissions:
-        return ""
-    missing = set(connection.missing_permissions)
-    return ", ".join(f"{spec.name} ({spec.permission})" for spec in STREAMS
-                     if widget.name in spec.widgets and spec.permission in missing)
+        return []
+    denied = set(unreadable(connection.missing_permissions))
+    return [name for name in needed_data(widget) if name in denied]
+
+
+def _cannot_read(result: WidgetResult, denied: list[str]) -> WidgetResult:
+    """No figure rather than a wrong one: the message is for the client, the steps for
+    whoever manages the key."""
+    labels = " and ".join(name.replace("_", " ") for name in denied)
+    permissions = readable_permissions()
+    grants = ", ".join(f"{name.replace('_', ' ').capitalize()} ({permissions[name]})"
+                       for name in denied)
+    return _no_data(result, f"{result.title} cannot be shown: it is computed from the "
+                    f"account's {labels}, which the Stripe key connected for these reports "
+                    "is not allowed to read.", [
+                        "In the Stripe Dashboard open Developers → API keys and edit the "
+                        f"restricted key: grant Read on {grants}, or use the Secret key.",
+                        f"Then run `stripe-reports connect {result.client}` with that key "
+                        f"and `stripe-reports sync {result.client}`."])
 
 
 def _connection(client_id: str, store: ConnectionStore | None) -> ClientConnection | None:
