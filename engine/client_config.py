@@ -9,7 +9,6 @@ other clients keep their settings and their schedules.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -19,7 +18,7 @@ from typing import Any
 import yaml
 
 from engine.connection_store import InvalidClientId, check_client_id
-from engine.settings import load_settings
+from engine.settings import environment_variable, load_settings
 
 DEFAULT_SCHEDULE = "0 * * * *"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,7 +38,7 @@ class ClientConfig:
     stripe_account: str | None = None
 
     def key_from_env(self) -> str | None:
-        return os.environ.get(self.key_env) if self.key_env else None
+        return environment_variable(self.key_env) if self.key_env else None
 
     @property
     def stale_after(self) -> timedelta:
