@@ -175,6 +175,9 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
         raise click.UsageError("Name clients or use --all, not both.")
     chosen = _streams(streams)
     names, skipped = (check_names(clients), 0) if clients else _every_client()
+    from engine.postgres_check import check_dagster_storage  # before Dagster loads (seconds)
+
+    check_dagster_storage()
     # Dagster and the process pool: loaded only when a sync runs.
     from apps.launch import sync_clients
     from apps.terminal import SyncProgressView, plural, print_outcome

@@ -37,6 +37,13 @@ ALERT_WEBHOOK_ENV = "STRIPE_REPORTS_ALERT_WEBHOOK"
 # Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
 LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
 
+# PostgreSQL URLs are opened with the driver we ship, psycopg2: SQLAlchemy 2.1 would open a
+# plain `postgresql://` with psycopg 3, which is not installed (and dagster-postgres needs 2).
+PSYCOPG2_SCHEME = "postgresql+psycopg2"
+_POSTGRES_SCHEMES = ("postgresql", "postgres", PSYCOPG2_SCHEME)
+_SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+_POSTGRES_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names the variable and the accepted forms."""
@@ -115,7 +122,7 @@ def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
     return Settings(
         home=home,
         warehouse_path=Path(configured or home / "warehouse.duckdb"),
-        connections_url=env.connections_url or f"sqlite:///{home / 'connections.db'}",
+        connections_url=_connections_url(env.connections_url, home),
         secret=env.secret,
         api_base=env.api_base.rstrip("/"),
         dagster_home=env.dagster_home or home / "dagster_home",
@@ -124,7 +131,7 @@ def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
         lake_data_path=env.lake_data_path,
         clients_file=env.clients_file or DEFAULT_CLIENTS_FILE,
         retry_seconds=env.retry_seconds,
-        dagster_storage_url=(env.dagster_storage_url or "").strip() or None,
+        dagster_storage_url=_storage_url(env.dagster_storage_url),
         launched_by=env.launched_by,
     )
 
@@ -138,6 +145,51 @@ def _read_environment() -> _Environment:
         # Never echo the value: a URL or secret may hold a password.
         raise SettingsError(f"{name} cannot be used: {first['msg'].lower()}; fix or unset "
                             "it.") from None
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].strip().lower() if "://" in url else ""
+
+
+def _given_as(url: str) -> str:
+    """How a refused URL is named: its scheme only, never the rest (it may hold a password)."""
+    scheme = _scheme(url)
+    return repr(f"{scheme}://") if scheme else "a value without a scheme"
+
+
+def psycopg2_url(url: str) -> str:
+    """A PostgreSQL URL in any accepted form (`postgresql://`, `postgres://`,
+    `postgresql+psycopg2://`) with the psycopg2 driver spelt out; other URLs unchanged."""
+    scheme = _scheme(url)
+    if scheme not in _POSTGRES_SCHEMES:
+        return url
+    return f"{PSYCOPG2_SCHEME}://{url.split('://', 1)[1]}"
+
+
+def _connections_url(url: str | None, home: Path) -> str:
+    url = (url or "").strip()
+    if not url:
+        return f"sqlite:///{home / 'connections.db'}"
+    if _scheme(url) in _SQLITE_SCHEMES:
+        return url
+    if _scheme(url) in _POSTGRES_SCHEMES:
+        return psycopg2_url(url)
+    raise SettingsError(
+        f"{CONNECTIONS_URL_ENV} must be sqlite:///PATH or {_POSTGRES_FORM} (postgres:// and "
+        f"postgresql+psycopg2:// are taken too), not {_given_as(url)}; unset it to keep the "
+        f"store in {HOME_ENV}/connections.db.")
+
+
+def _storage_url(url: str | None) -> str | None:
+    url = (url or "").strip()
+    if not url:
+        return None
+    if _scheme(url) not in _POSTGRES_SCHEMES:
+        raise SettingsError(
+            f"{STORAGE_URL_ENV} must be a postgresql:// URL ({_POSTGRES_FORM}), not "
+            f"{_given_as(url)}; unset it to keep Dagster's runs in SQLite files under "
+            f"{DAGSTER_HOME_ENV}.")
+    return psycopg2_url(url)
 
 
 def environment_variable(name: str) -> str | None:
