@@ -294,14 +294,14 @@ def serve(host: str, port: int) -> int:
 @click.option("--rps", type=click.FloatRange(0, min_open=True), help="Rate limit per account.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Share of requests that fail (0 to 1).")
-def sandbox(**options: object) -> int:
+def sandbox(host: str, port: int, seed: int, charges: int | None, accounts: int | None,
+            latency_ms: float, rps: float | None, fault_rate: float) -> int:
     """The local Stripe-compatible server with generated accounts (fake keys), in the
     foreground until Ctrl-C. Prints its URL and each account's key."""
-    from sandbox.cli import main as sandbox_main  # a quarter of a second: only when it runs
+    from sandbox.cli import run_sandbox  # a quarter of a second: only when it runs
 
-    argv = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()
-            if value is not None]
-    return sandbox_main(argv) or 0
+    return run_sandbox(host=host, port=port, seed=seed, charges=charges, accounts=accounts,
+                       latency_ms=latency_ms, rps=rps, fault_rate=fault_rate)
 
 
 @cli.command(short_help="Sandbox + demo clients, synced and reported.",
