@@ -175,6 +175,9 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
         raise click.UsageError("Name clients or use --all, not both.")
     chosen = _streams(streams)
     names, skipped = (check_names(clients), 0) if clients else _every_client()
+    from engine.postgres_check import check_dagster_storage  # before Dagster loads (seconds)
+
+    check_dagster_storage()
     # Dagster and the process pool: loaded only when a sync runs.
     from apps.launch import sync_clients
     from apps.terminal import SyncProgressView, plural, print_outcome
@@ -291,14 +294,14 @@ def serve(host: str, port: int) -> int:
 @click.option("--rps", type=click.FloatRange(0, min_open=True), help="Rate limit per account.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Share of requests that fail (0 to 1).")
-def sandbox(**options: object) -> int:
+def sandbox(host: str, port: int, seed: int, charges: int | None, accounts: int | None,
+            latency_ms: float, rps: float | None, fault_rate: float) -> int:
     """The local Stripe-compatible server with generated accounts (fake keys), in the
     foreground until Ctrl-C. Prints its URL and each account's key."""
-    from sandbox.cli import main as sandbox_main  # a quarter of a second: only when it runs
+    from sandbox.cli import run_sandbox  # a quarter of a second: only when it runs
 
-    argv = [f"--{name.replace('_', '-')}={value}" for name, value in options.items()
-            if value is not None]
-    return sandbox_main(argv) or 0
+    return run_sandbox(host=host, port=port, seed=seed, charges=charges, accounts=accounts,
+                       latency_ms=latency_ms, rps=rps, fault_rate=fault_rate)
 
 
 @cli.command(short_help="Sandbox + demo clients, synced and reported.",

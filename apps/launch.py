@@ -20,19 +20,16 @@ from typing import Any
 from dagster import JobDefinition
 
 from engine.progress import ProgressSink
-from engine.settings import load_settings
+from engine.settings import LAUNCHER_ENV, load_settings
 from pipelines import client_runs
 from pipelines.client_runs import ClientSyncOutcome
 from pipelines.definitions import defs
 from pipelines.jobs import SYNC_JOB_NAME
 
-# Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
-LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
-
 
 def default_launcher() -> str:
     """`web` in a sync the report page started, else `cli`."""
-    return os.environ.get(LAUNCHER_ENV) or "cli"
+    return load_settings().launched_by or "cli"
 
 
 def sync_job() -> JobDefinition:

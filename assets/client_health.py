@@ -25,6 +25,7 @@ from dagster import (
     DagsterInstance,
     MaterializeResult,
     MetadataValue,
+    PreviewWarning,
     asset,
     asset_check,
 )
@@ -33,7 +34,6 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._utils.warnings import PreviewWarning
 
 from assets.partitions import clients_partitions
 from engine.client_config import client_config

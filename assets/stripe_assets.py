@@ -22,9 +22,9 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    PreviewWarning,
     multi_asset,
 )
-from dagster._utils.warnings import PreviewWarning
 from pydantic import Field
 
 from assets.client_health import (

@@ -9,71 +9,121 @@ other clients keep their settings and their schedules.
 from __future__ import annotations
 
 import functools
-import os
 import re
-from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from engine.connection_store import InvalidClientId, check_client_id
-from engine.settings import load_settings
+from engine.cron import CronError, parse_cron
+from engine.settings import environment_variable, load_settings
 
 DEFAULT_SCHEDULE = "0 * * * *"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+Text = Annotated[str, Field(min_length=1, strict=True)]
 
 
 class ClientsFileError(ValueError):
     """clients.yaml cannot be used as a whole; the message names the file and the fix."""
 
 
-@dataclass(frozen=True)
-class ClientConfig:
+class _Entry(BaseModel):
+    """What clients.yaml may say; an unknown field is refused (a typo must not pass unseen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Delivery(_Entry):
+    """One scheduled delivery of the client report (docs/interface.md, clients.yaml)."""
+
+    cadence: Literal["weekly", "monthly"]
+    day: Annotated[str | int, Field(union_mode="left_to_right")]
+    period: Literal["last_week", "last_month", "month_to_date"]
+    to: Annotated[list[Text], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _day_fits_cadence(self) -> Delivery:
+        weekly = self.cadence == "weekly"
+        if weekly and str(self.day).upper() not in WEEKDAYS:
+            raise ValueError(f"day must be one of {'/'.join(WEEKDAYS)} for a weekly "
+                             f"delivery, not {self.day!r}")
+        if not weekly and not (isinstance(self.day, int) and 1 <= self.day <= 28):
+            raise ValueError(f"day must be 1 to 28 for a monthly delivery, not {self.day!r}")
+        return self
+
+
+class ClientConfig(_Entry):
     client_id: str
-    name: str | None = None
-    key_env: str | None = None
-    schedule: str = DEFAULT_SCHEDULE
-    max_requests_per_second: float | None = None
-    stripe_account: str | None = None
+    name: Text | None = None
+    key_env: Text | None = None
+    schedule: Text = DEFAULT_SCHEDULE
+    max_requests_per_second: Annotated[float, Field(gt=0, strict=True)] | None = None
+    stripe_account: Text | None = None
+    timezone: Text = "UTC"  # the client's calendar days everywhere
+    locale: Text = "en_US"  # money and dates on the client report
+    deliveries: tuple[Delivery, ...] = ()
+
+    @field_validator("key_env")
+    @classmethod
+    def _an_environment_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"must name an environment variable (like ACME_STRIPE_KEY), not "
+                             f"{value!r}")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _a_cron_line(cls, value: str) -> str:
+        try:
+            return parse_cron(value).line
+        except CronError as error:
+            raise ValueError(f"{value!r} is not a valid cron line: {error} (for example "
+                             "\"0 * * * *\" for hourly)") from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _an_iana_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (like Europe/Berlin or "
+                             "America/New_York)") from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _a_babel_locale(cls, value: str) -> str:
+        try:
+            return str(Locale.parse(value))
+        except (UnknownLocaleError, ValueError, TypeError):
+            raise ValueError(f"{value!r} is not a known locale (like en_US or de_DE)") from None
 
     def key_from_env(self) -> str | None:
-        return os.environ.get(self.key_env) if self.key_env else None
+        return environment_variable(self.key_env) if self.key_env else None
 
     @property
     def stale_after(self) -> timedelta:
         """How old the last successful sync may be before widgets say `stale`."""
-        return 2 * schedule_interval(self.schedule) + timedelta(minutes=15)
+        return 2 * parse_cron(self.schedule).interval + timedelta(minutes=15)
 
 
-FIELDS = tuple(f.name for f in fields(ClientConfig) if f.name != "client_id")
+FIELDS = tuple(name for name in ClientConfig.model_fields if name != "client_id")
 
 
-@dataclass(frozen=True)
-class ClientsFile:
+class ClientsFile(BaseModel):
     """The usable clients, and why each unusable one was left out (client id -> message)."""
 
-    configs: dict[str, ClientConfig] = field(default_factory=dict)
-    problems: dict[str, str] = field(default_factory=dict)
+    model_config = ConfigDict(frozen=True)
 
-
-def schedule_interval(cron: str) -> timedelta:
-    """A rough period for common cron shapes; enough to judge staleness."""
-    minute, hour, day_of_month, _month, day_of_week = (cron.split() + ["*"] * 5)[:5]
-    if minute.startswith("*/"):
-        return timedelta(minutes=int(minute[2:]))
-    if minute == "*":
-        return timedelta(minutes=1)
-    if hour.startswith("*/"):
-        return timedelta(hours=int(hour[2:]))
-    if hour == "*":
-        return timedelta(hours=1)
-    if day_of_month == "*" and day_of_week == "*":
-        return timedelta(days=1)
-    if day_of_week != "*":
-        return timedelta(days=7)
-    return timedelta(days=31)
+    configs: dict[str, ClientConfig] = Field(default_factory=dict)
+    problems: dict[str, str] = Field(default_factory=dict)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -95,44 +145,49 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _valid_cron(cron: str) -> bool:
-    from dagster._utils.schedules import is_valid_cron_string  # Dagster's own rule
-
-    try:
-        return is_valid_cron_string(cron) and schedule_interval(cron) > timedelta(0)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return False
-
-
-def _field_problem(name: str, value: Any) -> str | None:
-    """What is wrong with one field of a client's entry, if anything."""
-    if name == "max_requests_per_second":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            return f"max_requests_per_second must be a number above 0, not {value!r}"
-        return None
-    if not isinstance(value, str) or not value.strip():
-        return f"{name} must be text, not {value!r}"
-    if name == "key_env" and not _ENV_NAME.fullmatch(value):
-        return f"key_env must name an environment variable (like ACME_STRIPE_KEY), not {value!r}"
-    if name == "schedule" and not _valid_cron(value):
-        return (f"schedule {value!r} is not a valid cron expression (5 fields, for example "
-                "\"0 * * * *\" for hourly)")
-    return None
-
-
-def _entry_problem(client_id: Any, entry: Any) -> str | None:
+def _entry(client_id: Any, entry: Any) -> ClientConfig | str:
+    """The client's settings, or what is wrong with its entry (the field named)."""
     try:
         check_client_id(client_id)
     except InvalidClientId as error:
         return str(error)
-    if entry is None:
-        return None
-    if not isinstance(entry, dict):
+    if entry is not None and not isinstance(entry, dict):
         return f"its entry must be a mapping of {', '.join(FIELDS)}"
-    unknown = sorted(str(name) for name in entry if name not in FIELDS)
+    if "client_id" in (entry or {}):
+        return "client_id is the entry's own name, not a field"
+    try:
+        return ClientConfig(client_id=client_id, **(entry or {}))
+    except ValidationError as error:
+        return _problem(error.errors())
+
+
+# Pydantic's wording for the error types a clients.yaml entry meets, as "FIELD must ...".
+_MUST = {"string_type": "must be text", "string_too_short": "must be text",
+         "float_type": "must be a number above 0", "greater_than": "must be a number above 0",
+         "too_short": "must not be empty", "tuple_type": "must be a list",
+         "list_type": "must be a list", "model_type": "must be a mapping",
+         "dict_type": "must be a mapping"}
+
+
+def _problem(errors: list[ErrorDetails]) -> str:
+    """Pydantic's errors as one line: unknown fields together, else the first field's."""
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
-        return f"unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})"
-    return next((p for p in (_field_problem(n, v) for n, v in entry.items()) if p), None)
+        known = Delivery.model_fields if len(unknown[0]["loc"]) > 1 else FIELDS
+        return (f"unknown field(s) {', '.join(_where(e['loc']) for e in unknown)} "
+                f"(known: {', '.join(known)})")
+    first = errors[0]
+    where = _where(first["loc"])
+    if first["type"] == "value_error":  # ours: the message names the field
+        message = first["msg"].removeprefix("Value error, ")
+        return f"{where}.{message}" if isinstance(first["loc"][-1], int) else f"{where} {message}"
+    must = _MUST.get(first["type"]) or first["msg"].replace("Input should be", "must be", 1)
+    return f"{where} {must}, not {first['input']!r}"
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """('deliveries', 0, 'day') -> 'deliveries[0].day'."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def _document(path: Path) -> dict[str, Any]:
@@ -176,15 +231,15 @@ def _read_if_changed(path: Path, mtime_ns: int, size: int) -> ClientsFile:
 
 
 def _parse_clients_file(path: Path) -> ClientsFile:
-    result = ClientsFile()
+    configs, problems = {}, {}
     for client_id, entry in _document(path).items():
-        problem = _entry_problem(client_id, entry)
-        if problem:
-            result.problems[str(client_id)] = (
-                f"{path}: client {str(client_id)!r} is left out: {problem.rstrip('.')}.")
+        config = _entry(client_id, entry)
+        if isinstance(config, ClientConfig):
+            configs[client_id] = config
         else:
-            result.configs[client_id] = ClientConfig(client_id=client_id, **(entry or {}))
-    return result
+            problems[str(client_id)] = (
+                f"{path}: client {str(client_id)!r} is left out: {config.rstrip('.')}.")
+    return ClientsFile(configs=configs, problems=problems)
 
 
 def load_client_configs(path: Path | None = None) -> dict[str, ClientConfig]:

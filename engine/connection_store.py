@@ -27,13 +27,15 @@ from urllib.parse import quote
 
 from sqlalchemy import JSON, Column, DateTime, Text, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 from engine.encryption import KeyCipher, WrongMasterKey
 from engine.keys import mask_key
-from engine.settings import Settings, load_settings
+from engine.postgres_check import CONNECT_TIMEOUT_SECONDS, DatabaseUnreachable
+from engine.settings import CONNECTIONS_URL_ENV, Settings, load_settings
 
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
@@ -297,7 +299,8 @@ def _engine_for(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     # hide_parameters: a failed statement's message must not quote the stored values.
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True,
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
 
 
 class ConnectionStore:
@@ -306,7 +309,12 @@ class ConnectionStore:
     def __init__(self, url: str, cipher: KeyCipher) -> None:
         self._cipher = cipher
         self._engine = _engine_for(url)
-        self._create_tables()
+        try:
+            self._create_tables()
+        except OperationalError as error:  # the first connection: a wrong URL, host, password
+            if self._engine.dialect.name != "postgresql":
+                raise
+            raise DatabaseUnreachable(CONNECTIONS_URL_ENV, url, error) from None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ConnectionStore:

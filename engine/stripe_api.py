@@ -18,7 +18,6 @@ never a verdict on the key.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,12 +46,11 @@ from engine.rate_limit import (
     AdaptiveRateLimiter,
     Backoff,
 )
+from engine.settings import RETRY_SECONDS_ENV, load_settings
 from engine.streams import STREAMS, StreamSpec
 
 PAGE_SIZE = 100  # Stripe's maximum
-RETRY_SECONDS_ENV = "STRIPE_REPORTS_RETRY_SECONDS"
 MALFORMED_RESPONSE = "malformed_response"  # the code of a failure whose 200s did not decode
-DEFAULT_RETRY_SECONDS = 180.0
 # A 200 whose body does not decode: truncated, or not JSON at all (a proxy's HTML page).
 _MALFORMED = (msgspec.DecodeError, msgspec.ValidationError, orjson.JSONDecodeError,
               UnicodeDecodeError)
@@ -237,7 +235,9 @@ class StripeAccount:
         self.livemode = "_live_" in secret_key
         default_rate = LIVE_REQUESTS_PER_SECOND if self.livemode else TEST_REQUESTS_PER_SECOND
         self.limiter = AdaptiveRateLimiter(requests_per_second or default_rate)
-        self.retry_seconds = retry_seconds if retry_seconds is not None else _retry_seconds()
+        if retry_seconds is None:
+            retry_seconds = load_settings().retry_seconds
+        self.retry_seconds = retry_seconds
         self._client = stripe.StripeClient(
             secret_key,
             stripe_account=stripe_account,
@@ -425,15 +425,6 @@ def _session(api_base: str) -> requests.Session:
     session.proxies = requests.utils.get_environ_proxies(api_base)
     session.trust_env = False
     return session
-
-
-def _retry_seconds() -> float:
-    """The per-request retry budget from the environment (seconds), else the default."""
-    raw = os.environ.get(RETRY_SECONDS_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_RETRY_SECONDS
-    except ValueError:
-        return DEFAULT_RETRY_SECONDS
 
 
 def _retry_after(error: stripe.StripeError) -> float:

@@ -145,12 +145,16 @@ def _known(error: BaseException) -> UserError | None:
     from engine.client_config import ClientsFileError
     from engine.connection_store import InvalidClientId
     from engine.encryption import MasterKeyError
+    from engine.postgres_check import DatabaseUnreachable
+    from engine.settings import SettingsError
 
     if isinstance(error, CommandError):
         return UserError(str(error), error.exit_code, 404 if isinstance(error, LookupError)
                          else 400)
-    if isinstance(error, InvalidClientId | ClientsFileError | MasterKeyError):
+    if isinstance(error, InvalidClientId | ClientsFileError | MasterKeyError | SettingsError):
         return UserError(str(error), USAGE, 400 if isinstance(error, InvalidClientId) else 503)
+    if isinstance(error, DatabaseUnreachable):
+        return UserError(str(error), FAILED)
     return _storage(error)
 
 

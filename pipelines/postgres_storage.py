@@ -17,15 +17,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-_PLAIN_SCHEMES = ("postgresql://", "postgres://")
-
-
-def psycopg2_url(url: str) -> str:
-    """The same URL with the driver SQLAlchemy needs for dagster-postgres spelt out."""
-    for scheme in _PLAIN_SCHEMES:
-        if url.startswith(scheme):
-            return "postgresql+psycopg2://" + url[len(scheme):]
-    return url
+from engine.settings import psycopg2_url
 
 
 class PostgresStorage(DagsterPostgresStorage):

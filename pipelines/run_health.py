@@ -15,8 +15,14 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
-from dagster._core.launcher import DefaultRunLauncher
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultRunLauncher,
+    RunsFilter,
+)
 
 from engine.warehouse_factory import warehouse_from_settings
 from pipelines.jobs import SYNC_JOB_NAME

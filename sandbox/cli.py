@@ -38,13 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def world_from_args(args: argparse.Namespace) -> SandboxWorld:
-    if args.accounts:
-        return SandboxWorld.generate(args.seed, generated_specs(args.accounts, args.charges or 200))
+def build_world(seed: int = 7, accounts: int | None = None,
+                charges: int | None = None) -> SandboxWorld:
+    """`accounts` generated accounts, else the demo's three (its revoked key revoked)."""
+    if accounts:
+        return SandboxWorld.generate(seed, generated_specs(accounts, charges or 200))
     specs: list[AccountSpec] = list(DEMO_SPECS)
-    if args.charges is not None:
-        specs = [_with_charges(spec, args.charges) for spec in specs]
-    world = SandboxWorld.generate(args.seed, specs)
+    if charges is not None:
+        specs = [_with_charges(spec, charges) for spec in specs]
+    world = SandboxWorld.generate(seed, specs)
     for name in REVOKED_DEMO_ACCOUNTS:
         world.revoke_key(name)
     return world
@@ -65,16 +67,18 @@ def describe(server: SandboxServer) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    world = world_from_args(args)
+def run_sandbox(*, host: str = "127.0.0.1", port: int = 12111, seed: int = 7,
+                charges: int | None = None, accounts: int | None = None,
+                latency_ms: float = 0.0, rps: float | None = None,
+                fault_rate: float = 0.0) -> int:
+    """Serve a sandbox in the foreground until Ctrl-C (`stripe-reports sandbox` calls this)."""
     server = SandboxServer(
-        world,
-        host=args.host,
-        port=args.port,
-        latency_ms=args.latency_ms,
-        rate_limit_rps=args.rps,
-        fault_rate=args.fault_rate,
+        build_world(seed, accounts, charges),
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        rate_limit_rps=rps,
+        fault_rate=fault_rate,
     )
     server.start()
     print(describe(server), flush=True)
@@ -85,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m sandbox`: the same options, read by argparse (no click in the sandbox)."""
+    return run_sandbox(**vars(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

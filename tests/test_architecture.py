@@ -178,3 +178,49 @@ def test_the_engine_never_imports_dagster():
             if imported == "dagster" or imported.startswith(("dagster.", "dagster_")):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {imported}")
     assert found == []
+
+
+SETTINGS_MODULE = "engine.settings"
+# Writes of the environment that stay where they are, each with why. A read is never listed:
+# values come from engine.settings.load_settings().
+ENVIRONMENT_WRITES = {
+    ("pipelines/instance.py", "os.environ[DAGSTER_HOME_ENV] = str(home)"):
+        "DagsterInstance.get() and the Dagster processes we start find the instance there",
+    ("apps/demo.py", "os.environ['STRIPE_API_BASE'] = server.base_url"):
+        "the demo's sandbox URL, for this process's settings and the workers it starts",
+    ("apps/launch.py", "{**os.environ, LAUNCHER_ENV: 'web'}"):
+        "the CLI the report page starts inherits everything, plus who launched it",
+}
+_ENVIRONMENT_NAMES = ("environ", "environb", "getenv", "getenvb", "putenv", "unsetenv")
+
+
+def _is_environment(node: ast.AST) -> bool:
+    """`os.environ` / `os.getenv` / ..., a bare imported `environ`, or `from os import environ`."""
+    if isinstance(node, ast.Attribute):
+        return node.attr in _ENVIRONMENT_NAMES and isinstance(node.value, ast.Name) \
+            and node.value.id in ("os", "posix")
+    if isinstance(node, ast.Name):
+        return node.id in _ENVIRONMENT_NAMES
+    return isinstance(node, ast.ImportFrom) and node.module == "os" and \
+        any(alias.name in _ENVIRONMENT_NAMES for alias in node.names)
+
+
+def _enclosing(tree: ast.AST, target: ast.AST) -> ast.AST:
+    """The innermost assignment or dict literal holding `target`: what the allow-list names."""
+    holders = [node for node in ast.walk(tree) if isinstance(node, ast.Dict | ast.Assign)
+               and any(inner is target for inner in ast.walk(node))]
+    return max(holders, key=lambda node: (node.lineno, node.col_offset), default=target)
+
+
+def test_only_the_settings_module_reads_the_environment():
+    found, allowed = [], set(ENVIRONMENT_WRITES)
+    for module, path in _modules().items():
+        if module == SETTINGS_MODULE:
+            continue
+        relative = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text())
+        for node in filter(_is_environment, ast.walk(tree)):
+            use = ast.unparse(_enclosing(tree, node))
+            if (relative, use) not in allowed:
+                found.append(f"{relative}:{node.lineno} {use}")
+    assert found == [], "read settings through engine.settings.load_settings()"

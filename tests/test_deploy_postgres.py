@@ -15,6 +15,7 @@ import pytest
 import yaml
 from dagster import AssetMaterialization, DagsterRunStatus, RunsFilter
 
+from engine.settings import SettingsError
 from engine.user_errors import CommandError
 from engine.warehouse_factory import warehouse_from_settings
 from pipelines.instance import STORAGE_URL_ENV, ensure_dagster_home, get_instance
@@ -86,7 +87,7 @@ def test_sqlite_stays_the_default_and_unsetting_the_url_returns_to_it(home, monk
 @pytest.mark.parametrize("bad", ["mysql://u:hunter2@db/x", "hunter2", "sqlite:///x.db"])
 def test_a_url_that_is_not_postgresql_is_refused_in_one_line(home, monkeypatch, bad):
     monkeypatch.setenv(STORAGE_URL_ENV, bad)
-    with pytest.raises(CommandError) as refused:
+    with pytest.raises(SettingsError) as refused:
         ensure_dagster_home()
     message = str(refused.value)
     assert STORAGE_URL_ENV in message and "postgresql://" in message and "\n" not in message

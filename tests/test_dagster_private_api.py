@@ -1,0 +1,125 @@
+"""The canary: every private Dagster API the product relies on, and the shapes we use of it.
+
+Dagster does not promise these between releases. When an upgrade moves or changes one, this
+file fails first, naming it, instead of a health tick, a PostgreSQL instance or a benchmark
+failing at run time. Where Dagster makes one public, switch to it and drop it here.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+import sqlalchemy as db
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey, DagsterInstance
+
+ROOT = Path(__file__).resolve().parent.parent
+# module -> names, and who uses them.
+PRIVATE_APIS = {
+    "dagster._core.definitions.asset_checks.asset_check_evaluation":
+        ("AssetCheckEvaluationTargetMaterializationData",),  # assets/client_health.py
+    "dagster._core.storage.asset_check_execution_record":
+        ("AssetCheckExecutionRecordStatus",),  # assets/client_health.py
+    "dagster._core.storage.event_log.schema":
+        ("AssetCheckExecutionsTable",),  # assets/client_health.py (the DELETE)
+    "dagster._serdes": ("ConfigurableClassData",),  # pipelines/postgres_storage.py
+    "dagster._core.scheduler.instigation": ("InstigatorType",),  # scripts/bench_clients_curve.py
+}
+# dagster-postgres' internals our PostgreSQL storage subclass calls.
+POSTGRES_INTERNALS = {"dagster_postgres": ("DagsterPostgresStorage",),
+                      "dagster_postgres.utils": ("get_token_provider_from_config",
+                                                 "pg_url_from_config")}
+PRODUCT = ("engine", "resources", "assets", "pipelines", "reports", "apps", "scripts",
+           "benchmarks")
+
+
+def _private_imports() -> set[tuple[str, str]]:
+    """(module, name) of every `from dagster._... import name` in the product."""
+    found = set()
+    for folder in PRODUCT:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        ("dagster._", "dagster_postgres")):
+                    found |= {(node.module, alias.name) for alias in node.names}
+    return found
+
+
+def test_this_file_lists_every_private_import_of_the_product():
+    listed = {(m, n) for table in (PRIVATE_APIS, POSTGRES_INTERNALS)
+              for m, names in table.items() for n in names}
+    assert _private_imports() == listed
+
+
+@pytest.mark.parametrize("module,name", sorted(
+    (m, n) for table in (PRIVATE_APIS, POSTGRES_INTERNALS) for m, names in table.items()
+    for n in names))
+def test_each_private_api_still_imports(module: str, name: str):
+    assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone"
+
+
+def test_the_shapes_we_use_are_still_there():
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData as Target,
+    )
+    from dagster._core.scheduler.instigation import InstigatorType
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+    from dagster._serdes import ConfigurableClassData
+    from dagster_postgres import DagsterPostgresStorage
+
+    target = Target(storage_id=1, run_id="r", timestamp=1.0)
+    assert (target.storage_id, target.run_id, target.timestamp) == (1, "r", 1.0)
+    assert {"SUCCEEDED", "FAILED"} <= set(Status.__members__)
+    assert InstigatorType.SCHEDULE.value == "SCHEDULE"
+    assert {"module_name", "class_name", "config_yaml"} <= set(ConfigurableClassData._fields)
+    parameters = inspect.signature(DagsterPostgresStorage.__init__).parameters
+    assert {"inst_data", "postgres_url", "should_autocreate_tables", "token_provider"} <= set(
+        parameters)
+
+
+def test_the_table_and_columns_our_delete_touches_exist(tmp_path: Path):
+    """assets/client_health.py deletes a client's runless verdict from Dagster's own
+    asset_check_executions by (asset_key, check_name, run_id, partition)."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+    used = {"asset_key", "check_name", "run_id", "partition"}
+    assert AssetCheckExecutionsTable.name == "asset_check_executions"
+    assert used <= set(AssetCheckExecutionsTable.c.keys())
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        with instance.event_log_storage.index_connection() as conn:  # type: ignore[attr-defined]
+            columns = {c["name"] for c in db.inspect(conn).get_columns("asset_check_executions")}
+        assert used <= columns  # in the database Dagster created, not only in its model
+
+
+def test_a_second_runless_verdict_replaces_the_first(tmp_path: Path):
+    """What the DELETE is for, and the partition info the freshness sensor reads back."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    from assets.client_health import FRESHNESS_CHECK_KEY, FRESHNESS_KEY, report_check
+
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        for passed in (True, False):
+            report_check(instance, FRESHNESS_CHECK_KEY, "acme", FRESHNESS_KEY, passed=passed)
+        infos = instance.event_log_storage.get_asset_check_partition_info(
+            [FRESHNESS_CHECK_KEY], partition_keys=["acme"])
+    assert [(i.partition_key, i.latest_execution_status) for i in infos] == [
+        ("acme", Status.FAILED)]
+    assert all(hasattr(info, "is_current") for info in infos)
+
+
+def test_without_the_delete_a_second_runless_verdict_still_fails(tmp_path: Path):
+    """Why the DELETE exists. The day this fails, Dagster takes a second runless verdict for
+    a partition by itself: drop _forget_runless_verdict and its private table import."""
+    key = AssetCheckKey(AssetKey(["canary"]), "check")
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        verdict = {"asset_key": key.asset_key, "check_name": key.name, "partition": "acme"}
+        instance.report_runless_asset_event(AssetCheckEvaluation(passed=True, **verdict))
+        with pytest.raises(db.exc.IntegrityError):
+            instance.report_runless_asset_event(AssetCheckEvaluation(passed=False, **verdict))
