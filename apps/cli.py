@@ -130,8 +130,10 @@ def disconnect(client: str, purge: bool) -> int:
                               "stripe-reports clients --json | jq '.[].state'"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def clients(as_json: bool) -> int:
-    """Every client with its state (connected, failed, disconnected), Stripe account,
-    masked key, last check and last successful sync; then what to do for each failed one."""
+    """Every client, connected or declared in clients.yaml, with its state (connected,
+    failed, disconnected, waiting for first sync, no key, left out), Stripe account, masked
+    key, last check and last successful sync; then why each inactive one is not synced, what
+    to do for each failed one, and the clients.yaml problems."""
     from apps import cli_connections  # the store: only when it runs
 
     return cli_connections.clients(as_json)
