@@ -130,8 +130,10 @@ def disconnect(client: str, purge: bool) -> int:
                               "stripe-reports clients --json | jq '.[].state'"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def clients(as_json: bool) -> int:
-    """Every client with its state (connected, failed, disconnected), Stripe account,
-    masked key, last check and last successful sync; then what to do for each failed one."""
+    """Every client, connected or declared in clients.yaml, with its state (connected,
+    failed, disconnected, waiting for first sync, no key, left out), Stripe account, masked
+    key, last check and last successful sync; then why each inactive one is not synced, what
+    to do for each failed one, and the clients.yaml problems."""
     from apps import cli_connections  # the store: only when it runs
 
     return cli_connections.clients(as_json)
@@ -157,7 +159,8 @@ def check(clients: tuple[str, ...]) -> int:
     "stripe-reports sync --all --full-refresh"))
 @click.argument("clients", nargs=-1, metavar="[CLIENT]...")
 @click.option("--all", "all_clients", is_flag=True,
-              help="Every connected client and every client in clients.yaml.")
+              help="Every active client: connected, or declared in clients.yaml with its key "
+              "variable set (a disconnected one waits for `connect`).")
 @click.option("--full-refresh", is_flag=True,
               help="List everything again instead of the changes since the last sync.")
 @click.option("--streams", metavar="A,B",
@@ -174,7 +177,9 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
     if clients and all_clients:
         raise click.UsageError("Name clients or use --all, not both.")
     chosen = _streams(streams)
-    names, skipped = (check_names(clients), 0) if clients else _every_client()
+    names, skipped = _active_only(check_names(clients)) if clients else _every_client()
+    if not names:
+        return 1
     from engine.postgres_check import check_dagster_storage  # before Dagster loads (seconds)
 
     check_dagster_storage()
@@ -195,21 +200,38 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
 
 
 def _every_client() -> tuple[list[str], int]:
-    """`--all`: every client with a key in the store or an entry in clients.yaml, and how
-    many bad clients.yaml entries were skipped (said on stderr; the exit code says so)."""
+    """`--all`: every active client (engine.clients), and how many bad clients.yaml entries
+    were skipped (said on stderr; the exit code says so). A declared client that is not
+    active (disconnected, its key variable unset) is named on stderr with why."""
     # The store and clients.yaml: loaded only when a sync runs.
-    from engine.client_config import read_clients_file
-    from engine.connection_store import ConnectionState, ConnectionStore
+    from engine.clients import Standing, client_roster
+    from engine.connection_store import ConnectionStore
 
-    clients_file = read_clients_file()
-    for problem in clients_file.problems.values():  # reported and skipped, the rest sync
-        click.echo(f"error: {problem}", err=True)
     with ConnectionStore.from_settings() as store:
-        stored = [c.client_id for c in store.list() if c.state != ConnectionState.DISCONNECTED]
-    clients = sorted(set(stored) | set(clients_file.configs))
+        roster = client_roster(store)
+    for problem in roster.problems:  # reported and skipped, the rest sync
+        click.echo(f"error: {problem}", err=True)
+    for client, status in roster.clients.items():
+        if not status.active and status.standing is not Standing.LEFT_OUT and status.config:
+            click.echo(f"{client} skipped: {status.why}.", err=True)
+    clients = roster.active()
     if not clients:
-        raise click.UsageError("No clients yet: run `stripe-reports connect CLIENT` first.")
-    return clients, len(clients_file.problems)
+        raise click.UsageError("No active clients: run `stripe-reports connect CLIENT` first.")
+    return clients, len(roster.problems)
+
+
+def _active_only(names: list[str]) -> tuple[list[str], int]:
+    """The named clients that can sync; each other one gets one line saying what to do."""
+    # The store and clients.yaml: loaded only when a sync runs.
+    from engine.clients import client_roster
+    from engine.connection_store import ConnectionStore
+
+    with ConnectionStore.from_settings() as store:
+        statuses = client_roster(store).clients
+    refused = [name for name in names if not statuses[name].active]
+    for name in refused:
+        click.echo(f"error: {name} is not synced: {statuses[name].why}.", err=True)
+    return [name for name in names if name not in refused], len(refused)
 
 
 def _streams(text: str | None) -> list[str] | None:

@@ -11,7 +11,8 @@ import threading
 from rich.text import Text
 
 from apps.terminal import console, plural, print_steps, print_table, state_text
-from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
+from engine.clients import ClientStatus, Standing, roster_or_error
+from engine.connection_store import ClientNotConnected, ConnectionStore
 from engine.failures import StripeAccessError
 
 
@@ -119,30 +120,43 @@ def disconnect(client_id: str, purge: bool) -> int:
     return 0
 
 
-def _row(connection: ClientConnection) -> list[str]:
+def _row(status: ClientStatus) -> list[str]:
     def when(value) -> str:
         return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
-    return [connection.client_id, connection.state.value, connection.account_id or "",
-            connection.masked_key or "", when(connection.last_check_at),
-            when(connection.last_sync_at)]
+    connection = status.connection
+    if connection is None:
+        return [status.client_id, status.standing.value, "", status.masked_key, "never", "never"]
+    return [status.client_id, status.standing.value, connection.account_id or "",
+            status.masked_key, when(connection.last_check_at), when(connection.last_sync_at)]
 
 
 def clients(as_json: bool) -> int:
-    connections = ConnectionStore.from_settings().list()
+    """Every client the store or clients.yaml knows, under engine.clients' rule; the file's
+    problems as lines (on stderr with --json, so the JSON stays one list)."""
+    with ConnectionStore.from_settings() as store:
+        roster = roster_or_error(store)
+    statuses = list(roster.clients.values())
     if as_json:
-        print(json.dumps([c.to_dict() for c in connections], indent=2))
-        return 0
-    if not connections:
-        print("No clients yet. Connect one: stripe-reports connect CLIENT")
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+        for problem in roster.problems:
+            print(f"error: {problem}", file=sys.stderr)
         return 0
     out = console()
-    print_table(out, ["client", "state", "account", "key", "last check", "last sync"],
-                [_row(c) for c in connections], styled=[1])
-    for connection in connections:
-        if connection.reason and not connection.connected:
-            out.print(f"\n{connection.client_id}: {connection.reason}")
+    if statuses:
+        print_table(out, ["client", "state", "account", "key", "last check", "last sync"],
+                    [_row(s) for s in statuses], styled=[1])
+    else:
+        print("No clients yet. Connect one: stripe-reports connect CLIENT")
+    for status in statuses:
+        connection = status.connection
+        if status.standing is Standing.FAILED and connection and connection.reason:
+            out.print(f"\n{status.client_id}: {connection.reason}")
             print_steps(out, connection.steps)
+        elif status.why and status.standing is not Standing.LEFT_OUT:
+            out.print(f"\n{status.client_id}: {status.why}.")
+    for problem in roster.problems:
+        out.print(f"\nerror: {problem}")
     return 0
 
 
@@ -150,9 +164,11 @@ def check(client_ids: list[str]) -> int:
     from engine.credentials import check_client  # the Stripe SDK: only `check` needs it
 
     store = ConnectionStore.from_settings()
-    targets = client_ids or [c.client_id for c in store.list() if c.masked_key]
+    # By default every active client the store tracks (one never synced has no row to mark).
+    targets = client_ids or [c for c, status in roster_or_error(store).clients.items()
+                             if status.active and status.connection is not None]
     if not targets:
-        print("No client has a stored key. Connect one: stripe-reports connect CLIENT")
+        print("No client has a key to check. Connect one: stripe-reports connect CLIENT")
         return 0
     out, failed = console(), 0
     for client_id in targets:

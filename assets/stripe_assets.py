@@ -36,8 +36,8 @@ from assets.client_health import (
 )
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
-from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
+from engine.credentials import record_check_outcome
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
 from engine.streams import (
@@ -159,23 +159,23 @@ def explained_errors() -> Iterator[None]:
 
 
 def _record_key_works(store: ConnectionStore, account: StripeAccount, report: SyncReport,
-                      known: bool, secret_key: str | None) -> None:
+                      connection: ClientConnection | None) -> None:
     # The client's "last sync" moves only once its reporting tables are built from it.
-    if not known and secret_key:
-        # A client declared in clients.yaml: the store tracks its health like any other.
-        store.save_connection(account.client_id, secret_key=secret_key,
-                              account_id=report.account_id or "", livemode=account.livemode)
-    else:  # the account fills a client stored without one (an old bug): the guard is back
-        store.record_check(account.client_id, ok=True, account_id=report.account_id or None)
+    if connection is None and report.account_id:
+        # A client whose key is in the environment: the store tracks its health like any
+        # other's, and never holds the key.
+        store.save_env_connection(account.client_id, account_id=report.account_id,
+                                  livemode=account.livemode)
+    elif connection is not None:
+        # The account fills a client stored without one (an old bug): the guard is back.
+        record_check_outcome(store, account.client_id, account_id=report.account_id or None)
 
 
 def _credential_failure(context: AssetExecutionContext, stripe: StripeResource,
                         warehouse: WarehouseResource, failure: CredentialFailure) -> Failure:
-    # An env-only client has no stored row to mark; the failure still fails the run.
+    # A client never synced from the environment has no row to mark; the run still fails.
     with stripe.store() as store, contextlib.suppress(ClientNotConnected):
-        store.record_check(failure.client_id or context.partition_key, ok=False,
-                           reason=failure.message, steps=failure.steps,
-                           error_code=failure.code, request_id=failure.request_id)
+        record_check_outcome(store, failure.client_id or context.partition_key, failure)
     context.log.error(f"Credential check failed: {failure.message}")
     _publish_health(context, stripe, warehouse)
     return Failure(
@@ -252,10 +252,8 @@ def stripe_sync(
     except StripeAccessError as error:  # 429s, outages: the key is fine
         _publish_health(context, stripe, warehouse)
         raise _access_failure(error) from None
-    env_key = None if connection else client_config(client_id).key_from_env()
     with stripe.store() as store:
-        _record_key_works(store, account, report, known=connection is not None,
-                          secret_key=env_key)
+        _record_key_works(store, account, report, connection)
     yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(

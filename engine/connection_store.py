@@ -52,11 +52,14 @@ class ConnectionState(str, Enum):
 class ClientNotConnected(LookupError):
     """No usable Stripe key is stored for a client; the message says how to connect it."""
 
-    def __init__(self, client_id: str, detail: str = "has no stored Stripe key") -> None:
+    def __init__(self, client_id: str, detail: str = "has no stored Stripe key", *,
+                 advice: bool = True) -> None:
         self.client_id = client_id
+        # `advice=False`: the detail already says what to do.
         super().__init__(
-            f"Client '{client_id}' {detail}. Run `stripe-reports connect {client_id}` and paste "
-            "the client's Stripe Secret key (Stripe Dashboard: Developers → API keys)."
+            f"Client '{client_id}' {detail}." + (
+                f" Run `stripe-reports connect {client_id}` and paste the client's Stripe "
+                "Secret key (Stripe Dashboard: Developers → API keys)." if advice else "")
         )
 
 
@@ -179,6 +182,8 @@ class ClientConnection:
     last_sync_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Whether `connect` stored a key; a client whose key is in the environment has none.
+    key_stored: bool = False
 
     @property
     def connected(self) -> bool:
@@ -226,6 +231,7 @@ def _to_connection(row: StripeConnection) -> ClientConnection:
         last_sync_at=row.last_sync_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        key_stored=row.encrypted_key is not None,
     )
 
 
@@ -505,7 +511,7 @@ class ConnectionStore:
         now = utc_now()
         with self._writing() as session:
             row = self._locked_row(session, client_id)
-            if row.encrypted_key is None:  # disconnected meanwhile: nothing to mark healthy
+            if row.state == ConnectionState.DISCONNECTED.value:  # meanwhile: nothing to mark
                 raise ClientNotConnected(client_id, "was disconnected and has no stored key")
             _mark_checked(row, now, CheckOutcome(ok, reason, steps, error_code, request_id))
             if missing_permissions is not None:
@@ -518,6 +524,41 @@ class ConnectionStore:
                                         reason=reason))
             session.flush()
             return _to_connection(row)
+
+    def save_env_connection(self, client_id: str, *, account_id: str,
+                            livemode: bool) -> ClientConnection:
+        """Track a client whose key is in the environment, after a passing check: its account,
+        state and checks, never the key (nor its last four characters, which go stale when
+        the variable's key is rolled). A disconnected client stays disconnected."""
+        check_client_id(client_id)
+        _check_account_id(account_id)
+        now = utc_now()
+        with self._writing() as session:
+            row = session.get(StripeConnection, client_id, with_for_update=True)
+            if row is not None and row.state == ConnectionState.DISCONNECTED.value:
+                raise ClientNotConnected(client_id, "was disconnected meanwhile")
+            row = row or StripeConnection(client_id=client_id, name=client_id, account_id="",
+                                          livemode=livemode, created_at=now, updated_at=now)
+            row.account_id = account_id
+            row.livemode = livemode
+            _mark_checked(row, now, CheckOutcome(ok=True))
+            session.add(row)
+            session.add(CredentialCheck(client_id=client_id, checked_at=now, ok=True))
+            session.flush()
+            return _to_connection(row)
+
+    def forget_key(self, client_id: str) -> bool:
+        """Drop the client's stored key, keeping its state: its key is in the environment
+        now. Whether there was one."""
+        with self._writing() as session:
+            row = session.get(StripeConnection, client_id, with_for_update=True)
+            if row is None or row.encrypted_key is None:
+                return False
+            row.encrypted_key = None
+            row.masked_key = None
+            row.updated_at = utc_now()
+            session.add(row)
+            return True
 
     def record_sync(self, client_id: str, at: datetime) -> None:
         """Remember a successful sync; runs finishing out of order never move it back."""

@@ -10,13 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.client_config import client_config
-from engine.connection_store import (
-    ClientConnection,
-    ClientNotConnected,
-    ConnectionState,
-    ConnectionStore,
-    check_client_id,
-)
+from engine.clients import client_key
+from engine.connection_store import ClientConnection, ConnectionStore, check_client_id
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
@@ -68,8 +63,9 @@ class ConnectOutcome:
         lines = []
         if self.key_env:
             lines.append(f"clients.yaml takes this client's key from the environment variable "
-                         f"{self.key_env}: wherever that is set, its key is used, not this "
-                         "one. Update the variable, or remove key_env from the client's entry.")
+                         f"{self.key_env}: wherever that is set, its key is used and this one "
+                         "is dropped from the store. Update the variable, or remove key_env "
+                         "from the client's entry.")
         if self.replaced_account:
             lines.append(f"The client moved from Stripe account {self.replaced_account}: its "
                          f"{self.purged_rows:,} synced rows were removed and the next sync "
@@ -221,43 +217,46 @@ def check_client(client_id: str, *, store: ConnectionStore | None = None,
     try:
         info = verify_account(account, connection.account_id if connection else None)
     except CredentialFailure as failure:  # a 429 or an outage says nothing about the key
-        return store.record_check(client_id, ok=False, reason=failure.message,
-                                  steps=failure.steps or reconnect_steps(client_id),
-                                  error_code=failure.code, request_id=failure.request_id)
+        return record_check_outcome(store, client_id, failure)
     # A client stored without its account (an old bug) gets it now: the guard is back on.
-    return store.record_check(client_id, ok=True, account_id=info["id"])
+    return record_check_outcome(store, client_id, account_id=info["id"])
+
+
+def record_check_outcome(store: ConnectionStore, client_id: str,
+                         failure: CredentialFailure | None = None, *,
+                         account_id: str | None = None) -> ClientConnection:
+    """The one place a credential check's outcome is recorded (`check`, the daily watch, every
+    sync): passed (with the account it found, which fills a client stored without one), or
+    failed with Stripe's reason, the steps, its code and request id."""
+    if failure is None:
+        return store.record_check(client_id, ok=True, account_id=account_id)
+    return store.record_check(client_id, ok=False, reason=failure.message,
+                              steps=failure.steps or reconnect_steps(client_id),
+                              error_code=failure.code, request_id=failure.request_id)
 
 
 def open_account(
     client_id: str, *, api_base: str | None = None,
     store: ConnectionStore | None = None,
 ) -> tuple[StripeAccount, ClientConnection | None]:
-    """The client's Stripe account (key from clients.yaml's variable, else the store).
+    """The client's Stripe account, with the key engine.clients says it uses (clients.yaml's
+    variable, else the store).
 
-    Raises ClientNotConnected, with guidance, when no key can be found.
+    Raises ClientNotConnected, saying what to do, for a client that is not active.
     """
     settings = load_settings()
     config = client_config(client_id)
     if store is None:  # opened here, closed here
         with ConnectionStore.from_settings(settings) as own:
             return open_account(client_id, api_base=api_base, store=own)
-    connection = store.get(client_id)
-    env_key = config.key_from_env()
-    if env_key:
-        key = env_key.strip()
-    elif connection is not None and connection.state != ConnectionState.DISCONNECTED:
-        key = store.secret_key(client_id)
-    elif config.key_env:
-        raise ClientNotConnected(
-            client_id, f"declares key_env {config.key_env} in clients.yaml, which is not set")
-    else:
-        raise ClientNotConnected(client_id)
+    key, status = client_key(client_id, store, config)
+    connection = status.connection
     account = StripeAccount(
         client_id,
         key,
         api_base=api_base or settings.api_base,
         stripe_account=config.stripe_account or (connection.stripe_account if connection else None),
         requests_per_second=config.max_requests_per_second,
-        key_env=config.key_env if env_key else None,
+        key_env=status.key_env,
     )
     return account, connection

@@ -6,6 +6,7 @@ all show the same `message` and `steps`, so a user reads one story everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 
@@ -59,6 +60,11 @@ class KeyExpired(CredentialFailure):
 
 class PermissionMissing(CredentialFailure):
     """A restricted key without read access to something the pipeline pulls."""
+
+    def accepted(self, accepted_missing: Collection[str]) -> bool:
+        """Whether the key was connected knowing it lacks this permission (`connect` warned
+        and recorded it): then its stream is skipped instead of failing the sync."""
+        return self.details.get("missing_permission") in accepted_missing
 
 
 class WrongAccount(CredentialFailure):

@@ -293,7 +293,7 @@ def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, h
         try:
             _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
         except PermissionMissing as gap:
-            if gap.details.get("missing_permission") not in accepted_missing:
+            if not gap.accepted(accepted_missing):
                 raise
             reason = NO_EVENTS
     if reason not in (None, RESUMING):
@@ -471,7 +471,7 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
                 progress=options.progress, chunk_rows=options.chunk_rows,
                 accepted_missing=options.accepted_missing)
         except PermissionMissing as gap:
-            if gap.details.get("missing_permission") in options.accepted_missing:
+            if gap.accepted(options.accepted_missing):
                 return StreamResult(spec.name, skipped=gap.message)
             failed.set()
             raise
@@ -492,6 +492,6 @@ def _balance_unless_accepted_missing(account: StripeAccount, warehouse: Warehous
     try:
         return snapshot_balance(account, warehouse), None
     except PermissionMissing as gap:
-        if gap.details.get("missing_permission") not in accepted_missing:
+        if not gap.accepted(accepted_missing):
             raise
         return 0, gap.message

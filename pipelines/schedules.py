@@ -17,7 +17,7 @@ from engine.client_config import (
     load_client_configs,
     read_clients_file,
 )
-from engine.connection_store import ConnectionState, ConnectionStore
+from engine.clients import active_clients
 from pipelines.batches import (
     batch_run_requests,
     clients_in_unfinished_batches,
@@ -34,20 +34,13 @@ def _schedule_name(cron: str) -> str:
 def clients_on(cron: str, partition_keys: list[str]) -> list[str]:
     """The registered clients that sync on `cron` (undeclared clients run on the default).
 
-    A client is a target only while it is connected (or failed: its next run tells it so)
-    in the store, or declared in clients.yaml and not disconnected: a disconnected or purged
-    client, a stray partition, or a client whose entry in clients.yaml is broken gets no run.
+    Only active clients (engine.clients): a disconnected client, one whose key was withdrawn
+    from the environment, a stray partition or a broken clients.yaml entry gets no run.
     """
-    clients_file = read_clients_file()
-    configs = clients_file.configs
-    with ConnectionStore.from_settings() as store:
-        states = {c.client_id: c.state for c in store.list()}
+    configs = read_clients_file().configs
     return [
-        client for client in partition_keys
-        if client not in clients_file.problems
-        and (client in configs or client in states)
-        and states.get(client) is not ConnectionState.DISCONNECTED
-        and (configs[client].schedule if client in configs else DEFAULT_SCHEDULE) == cron
+        client for client in active_clients(among=partition_keys)
+        if (configs[client].schedule if client in configs else DEFAULT_SCHEDULE) == cron
     ]
 
 

@@ -12,8 +12,9 @@ from dagster import (
 
 from assets.client_health import refresh_reconnect_list, report_freshness
 from assets.partitions import CLIENTS_PARTITION_NAME
-from engine.client_config import load_client_configs
-from engine.connection_store import ConnectionState, ConnectionStore
+from engine.client_config import ClientsFileError
+from engine.clients import active_clients
+from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from pipelines.batches import batch_run_requests, stripe_sync_batch_job
 from pipelines.run_health import fail_dead_runs
@@ -26,14 +27,13 @@ HEALTH_TICK_BUDGET_SECONDS = 30.0
     minimum_interval_seconds=60,
     job=stripe_sync_batch_job,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Adds a partition for every client declared in clients.yaml or connected with "
-    "`stripe-reports connect`, so schedules and the UI see it, and syncs a newly declared "
-    "client at once rather than at its next scheduled time.",
+    description="Adds a partition for every active client (declared in clients.yaml with its "
+    "key in the environment, or connected with `stripe-reports connect`; never a disconnected "
+    "one), so schedules and the UI see it, and syncs a newly active client at once rather "
+    "than at its next scheduled time.",
 )
 def register_clients_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-    wanted = set(load_client_configs())
-    with ConnectionStore.from_settings() as store:  # closed: the daemon lives long
-        wanted |= {c.client_id for c in store.list() if c.state != ConnectionState.DISCONNECTED}
+    wanted = set(active_clients())
     known = set(context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME))
     missing = sorted(wanted - known)
     if not missing:
@@ -73,6 +73,10 @@ def fail_dead_runs_sensor(context: SensorEvaluationContext):
 )
 def client_health_sensor(context: SensorEvaluationContext) -> SkipReason:
     clients = context.instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)
+    try:
+        clients = active_clients(among=clients)
+    except ClientsFileError as error:  # the schedules' ticks fail with it; judge every one
+        context.log.warning(str(error))
     # Recording a verdict costs Dagster 20-70 ms: a first tick over 1,000 clients would
     # overrun the sensor's 60 s limit, so a tick records what fits and the next the rest.
     changed = report_freshness(context.instance, clients, warehouse_from_settings(),

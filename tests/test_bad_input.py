@@ -234,7 +234,9 @@ def test_disconnected_purged_and_stray_clients_get_no_scheduled_run(home):
     assert _scheduled(instance) == {"stripe_sync_hourly": ["acme"]}
 
 
-def test_a_bad_client_entry_is_skipped_alone(home):
+def test_a_bad_client_entry_is_skipped_alone(home, monkeypatch):
+    for name in ("ACME_KEY", "GLOBEX_KEY", "INITECH_KEY", "BAD_KEY", "HOOLI_KEY"):
+        monkeypatch.setenv(name, "sk_test_a_key_in_the_environment")
     clients_file = Path(os.environ["STRIPE_REPORTS_CLIENTS_FILE"])
     clients_file.write_text(
         "clients:\n"

@@ -25,7 +25,9 @@ from tests.sync_helpers import run_batch
 TICK = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
 
-def test_a_tick_of_1000_clients_asks_for_few_runs_covering_each_client_once(home, tmp_path):
+def test_a_tick_of_1000_clients_asks_for_few_runs_covering_each_client_once(home, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("SOME_KEY", "sk_test_one_key_for_every_client")  # a key: active
     clients = [f"client_{i:04d}" for i in range(1000)]
     (tmp_path / "clients.yaml").write_text(
         "clients:\n" + "".join(f"  {c}: {{key_env: SOME_KEY}}\n" for c in clients))
@@ -54,9 +56,12 @@ def _tick_clients(instance) -> list[str]:
                   for c in batch_clients(r.run_config))
 
 
-def test_clients_still_in_an_unfinished_batch_are_left_out_of_the_next_tick(home, tmp_path):
+def test_clients_still_in_an_unfinished_batch_are_left_out_of_the_next_tick(home, tmp_path,
+                                                                            monkeypatch):
     # Dagster's test helper: a run record as the queue holds it (an internal, test-only API).
     from dagster._core.test_utils import create_run_for_test
+
+    monkeypatch.setenv("SOME_KEY", "sk_test_one_key_for_every_client")  # a key: active
 
     (tmp_path / "clients.yaml").write_text(
         "clients:\n" + "".join(f"  {c}: {{key_env: SOME_KEY}}\n" for c in ("a", "b", "c")))

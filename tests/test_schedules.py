@@ -34,6 +34,8 @@ clients:
   acme: {key_env: ACME_KEY}
   globex: {key_env: GLOBEX_KEY, schedule: "*/15 * * * *"}
 """)
+    monkeypatch.setenv("ACME_KEY", "sk_test_acme_key_in_the_environment")
+    monkeypatch.setenv("GLOBEX_KEY", "sk_test_globex_key_in_the_environment")
     instance = get_instance()
     first = register_clients_sensor(build_sensor_context(instance=instance))
     assert sorted(instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME)) == ["acme", "globex"]
@@ -53,19 +55,21 @@ clients:
         assert runs[0].tags["stripe_reports/launched_by"] == "schedule"
 
 
-def test_a_client_registered_again_gets_a_first_sync_dagster_does_not_skip(home):
+def test_a_client_registered_again_gets_a_first_sync_dagster_does_not_skip(home, monkeypatch):
     # Dagster's test helper: a run record as the daemon leaves it (an internal, test-only API).
     from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
     from dagster._core.test_utils import create_run_for_test
 
     _declare(Path(home).parent / "clients.yaml", "clients:\n  acme: {key_env: ACME_KEY}\n")
+    monkeypatch.setenv("ACME_KEY", "sk_test_acme_key_in_the_environment")
     instance = get_instance()
     first = register_clients_sensor(build_sensor_context(instance=instance))
     for request in first.run_requests:  # what the daemon records when it launches them
         create_run_for_test(instance, job_name=BATCH_JOB_NAME, tags={
             RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: "register_clients"})
 
-    unregister_client(instance, "acme")  # `disconnect`; acme is still declared, so it comes back
+    # The partition lost without a `disconnect`: acme is still active, so it comes back.
+    unregister_client(instance, "acme")
     again = register_clients_sensor(build_sensor_context(instance=instance))
 
     assert [batch_clients(r.run_config) for r in again.run_requests] == [["acme"]]

@@ -34,6 +34,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.client_config import read_clients_file
+from engine.clients import ClientStatus, roster_or_error
 from engine.connection_store import (
     ClientConnection,
     ConnectionStore,
@@ -200,16 +201,22 @@ def _payment_rows(result: WidgetResult) -> list[dict[str, Any]]:
 
 
 def _clients(state: AppState) -> list[dict[str, Any]]:
-    """Connected clients, and any client with reporting data but no stored connection."""
-    connections = {c.client_id: c for c in state.store.list()}
+    """Every client under engine.clients' rule (state: connected, failed, disconnected,
+    waiting for first sync, ...; `active`: synced by the schedules), and any client with
+    reporting data the rule does not know."""
+    roster = roster_or_error(state.store).clients
+    listed: dict[str, ClientStatus | None] = dict(roster)
     with contextlib.suppress(Exception), state.warehouse.reader() as conn:
         if reporting_ready(conn):
             for (client_id,) in conn.execute(
                     "SELECT DISTINCT client_id FROM reporting.freshness").fetchall():
-                connections.setdefault(client_id, None)
+                listed.setdefault(client_id, None)
     return [
-        {"client_id": cid, "connection": conn_, "name": _name(cid, conn_)}
-        for cid, conn_ in sorted(connections.items())
+        {"client_id": cid, "connection": s.connection if s else None,
+         "name": _name(cid, s.connection if s else None),
+         "state": s.standing.value if s else "no connection", "active": bool(s and s.active),
+         "masked_key": s.masked_key if s else ""}
+        for cid, s in sorted(listed.items())
     ]
 
 
