@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.reporting.tables import (
+    BALANCE,
+    CUSTOMER_COUNTS,
+    DAILY_REVENUE,
+    MRR_DAILY,
+    PAYMENTS,
+    PAYOUTS,
+    ReportingTable,
+)
+
 Kind = Literal["number", "line", "bar", "table"]
 Unit = Literal["money", "count", "percent"]
 
@@ -25,7 +35,7 @@ class Widget:
     unit: Unit
     description: str
     # The reporting table whose rows mean "there is data" for this client (and currency).
-    source: str
+    source: ReportingTable
     value_sql: str
     rows_sql: str | None = None
     currency_scoped: bool = True
@@ -53,33 +63,33 @@ class Widget:
         }
 
 
-def _sum(table: str, column: str, day: str = "day", where: str = "") -> str:
+def _sum(table: ReportingTable, column: str, day: str = "day", where: str = "") -> str:
     return (
-        f"SELECT coalesce(sum({column}), 0) FROM reporting.{table} "
+        f"SELECT coalesce(sum({column}), 0) FROM {table.qualified} "
         f"WHERE {_CLIENT_CURRENCY} AND {day} BETWEEN $start AND $end{where}"
     )
 
 
 def _latest_mrr(expression: str) -> str:
     return (
-        f"SELECT coalesce((SELECT {expression} FROM reporting.mrr_daily "
+        f"SELECT coalesce((SELECT {expression} FROM {MRR_DAILY.qualified} "
         f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1), 0)"
     )
 
 
 def _latest_balance(column: str) -> str:
     return (
-        f"SELECT {column} FROM reporting.balance WHERE {_CLIENT_CURRENCY} AND day <= $end "
+        f"SELECT {column} FROM {BALANCE.qualified} WHERE {_CLIENT_CURRENCY} AND day <= $end "
         "ORDER BY captured_at DESC LIMIT 1"
     )
 
 
-def _daily(table: str, columns: str) -> str:
+def _daily(table: ReportingTable, columns: str) -> str:
     """One row per day of the period, zeros on days without any."""
     return (
         f"SELECT d.day::DATE AS day, {columns} "
         "FROM generate_series($start::DATE, $end::DATE, INTERVAL 1 DAY) AS d(day) "
-        f"LEFT JOIN reporting.{table} r ON r.client_id = $client_id "
+        f"LEFT JOIN {table.qualified} r ON r.client_id = $client_id "
         "AND r.currency = $currency AND r.day = d.day::DATE ORDER BY 1"
     )
 
@@ -95,38 +105,38 @@ WIDGETS: tuple[Widget, ...] = (
     Widget(
         "gross_volume", "Gross volume", "number", "money",
         "Captured amount of successful payments created in the period.",
-        "daily_revenue", _sum("daily_revenue", "gross"),
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "gross"),
         needs=_CHARGES,
     ),
     Widget(
         "net_volume", "Net volume", "number", "money",
         "Gross volume less refunds, disputes and Stripe fees.",
-        "daily_revenue", _sum("daily_revenue", "net"),
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "net"),
         needs=_NET,
     ),
     Widget(
         "refunds", "Refunds", "number", "money",
         "Refunds issued in the period (failed and canceled refunds left out).",
-        "daily_revenue", _sum("daily_revenue", "refunds"), higher_is_better=False,
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "refunds"), higher_is_better=False,
         needs=("refunds",),
     ),
     Widget(
         "successful_payments", "Successful payments", "number", "count",
         "Number of charges that succeeded.",
-        "daily_revenue", _sum("daily_revenue", "successful_payments"),
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "successful_payments"),
         needs=_CHARGES,
     ),
     Widget(
         "failed_payments", "Failed payments", "number", "count",
         "Number of charges that failed.",
-        "daily_revenue", _sum("daily_revenue", "failed_payments"), higher_is_better=False,
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "failed_payments"), higher_is_better=False,
         needs=_CHARGES,
     ),
     Widget(
         "new_customers", "New customers", "number", "count",
         "Customers created in the period (deleted ones left out).",
-        "customer_counts",
-        "SELECT coalesce(sum(new_customers), 0) FROM reporting.customer_counts "
+        CUSTOMER_COUNTS,
+        f"SELECT coalesce(sum(new_customers), 0) FROM {CUSTOMER_COUNTS.qualified} "
         "WHERE client_id = $client_id AND day BETWEEN $start AND $end",
         currency_scoped=False,
         needs=("customers",),
@@ -134,40 +144,40 @@ WIDGETS: tuple[Widget, ...] = (
     Widget(
         "mrr", "MRR", "number", "money",
         "Monthly recurring revenue at the end of the period (docs/metrics.md).",
-        "mrr_daily", _latest_mrr("mrr"), point_in_time=True,
+        MRR_DAILY, _latest_mrr("mrr"), point_in_time=True,
         needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "arr", "ARR", "number", "money",
         "Annual run rate: MRR x 12.",
-        "mrr_daily", _latest_mrr("mrr * 12"), point_in_time=True,
+        MRR_DAILY, _latest_mrr("mrr * 12"), point_in_time=True,
         based_on="mrr",
     ),
     Widget(
         "active_subscriptions", "Active subscriptions", "number", "count",
         "Subscriptions counted in MRR at the end of the period.",
-        "mrr_daily", _latest_mrr("active_subscriptions"), point_in_time=True,
+        MRR_DAILY, _latest_mrr("active_subscriptions"), point_in_time=True,
         needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "new_subscriptions", "New subscriptions", "number", "count",
         "Subscriptions that started counting in MRR during the period.",
-        "mrr_daily", _sum("mrr_daily", "new_subscriptions"),
+        MRR_DAILY, _sum(MRR_DAILY, "new_subscriptions"),
         needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "churned_subscriptions", "Churned subscriptions", "number", "count",
         "Subscriptions that stopped counting in MRR during the period.",
-        "mrr_daily", _sum("mrr_daily", "churned_subscriptions"), higher_is_better=False,
+        MRR_DAILY, _sum(MRR_DAILY, "churned_subscriptions"), higher_is_better=False,
         needs=_SUBSCRIPTIONS,
     ),
     Widget(
         "churn_rate", "Churn rate", "number", "percent",
         "Churned subscriptions in the period as a share of the active subscriptions at its "
         "start.",
-        "mrr_daily",
-        f"SELECT 100.0 * ({_sum('mrr_daily', 'churned_subscriptions')}) / nullif(("
-        f"SELECT active_subscriptions FROM reporting.mrr_daily WHERE {_CLIENT_CURRENCY} "
+        MRR_DAILY,
+        f"SELECT 100.0 * ({_sum(MRR_DAILY, 'churned_subscriptions')}) / nullif(("
+        f"SELECT active_subscriptions FROM {MRR_DAILY.qualified} WHERE {_CLIENT_CURRENCY} "
         "AND day < $start ORDER BY day DESC LIMIT 1), 0)",
         higher_is_better=False,
         needs=_SUBSCRIPTIONS,
@@ -175,8 +185,8 @@ WIDGETS: tuple[Widget, ...] = (
     Widget(
         "arpu", "ARPU", "number", "money",
         "Average revenue per paying customer: MRR / customers with MRR, at the period's end.",
-        "mrr_daily",
-        f"SELECT mrr / nullif(paying_customers, 0) FROM reporting.mrr_daily "
+        MRR_DAILY,
+        f"SELECT mrr / nullif(paying_customers, 0) FROM {MRR_DAILY.qualified} "
         f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1",
         point_in_time=True,
         needs=_SUBSCRIPTIONS,
@@ -184,20 +194,20 @@ WIDGETS: tuple[Widget, ...] = (
     Widget(
         "available_balance", "Available balance", "number", "money",
         "Funds available for payout, as read by the latest sync up to the period's end.",
-        "balance", _latest_balance("available"), point_in_time=True,
+        BALANCE, _latest_balance("available"), point_in_time=True,
         needs=_BALANCE,
     ),
     Widget(
         "pending_balance", "Pending balance", "number", "money",
         "Funds not yet available, as read by the latest sync up to the period's end.",
-        "balance", _latest_balance("pending"), point_in_time=True,
+        BALANCE, _latest_balance("pending"), point_in_time=True,
         needs=_BALANCE,
     ),
     Widget(
         "revenue_over_time", "Revenue over time", "line", "money",
         "Gross and net volume per day; the value is the period's gross volume.",
-        "daily_revenue", _sum("daily_revenue", "gross"),
-        rows_sql=_daily("daily_revenue", "coalesce(r.gross, 0) AS gross, "
+        DAILY_REVENUE, _sum(DAILY_REVENUE, "gross"),
+        rows_sql=_daily(DAILY_REVENUE, "coalesce(r.gross, 0) AS gross, "
                         "coalesce(r.net, 0) AS net, coalesce(r.refunds, 0) AS refunds"),
         series=("gross", "net"),
         needs=_NET,
@@ -205,8 +215,8 @@ WIDGETS: tuple[Widget, ...] = (
     Widget(
         "mrr_over_time", "MRR over time", "line", "money",
         "MRR at the end of each day; the value is the MRR at the period's end.",
-        "mrr_daily", _latest_mrr("mrr"),
-        rows_sql="SELECT day, mrr, active_subscriptions FROM reporting.mrr_daily "
+        MRR_DAILY, _latest_mrr("mrr"),
+        rows_sql=f"SELECT day, mrr, active_subscriptions FROM {MRR_DAILY.qualified} "
         f"WHERE {_CLIENT_CURRENCY} AND day BETWEEN $start AND $end ORDER BY day",
         point_in_time=True, series=("mrr",),
         needs=_SUBSCRIPTIONS,
@@ -215,9 +225,9 @@ WIDGETS: tuple[Widget, ...] = (
         "mrr_movements", "MRR movements", "bar", "money",
         "New, expansion, reactivation, contraction and churned MRR per day; the value is "
         "the period's net new MRR.",
-        "mrr_daily", _sum("mrr_daily", "net_new_mrr"),
+        MRR_DAILY, _sum(MRR_DAILY, "net_new_mrr"),
         rows_sql="SELECT day, new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, "
-        f"churned_mrr FROM reporting.mrr_daily WHERE {_CLIENT_CURRENCY} "
+        f"churned_mrr FROM {MRR_DAILY.qualified} WHERE {_CLIENT_CURRENCY} "
         "AND day BETWEEN $start AND $end ORDER BY day",
         series=("new_mrr", "expansion_mrr", "reactivation_mrr", "contraction_mrr",
                 "churned_mrr"),
@@ -227,22 +237,22 @@ WIDGETS: tuple[Widget, ...] = (
         "payouts", "Payouts", "bar", "money",
         "Payouts by expected arrival day (failed and canceled left out); the value is the "
         "period's total.",
-        "payouts", _sum("payouts", "amount", day="arrival_day", where=_PAYOUTS_PAID),
+        PAYOUTS, _sum(PAYOUTS, "amount", day="arrival_day", where=_PAYOUTS_PAID),
         rows_sql="SELECT arrival_day AS day, sum(amount) AS amount, count(*) AS payouts "
-        f"FROM reporting.payouts WHERE {_CLIENT_CURRENCY} "
+        f"FROM {PAYOUTS.qualified} WHERE {_CLIENT_CURRENCY} "
         f"AND arrival_day BETWEEN $start AND $end{_PAYOUTS_PAID} GROUP BY 1 ORDER BY 1",
         series=("amount",),
-        needs=("payouts",),
+        needs=(PAYOUTS,),
     ),
     Widget(
         "recent_payments", "Recent payments", "table", "count",
         "The 20 latest payments of the period in every currency; the value is the number of "
         "payments in the period.",
-        "payments",
-        "SELECT count(*) FROM reporting.payments "
+        PAYMENTS,
+        f"SELECT count(*) FROM {PAYMENTS.qualified} "
         "WHERE client_id = $client_id AND day BETWEEN $start AND $end",
         rows_sql="SELECT created, id, coalesce(customer_name, customer_email, customer) "
-        "AS customer, amount, currency, status, description FROM reporting.payments "
+        f"AS customer, amount, currency, status, description FROM {PAYMENTS.qualified} "
         "WHERE client_id = $client_id AND day BETWEEN $start AND $end "
         "ORDER BY created DESC, id LIMIT 20",
         currency_scoped=False,

@@ -17,6 +17,7 @@ from engine.connection_store import ClientConnection, ConnectionState, Connectio
 from engine.currencies import currency_exponent
 from engine.freshness import last_failure, read_built_at, staleness
 from engine.permissions import readable_permissions, unreadable
+from engine.reporting.tables import CURRENCIES, FRESHNESS
 from engine.sql import bound
 from engine.warehouse import Warehouse
 from engine.warehouse_factory import warehouse_from_settings
@@ -139,14 +140,14 @@ def reporting_ready(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the reporting tables exist (a first build has run)."""
     found = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reporting' "
-        "AND table_name IN ('currencies', 'freshness')"
+        "AND table_name IN (?, ?)", [CURRENCIES.name, FRESHNESS.name]
     ).fetchone()
     return bool(found and found[0] == 2)
 
 
 def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | None:
     row = conn.execute(
-        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        f"SELECT currency FROM {CURRENCIES.qualified} WHERE client_id = ? "
         "ORDER BY is_main DESC, currency LIMIT 1", [client_id]
     ).fetchone()
     return row[0] if row else None
@@ -157,7 +158,7 @@ def client_currencies(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[s
     if not reporting_ready(conn):
         return []
     return [r[0] for r in conn.execute(
-        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        f"SELECT currency FROM {CURRENCIES.qualified} WHERE client_id = ? "
         "ORDER BY is_main DESC, currency", [client_id]).fetchall()]
 
 
@@ -190,7 +191,7 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _has_source_rows(conn, widget: Widget, values: dict[str, Any]) -> bool:
-    sql = f"SELECT 1 FROM reporting.{widget.source} WHERE client_id = $client_id" + (
+    sql = f"SELECT 1 FROM {widget.source.qualified} WHERE client_id = $client_id" + (
         " AND currency = $currency" if widget.currency_scoped else "") + " LIMIT 1"
     return _query(conn, sql, values).fetchone() is not None
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.currencies import exponent_macro_sql
+from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.sql import bound
 from engine.warehouse import in_transaction, schema_statements
 

@@ -238,3 +238,14 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
 )
 
 REPORTING_TABLES_BY_NAME = {table.name: table for table in REPORTING_TABLES}
+
+# The tables by name, for the readers (widgets, freshness): a renamed table fails at import.
+DAILY_REVENUE = REPORTING_TABLES_BY_NAME["daily_revenue"]
+PAYMENTS = REPORTING_TABLES_BY_NAME["payments"]
+CUSTOMER_COUNTS = REPORTING_TABLES_BY_NAME["customer_counts"]
+SUBSCRIPTION_MRR = REPORTING_TABLES_BY_NAME["subscription_mrr"]
+MRR_DAILY = REPORTING_TABLES_BY_NAME["mrr_daily"]
+BALANCE = REPORTING_TABLES_BY_NAME["balance"]
+PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
+CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
+FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
