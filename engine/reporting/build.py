@@ -57,6 +57,7 @@ def reporting_schema_statements() -> list[str]:
         exponent_macro_sql(),
         *MACROS,
         *(table.ddl() for table in REPORTING_TABLES),
+        *(statement for table in REPORTING_TABLES for statement in table.added_columns()),
     ]
 
 

@@ -46,6 +46,11 @@ class ReportingTable:
     def ddl(self) -> str:
         return table_ddl(self.qualified, self.columns)
 
+    def added_columns(self) -> list[str]:
+        """Columns added since a warehouse was created, added to it (its rows are rebuilt)."""
+        return [f'ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS "{c.name}" {c.type}'
+                for c in self.columns]
+
 
 def _c(name: str, type_: str, description: str) -> Column:
     return Column(name, type_, description)
@@ -176,6 +181,12 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("new_subscriptions", "BIGINT", "Subscriptions counted for the first time"),
             _c("churned_subscriptions", "BIGINT", "Subscriptions that stopped counting"),
             _c("paying_customers", "BIGINT", "Customers with MRR above zero"),
+            _c("new_customers", "BIGINT", "Customers whose MRR went above zero for the "
+               "first time that day"),
+            _c("reactivated_customers", "BIGINT", "Customers whose MRR went above zero again "
+               "after having churned"),
+            _c("churned_customers", "BIGINT", "Customers whose MRR went from above zero to "
+               "zero that day (Stripe's churned subscribers)"),
         ),
         reads=("subscriptions", "subscription_items"),
         order_by="client_id, currency, day",

@@ -50,6 +50,8 @@ class Widget:
     needs: tuple[str, ...] = ()
     # The widget this one is derived from (ARR from MRR): it needs what its base needs.
     based_on: str | None = None
+    # Whose published definition the figure follows (rates and subscription analytics).
+    definition: str | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -60,6 +62,7 @@ class Widget:
         return {
             "name": self.name, "title": self.title, "kind": self.kind, "unit": self.unit,
             "parameters": list(self.parameters), "description": self.description,
+            "definition": self.definition,
         }
 
 
@@ -93,6 +96,35 @@ def _daily(table: ReportingTable, columns: str) -> str:
         "AND r.currency = $currency AND r.day = d.day::DATE ORDER BY 1"
     )
 
+
+def _monthly_rate(lost: str, base: str, gained: str = "0") -> str:
+    """100 x lost / (base at a window's start + gained), per 30-day window, averaged.
+
+    The windows end on the period's last day and every 30 days before it, as many whole
+    ones as the period holds (at least one: a shorter period reads the 30 days up to its
+    end). So a year of a steady 2 % a month shows 2 %, not 24 %. `lost` and `gained` are
+    summed over a window's days; `base` is read at the end of the day before it.
+    """
+    return (
+        "WITH windows AS (SELECT CAST($end AS DATE) - CAST(30 * k AS INTEGER) AS e "
+        "FROM range(0, greatest(1, (CAST($end AS DATE) - CAST($start AS DATE) + 1) // 30)) "
+        "AS t(k)), per_window AS (SELECT w.e, "
+        f"sum({lost}) FILTER (WHERE m.day > w.e - 30) AS lost, "
+        f"arg_max({base}, m.day) FILTER (WHERE m.day <= w.e - 30) AS base, "
+        f"sum({gained}) FILTER (WHERE m.day > w.e - 30) AS gained "
+        f"FROM windows w LEFT JOIN {MRR_DAILY.qualified} m ON m.client_id = $client_id "
+        "AND m.currency = $currency AND m.day <= w.e GROUP BY w.e) "
+        "SELECT avg(100.0 * coalesce(lost, 0) "
+        "/ nullif(coalesce(base, 0) + coalesce(gained, 0), 0)) FROM per_window"
+    )
+
+
+# The published definitions the rates follow (docs/metrics.md cites the pages).
+STRIPE_SUBSCRIBER_CHURN = (
+    "Stripe Billing analytics, subscriber churn rate: churned subscribers in a rolling 30 "
+    "days / (active subscribers 30 days before + new subscribers in those 30 days); a "
+    "subscriber churns when their MRR goes from above zero to zero. Averaged per 30 days "
+    "over longer periods.")
 
 _PAYOUTS_PAID = " AND status NOT IN ('failed', 'canceled')"
 _CHARGES = ("charges",)
@@ -173,14 +205,15 @@ WIDGETS: tuple[Widget, ...] = (
     ),
     Widget(
         "churn_rate", "Churn rate", "number", "percent",
-        "Churned subscriptions in the period as a share of the active subscriptions at its "
-        "start.",
+        "Subscriber churn rate, a monthly rate whatever the period: subscribers who churned "
+        "in 30 days / (subscribers 30 days before + new subscribers in those 30 days), "
+        "averaged over the period's 30-day windows.",
         MRR_DAILY,
-        f"SELECT 100.0 * ({_sum(MRR_DAILY, 'churned_subscriptions')}) / nullif(("
-        f"SELECT active_subscriptions FROM {MRR_DAILY.qualified} WHERE {_CLIENT_CURRENCY} "
-        "AND day < $start ORDER BY day DESC LIMIT 1), 0)",
+        _monthly_rate("churned_customers", "paying_customers",
+                      "new_customers + reactivated_customers"),
         higher_is_better=False,
         needs=_SUBSCRIPTIONS,
+        definition=STRIPE_SUBSCRIBER_CHURN,
     ),
     Widget(
         "arpu", "ARPU", "number", "money",
@@ -260,6 +293,24 @@ WIDGETS: tuple[Widget, ...] = (
     ),
 )
 
+# -- subscription analytics (issue 22): rates follow a published definition ---------------
+
+SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
+    Widget(
+        "subscription_churn_rate", "Subscription churn rate (period)", "number", "percent",
+        "Churned subscriptions in the period / subscriptions active at its start: the rate "
+        "over the whole period, not per month (the churn rate before it followed Stripe).",
+        MRR_DAILY,
+        f"SELECT 100.0 * ({_sum(MRR_DAILY, 'churned_subscriptions')}) / nullif(("
+        f"SELECT active_subscriptions FROM {MRR_DAILY.qualified} WHERE {_CLIENT_CURRENCY} "
+        "AND day < $start ORDER BY day DESC LIMIT 1), 0)",
+        higher_is_better=False, needs=_SUBSCRIPTIONS,
+        definition="Ours: churned subscriptions / active subscriptions at the period's start, "
+        "over the period (not normalised to a month).",
+    ),
+)
+
+WIDGETS = WIDGETS + SUBSCRIPTION_ANALYTICS
 WIDGETS_BY_NAME: dict[str, Widget] = {widget.name: widget for widget in WIDGETS}
 
 

@@ -45,6 +45,7 @@ class WidgetResult:
     message: str | None = None
     steps: list[str] = field(default_factory=list)
     as_of: datetime | None = None
+    definition: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The contract's shape, plus `previous`, `kind` and `title`."""
@@ -63,6 +64,7 @@ class WidgetResult:
             "previous": self.previous,
             "kind": self.kind,
             "title": self.title,
+            "definition": self.definition,
         }
 
 
@@ -235,7 +237,7 @@ def _blank(client_id: str, widget: Widget, period: Period, currency: str | None)
     return WidgetResult(
         client=client_id, widget=widget.name, title=widget.title, kind=widget.kind,
         unit=widget.unit, state=OK, start=period.start, end=period.end,
-        currency=currency if widget.currency_scoped else None,
+        currency=currency if widget.currency_scoped else None, definition=widget.definition,
     )
 
 

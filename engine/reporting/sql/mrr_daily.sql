@@ -78,7 +78,12 @@ movements AS (
         sum(CASE WHEN before = 0 AND after > 0 AND earlier_paying_days > 0
                  THEN after ELSE 0 END) AS reactivation_mrr,
         sum(CASE WHEN before = 0 AND after > 0 THEN 1
-                 WHEN before > 0 AND after = 0 THEN -1 ELSE 0 END) AS paying_delta
+                 WHEN before > 0 AND after = 0 THEN -1 ELSE 0 END) AS paying_delta,
+        count(*) FILTER (WHERE before = 0 AND after > 0 AND earlier_paying_days = 0)
+            AS new_paying,
+        count(*) FILTER (WHERE before = 0 AND after > 0 AND earlier_paying_days > 0)
+            AS reactivated,
+        count(*) FILTER (WHERE before > 0 AND after = 0) AS churned
     FROM customer_steps
     GROUP BY ALL
 ),
@@ -121,7 +126,10 @@ SELECT
     sum(coalesce(sm.active_delta, 0)) OVER w AS active_subscriptions,
     coalesce(st.new_subscriptions, 0) AS new_subscriptions,
     coalesce(en.churned_subscriptions, 0) AS churned_subscriptions,
-    sum(coalesce(m.paying_delta, 0)) OVER w AS paying_customers
+    sum(coalesce(m.paying_delta, 0)) OVER w AS paying_customers,
+    coalesce(m.new_paying, 0) AS new_customers,
+    coalesce(m.reactivated, 0) AS reactivated_customers,
+    coalesce(m.churned, 0) AS churned_customers
 FROM calendar c
 LEFT JOIN movements m USING (currency, day)
 LEFT JOIN subscription_moves sm USING (currency, day)
