@@ -9,7 +9,7 @@ import pytest
 
 from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
-from reports.widgets import run_widgets
+from reports.widgets import render, run_widgets
 from tests.test_reporting_support import build, customer, land, price, subscription
 
 CLIENT = "acme"
@@ -85,6 +85,8 @@ def test_subscriber_churn_counts_customers_not_subscriptions(warehouse, store):
     june = figures(warehouse, store, "2024-06-01")
     # Subscribers on May 31: a, b, d; new in June: c; churned: b and c. 2 / (3 + 1).
     assert june["churn_rate"].value == 50.0
+    # May had no churn: a rate's change is in percentage points.
+    assert "previous period: 0.0% (+50.0 pp)" in render(june["churn_rate"], "table")
     # Subscriptions: a's second, b's and c's ended, of 4 active on May 31.
     assert june["subscription_churn_rate"].value == 75.0
 

@@ -182,7 +182,7 @@ def test_json_csv_and_table_output(warehouse, store):
     data = json.loads(render(result, "json"))
     assert list(data) == ["client", "widget", "state", "start", "end", "currency", "value",
                           "rows", "message", "steps", "as_of", "previous", "kind", "title",
-                          "definition"]
+                          "definition", "compare", "previous_start", "previous_end"]
     table = list(csv.DictReader(io.StringIO(render(result, "csv"))))
     assert len(table) == 30 and table[9]["gross"] == "120.0"
     text = render(result, "table")
