@@ -94,3 +94,81 @@ def test_subscriber_churn_counts_customers_not_subscriptions(warehouse, store):
 def test_no_subscribers_gives_no_rate(warehouse, store):
     land_subs(warehouse, [monthly("cus_a", "2024-06-20")])
     assert figures(warehouse, store, "2024-05-01", "2024-05-30")["churn_rate"].value is None
+
+
+def priced(amount: int, product: str, interval: str = "month") -> dict:
+    plan = price(amount, interval)
+    plan["product"] = product
+    return plan
+
+
+def june_book() -> list[dict]:
+    """USD, May 31: A 150 (two subscriptions), B 200, C 100 (annual 1,200), D 100 = 550 from
+    4 customers. In June: A's 50 subscription ends (contraction), B churns, D adds 30
+    (expansion), E starts with 12 seats of 10 (new 120), F's trial converts at 80 on the
+    15th (new), G's trial is canceled at its end, H's trial ends in July."""
+    seats = [(priced(1_000, "prod_seats"), 1) for _ in range(12)]
+    return [
+        monthly("cus_a", "2024-01-01"), ended("cus_a", "2024-01-01", "2024-06-10", 5_000),
+        ended("cus_b", "2024-01-01", "2024-06-15", 20_000),
+        subscription("cus_c", [(priced(120_000, "prod_annual", "year"), 1)],
+                     start="2024-03-01"),
+        monthly("cus_d", "2024-02-01"), monthly("cus_d", "2024-06-20", 3_000),
+        subscription("cus_e", seats, start="2024-06-05"),
+        monthly("cus_f", "2024-06-01", 8_000, trial_end="2024-06-15"),
+        monthly("cus_g", "2024-06-03", 8_000, trial_end="2024-06-17", status="canceled",
+                ended_at="2024-06-17"),
+        monthly("cus_h", "2024-06-20", 8_000, trial_end="2024-07-04", status="trialing"),
+    ]
+
+
+def test_subscription_analytics_on_a_hand_computed_month(warehouse, store):
+    land(warehouse, CLIENT, "products", [{"id": "prod_seats", "object": "product",
+                                          "created": 1704067200, "name": "Seats"}])
+    land_subs(warehouse, june_book())
+    june = figures(warehouse, store, "2024-06-01")
+    got = {name: june[name].value for name in (
+        "mrr", "customer_churn", "churn_rate", "customer_churn_rate", "mrr_churn_rate", "nrr",
+        "grr", "arpa", "ltv", "quick_ratio", "new_trials", "trial_conversion_rate")}
+    assert got == {
+        "mrr": 530.0,  # 100 + 100 + 130 + 120 + 80
+        "customer_churn": 1,  # B; A cancelling one of two subscriptions is not churn
+        "churn_rate": 16.67,  # Stripe: 1 / (4 + 2 new)
+        "customer_churn_rate": 25.0,  # ChartMogul: 1 / 4
+        "mrr_churn_rate": 45.45,  # (200 churned + 50 contraction) / 550
+        "nrr": 60.0,  # A 100 + B 0 + C 100 + D 130 = 330 / 550
+        "grr": 54.55,  # A 100 + B 0 + C 100 + D 100 (expansion left out) = 300 / 550
+        "arpa": 106.0,  # 530 / 5 paying customers
+        "ltv": 424.0,  # 106 / 0.25
+        "quick_ratio": 0.92,  # (120 + 80 new + 30 expansion) / (200 + 50)
+        "new_trials": 3,  # F, G, H
+        "trial_conversion_rate": 50.0,  # F of F and G; H's trial has not ended
+    }
+    assert june["ltv"].rows == [{"arpa": 106.0, "customer_churn_rate": 25.0, "ltv": 424.0,
+                                 "formula": "ARPA / customer churn rate"}]
+    assert june["nrr"].definition.startswith("ChartMogul")
+    assert [(r["plan"], r["mrr"], r["subscriptions"]) for r in june["mrr_by_plan"].rows] == [
+        ("prod_test", 310.0, 4), ("Seats", 120.0, 1), ("prod_annual", 100.0, 1)]
+
+
+def test_cohorts_by_first_paid_month(warehouse, store):
+    land_subs(warehouse, june_book())
+    half = figures(warehouse, store, "2024-01-01")["cohort_retention"]
+    january = [r for r in half.rows if r["cohort"] == "2024-01"]
+    assert [(r["month"], r["customers"], r["mrr"]) for r in january] == [
+        (0, 2, 350.0), (1, 2, 350.0), (2, 2, 350.0), (3, 2, 350.0), (4, 2, 350.0),
+        (5, 1, 100.0)]  # A and B; in June B churned and A's 50 ended
+    assert (january[-1]["customers_pct"], january[-1]["mrr_pct"]) == (50.0, 28.57)
+    assert {r["cohort"] for r in half.rows} == {"2024-01", "2024-02", "2024-03", "2024-06"}
+    assert half.value == 100.0  # every cohort with a second month kept all its customers
+
+
+def test_zero_decimal_currency(warehouse, store):
+    land_subs(warehouse, [
+        monthly("cus_x", "2024-01-01", 3_000, currency="jpy"),
+        monthly("cus_y", "2024-01-01", 5_000, currency="jpy", status="canceled",
+                ended_at="2024-06-10"),
+    ])
+    june = figures(warehouse, store, "2024-06-01", currency="jpy")
+    assert (june["arpa"].value, june["customer_churn_rate"].value, june["ltv"].value,
+            june["mrr_churn_rate"].value) == (3000, 50.0, 6000, 62.5)

@@ -14,15 +14,19 @@ from typing import Literal
 from engine.reporting.tables import (
     BALANCE,
     CUSTOMER_COUNTS,
+    CUSTOMER_MRR,
     DAILY_REVENUE,
     MRR_DAILY,
     PAYMENTS,
     PAYOUTS,
+    PLAN_MRR,
+    SUBSCRIPTION_SPANS,
+    TRIALS,
     ReportingTable,
 )
 
 Kind = Literal["number", "line", "bar", "table"]
-Unit = Literal["money", "count", "percent"]
+Unit = Literal["money", "count", "percent", "ratio"]
 
 _CLIENT_CURRENCY = "client_id = $client_id AND currency = $currency"
 
@@ -119,7 +123,44 @@ def _monthly_rate(lost: str, base: str, gained: str = "0") -> str:
     )
 
 
+def _retention(kept: str) -> str:
+    """100 x the `kept` MRR at the period's end of the customers paying at its start (s.mrr
+    at the end of the day before, e.mrr at the end) / their MRR at the start."""
+    at = (f"SELECT customer, arg_max(mrr, day) AS mrr FROM {CUSTOMER_MRR.qualified} "
+          f"WHERE {_CLIENT_CURRENCY} AND day {{}} GROUP BY customer")
+    return (f"SELECT 100.0 * sum({kept}) / nullif(sum(s.mrr), 0) "
+            f"FROM ({at.format('< $start')}) s LEFT JOIN ({at.format('<= $end')}) e "
+            "USING (customer) WHERE s.mrr > 0")
+
+
+_ARPA = (f"SELECT mrr / nullif(paying_customers, 0) FROM {MRR_DAILY.qualified} "
+         f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1")
+_CUSTOMER_CHURN = _monthly_rate("churned_customers", "paying_customers")
+
+# Monthly cohorts (the month of a customer's first paid day, in the period) and, at the
+# end of each month since (the period's end for the last), who still pays and their MRR.
+_COHORTS = (
+    f"WITH cohorts AS (SELECT customer, CAST(date_trunc('month', first_paid_day) AS DATE) "
+    f"AS cohort FROM {CUSTOMER_MRR.qualified} WHERE {_CLIENT_CURRENCY} "
+    "AND first_paid_day BETWEEN $start AND $end GROUP BY ALL), "
+    "months AS (SELECT DISTINCT cohort, m AS month, least(CAST(cohort + to_months(CAST(m + 1 "
+    "AS INTEGER)) - INTERVAL 1 DAY AS DATE), CAST($end AS DATE)) AS at_day "
+    "FROM cohorts, range(0, 121) AS r(m) WHERE cohort + to_months(CAST(m AS INTEGER)) <= $end), "
+    "counts AS (SELECT c.cohort, mo.month, count(*) FILTER (WHERE cm.mrr > 0) AS customers, "
+    "coalesce(sum(cm.mrr), 0) AS mrr FROM cohorts c JOIN months mo USING (cohort) "
+    f"LEFT JOIN {CUSTOMER_MRR.qualified} cm ON cm.client_id = $client_id "
+    "AND cm.currency = $currency AND cm.customer = c.customer AND cm.day <= mo.at_day "
+    "AND (cm.until_day IS NULL OR cm.until_day > mo.at_day) GROUP BY ALL) "
+    "SELECT strftime(cohort, '%Y-%m') AS cohort, month, customers, "
+    "round(100.0 * customers / nullif(first_value(customers) OVER c, 0), 2) AS customers_pct, "
+    "mrr, round(100.0 * mrr / nullif(first_value(mrr) OVER c, 0), 2) AS mrr_pct "
+    "FROM counts WINDOW c AS (PARTITION BY cohort ORDER BY month)"
+)
+
 # The published definitions the rates follow (docs/metrics.md cites the pages).
+CHARTMOGUL_CUSTOMER_CHURN = (
+    "ChartMogul, customer churn rate: customers lost in the period / customers at its "
+    "start, as a monthly rate (per 30 days, averaged over longer periods).")
 STRIPE_SUBSCRIBER_CHURN = (
     "Stripe Billing analytics, subscriber churn rate: churned subscribers in a rolling 30 "
     "days / (active subscribers 30 days before + new subscribers in those 30 days); a "
@@ -307,6 +348,139 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         higher_is_better=False, needs=_SUBSCRIPTIONS,
         definition="Ours: churned subscriptions / active subscriptions at the period's start, "
         "over the period (not normalised to a month).",
+    ),
+    Widget(
+        "customer_churn", "Churned customers", "number", "count",
+        "Customers whose MRR went from above zero to zero in the period (cancelling one of "
+        "two subscriptions is not churn).",
+        MRR_DAILY, _sum(MRR_DAILY, "churned_customers"), higher_is_better=False,
+        needs=_SUBSCRIPTIONS,
+        definition="Stripe Billing analytics: churned subscribers (MRR from above zero to "
+        "zero).",
+    ),
+    Widget(
+        "customer_churn_rate", "Customer churn rate", "number", "percent",
+        "Customers lost in 30 days / paying customers 30 days before, a monthly rate "
+        "averaged over the period's 30-day windows.",
+        MRR_DAILY, _monthly_rate("churned_customers", "paying_customers"),
+        higher_is_better=False, needs=_SUBSCRIPTIONS, definition=CHARTMOGUL_CUSTOMER_CHURN,
+    ),
+    Widget(
+        "mrr_churn_rate", "Gross MRR churn rate", "number", "percent",
+        "MRR lost to churn and contraction in 30 days / MRR 30 days before, a monthly rate "
+        "averaged over the period's 30-day windows.",
+        MRR_DAILY, _monthly_rate("-(churned_mrr + contraction_mrr)", "mrr"),
+        higher_is_better=False, needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, gross MRR churn rate: (churned MRR + contraction MRR) / MRR "
+        "at the start; per 30 days, averaged over longer periods.",
+    ),
+    Widget(
+        "nrr", "Net revenue retention", "number", "percent",
+        "MRR at the period's end of the customers paying at its start (expansion, "
+        "contraction and churn included, new customers left out) / their MRR at its start.",
+        CUSTOMER_MRR, _retention("coalesce(e.mrr, 0)"), needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, net MRR retention: (starting MRR + expansion - contraction - "
+        "churn) / starting MRR, for the customers present at the start; over the period.",
+    ),
+    Widget(
+        "grr", "Gross revenue retention", "number", "percent",
+        "As net revenue retention, but a customer's MRR counts at most at its start value: "
+        "expansion left out, so never above 100 %.",
+        CUSTOMER_MRR, _retention("least(coalesce(e.mrr, 0), s.mrr)"), needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, gross MRR retention: (starting MRR - contraction - churn) / "
+        "starting MRR, for the customers present at the start; over the period.",
+    ),
+    Widget(
+        "arpa", "ARPA", "number", "money",
+        "Average revenue per account: MRR / customers with MRR, at the period's end.",
+        MRR_DAILY, _ARPA, point_in_time=True, needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, ARPA: MRR / number of paying customers (accounts, not "
+        "subscriptions).",
+    ),
+    Widget(
+        "ltv", "Customer lifetime value", "number", "money",
+        "LTV = ARPA / customer churn rate (monthly, as a fraction): ARPA at the period's end "
+        "over the period's customer churn rate; the row shows both.",
+        MRR_DAILY, f"SELECT ({_ARPA}) / nullif(({_CUSTOMER_CHURN}) / 100.0, 0)",
+        rows_sql=f"SELECT ({_ARPA}) AS arpa, ({_CUSTOMER_CHURN}) AS customer_churn_rate, "
+        f"({_ARPA}) / nullif(({_CUSTOMER_CHURN}) / 100.0, 0) AS ltv, "
+        "'ARPA / customer churn rate' AS formula",
+        point_in_time=True, needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, LTV: ARPA / customer churn rate (without gross margin).",
+    ),
+    Widget(
+        "quick_ratio", "Quick ratio", "number", "ratio",
+        "(New + expansion + reactivation MRR) / (churned + contraction MRR) in the period; "
+        "above 1, MRR grew.",
+        MRR_DAILY,
+        "SELECT sum(new_mrr + expansion_mrr + reactivation_mrr) "
+        "/ nullif(-sum(churned_mrr + contraction_mrr), 0) "
+        f"FROM {MRR_DAILY.qualified} WHERE {_CLIENT_CURRENCY} AND day BETWEEN $start AND $end",
+        needs=_SUBSCRIPTIONS,
+        definition="ChartMogul (after Mamoon Hamid), quick ratio: (new + expansion + "
+        "reactivation MRR) / (churned + contraction MRR).",
+    ),
+    Widget(
+        "new_trials", "New trials", "number", "count",
+        "Subscriptions whose trial started in the period.",
+        TRIALS,
+        f"SELECT count(*) FROM {TRIALS.qualified} WHERE {_CLIENT_CURRENCY} "
+        "AND start_day BETWEEN $start AND $end",
+        needs=_SUBSCRIPTIONS,
+        definition="Ours (the references name none): trials started in the period.",
+    ),
+    Widget(
+        "trial_conversion_rate", "Trial conversion rate", "number", "percent",
+        "Trials that ended in the period and became paid subscriptions / trials that ended "
+        "in the period (canceled during the trial included).",
+        TRIALS,
+        "SELECT 100.0 * count(*) FILTER (WHERE converted) / nullif(count(*), 0) "
+        f"FROM {TRIALS.qualified} WHERE {_CLIENT_CURRENCY} AND ended "
+        "AND end_day BETWEEN $start AND $end",
+        needs=_SUBSCRIPTIONS,
+        definition="Ours (the references name none): trials ending in the period that "
+        "converted to paid / trials ending in the period.",
+    ),
+    Widget(
+        "mrr_by_plan", "MRR by plan", "table", "money",
+        "MRR at the period's end by plan (product), largest first; a subscription's MRR is "
+        "shared among its plans by their list value. The value is the MRR.",
+        PLAN_MRR, _latest_mrr("mrr"),
+        rows_sql="SELECT p.plan, p.product, sum(p.mrr) AS mrr, "
+        "count(DISTINCT p.subscription_id) AS subscriptions "
+        f"FROM {PLAN_MRR.qualified} p JOIN {SUBSCRIPTION_SPANS.qualified} s "
+        "ON s.client_id = p.client_id AND s.subscription_id = p.subscription_id "
+        "AND s.from_day <= $end AND s.until_day > $end "
+        "WHERE p.client_id = $client_id AND p.currency = $currency "
+        "GROUP BY ALL ORDER BY mrr DESC, p.plan",
+        point_in_time=True, needs=_SUBSCRIPTIONS,
+        definition="Stripe Billing analytics, MRR (active and past_due subscriptions), "
+        "broken down by product.",
+    ),
+    Widget(
+        "revenue_by_country", "Revenue by country", "table", "money",
+        "Gross volume of the period by the customer's country (their address, else the "
+        "billing address, else the card's country), largest first; the value is the total.",
+        PAYMENTS,
+        f"SELECT coalesce(sum(amount), 0) FROM {PAYMENTS.qualified} WHERE {_CLIENT_CURRENCY} "
+        "AND status = 'succeeded' AND day BETWEEN $start AND $end",
+        rows_sql="SELECT coalesce(country, 'unknown') AS country, sum(amount) AS gross, "
+        f"count(*) AS payments FROM {PAYMENTS.qualified} WHERE {_CLIENT_CURRENCY} "
+        "AND status = 'succeeded' AND day BETWEEN $start AND $end "
+        "GROUP BY ALL ORDER BY gross DESC, country",
+        needs=_CHARGES,
+        definition="Ours: gross volume (successful charges) by customer country.",
+    ),
+    Widget(
+        "cohort_retention", "Cohort retention", "table", "percent",
+        "Customers by the month they first paid (cohorts starting in the period): for each "
+        "month since, how many still pay and their MRR, as a share of the cohort's first "
+        "month. The value is the average share of customers still paying a month later.",
+        CUSTOMER_MRR, f"SELECT avg(customers_pct) FROM ({_COHORTS}) WHERE month = 1",
+        rows_sql=f"{_COHORTS} ORDER BY cohort, month",
+        needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, cohort retention: customers (and MRR) of a monthly "
+        "cohort still active each month, as a share of the cohort.",
     ),
 )
 

@@ -36,6 +36,8 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
         return format_money(value, currency)
     if unit == "percent":
         return f"{value:,.1f}%"
+    if unit == "ratio":
+        return f"{value:,.2f}"
     return f"{int(value):,}"
 
 

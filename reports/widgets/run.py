@@ -215,7 +215,7 @@ def _plain(value: Any, unit: str, currency: str | None) -> Any:
         return None
     if unit == "count":
         return int(value)
-    if unit == "percent":
+    if unit in ("percent", "ratio"):
         return round(float(value), 2)
     digits = currency_exponent(currency) if currency else 2
     rounded = round(float(value), digits)

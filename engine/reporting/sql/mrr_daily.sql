@@ -1,68 +1,19 @@
--- MRR per UTC day and currency, measured at the end of the day, with its movements.
---
--- A subscription counts from its counted_from day until its counted_until day (exclusive),
--- for the MRR its history recorded: each recorded value holds from the day it was first
--- seen until the next one; the first recorded value also holds back to counted_from.
--- Days recorded as unpaid or paused do not count.
---
--- Movements are judged per customer and currency, so a customer moving from one
--- subscription to another is an expansion or contraction, not a churn and a new one.
-WITH subs AS (
-    SELECT
-        subscription_id,
-        coalesce(customer, 'subscription:' || subscription_id) AS customer,
-        currency,
-        reporting.utc_day(counted_from) AS from_day,
-        coalesce(reporting.utc_day(counted_until), $today::DATE + 1) AS until_day
-    FROM reporting.subscription_mrr
-    WHERE client_id = $client_id AND counted_from IS NOT NULL AND currency IS NOT NULL
-),
-recorded AS (
-    SELECT
-        subscription_id, day, mrr, status,
-        lead(day) OVER (PARTITION BY subscription_id ORDER BY day) AS next_day,
-        row_number() OVER (PARTITION BY subscription_id ORDER BY day) AS n
-    FROM reporting.subscription_mrr_history
-    WHERE client_id = $client_id AND day <= $today
-),
-spans AS (
-    SELECT
-        s.subscription_id, s.customer, s.currency,
-        CASE WHEN r.n = 1 THEN s.from_day ELSE greatest(r.day, s.from_day) END AS d_from,
-        least(coalesce(r.next_day, $today::DATE + 1), s.until_day, $today::DATE + 1) AS d_to,
-        r.mrr
-    FROM subs s
-    JOIN recorded r USING (subscription_id)
-    WHERE r.status NOT IN ('unpaid', 'paused', 'incomplete', 'incomplete_expired')
-),
-counted AS (
-    SELECT * FROM spans WHERE d_from < d_to
+-- MRR per UTC day and currency, measured at the end of the day, with its movements:
+-- subscriptions from reporting.subscription_spans, customers' movements from
+-- reporting.customer_mrr (docs/metrics.md).
+WITH counted AS (
+    SELECT subscription_id, currency, from_day AS d_from, until_day AS d_to, mrr
+    FROM reporting.subscription_spans WHERE client_id = $client_id
 ),
 deltas AS (
-    SELECT customer, currency, d_from AS day, mrr AS delta, 1 AS subscriptions FROM counted
+    SELECT currency, d_from AS day, 1 AS subscriptions FROM counted
     UNION ALL
-    SELECT customer, currency, d_to, -mrr, -1 FROM counted WHERE d_to <= $today::DATE
-),
-customer_days AS (
-    SELECT customer, currency, day, sum(delta) AS delta
-    FROM deltas
-    GROUP BY ALL
-),
-customer_after AS (
-    SELECT
-        *,
-        sum(delta) OVER (PARTITION BY customer, currency ORDER BY day
-                         ROWS UNBOUNDED PRECEDING) AS after
-    FROM customer_days
+    SELECT currency, d_to, -1 FROM counted WHERE d_to <= $today::DATE
 ),
 customer_steps AS (
-    SELECT
-        *,
-        after - delta AS before,
-        coalesce(sum(CASE WHEN after > 0 THEN 1 ELSE 0 END) OVER (
-            PARTITION BY customer, currency ORDER BY day
-            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS earlier_paying_days
-    FROM customer_after
+    SELECT currency, day, previous_mrr AS before, mrr AS after,
+           CASE WHEN paid_before THEN 1 ELSE 0 END AS earlier_paying_days
+    FROM reporting.customer_mrr WHERE client_id = $client_id
 ),
 movements AS (
     SELECT
