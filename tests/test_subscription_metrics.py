@@ -10,7 +10,7 @@ import pytest
 from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import render, run_widgets
-from tests.test_reporting_support import build, customer, land, price, subscription
+from tests.test_reporting_support import build, charge, customer, land, price, subscription
 
 CLIENT = "acme"
 END = date(2024, 6, 30)
@@ -172,3 +172,22 @@ def test_zero_decimal_currency(warehouse, store):
     june = figures(warehouse, store, "2024-06-01", currency="jpy")
     assert (june["arpa"].value, june["customer_churn_rate"].value, june["ltv"].value,
             june["mrr_churn_rate"].value) == (3000, 50.0, 6000, 62.5)
+
+
+def test_revenue_by_customer_country(warehouse, store):
+    german = customer("2024-06-01", id="cus_de")
+    german["address"] = {"country": "DE"}
+    billed, carded = charge("2024-06-03", 5_000), charge("2024-06-04", 2_000)
+    billed["billing_details"] = {"address": {"country": "FR"}}
+    carded["payment_method_details"] = {"card": {"country": "jp"}}
+    land(warehouse, CLIENT, "customers", [german])
+    land(warehouse, CLIENT, "charges", [
+        charge("2024-06-02", 10_000, customer="cus_de"), billed, carded,
+        charge("2024-06-05", 700), charge("2024-06-06", 9_999, customer="cus_de",
+                                          status="failed"),
+        charge("2024-05-20", 4_000, customer="cus_de")])  # before the period
+    build(warehouse, CLIENT, NOW)
+    result = figures(warehouse, store, "2024-06-01")["revenue_by_country"]
+    assert result.value == 177.0
+    assert [(r["country"], r["gross"], r["payments"]) for r in result.rows] == [
+        ("DE", 100.0, 1), ("FR", 50.0, 1), ("JP", 20.0, 1), ("unknown", 7.0, 1)]
