@@ -9,7 +9,7 @@ import pytest
 
 from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
-from reports.widgets import render, run_widgets
+from reports.widgets import render, run_widgets, widget_catalog
 from tests.test_reporting_support import build, charge, customer, land, price, subscription
 
 CLIENT = "acme"
@@ -191,3 +191,24 @@ def test_revenue_by_customer_country(warehouse, store):
     assert result.value == 177.0
     assert [(r["country"], r["gross"], r["payments"]) for r in result.rows] == [
         ("DE", 100.0, 1), ("FR", 50.0, 1), ("JP", 20.0, 1), ("unknown", 7.0, 1)]
+
+
+def test_catalog_holds_the_contract_analytics_with_definitions():
+    catalog = {w.name: w for w in widget_catalog()}
+    built = {"customer_churn", "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "arpa",
+             "ltv", "quick_ratio", "new_trials", "trial_conversion_rate", "mrr_by_plan",
+             "revenue_by_country", "cohort_retention"}
+    assert built <= set(catalog)
+    rates = [w for w in catalog.values() if w.unit == "percent"]
+    assert all(w.definition for w in rates), [w.name for w in rates if not w.definition]
+    assert catalog["churn_rate"].describe()["definition"].startswith("Stripe")
+
+
+def test_a_warehouse_built_before_the_new_columns_gets_them(warehouse, store):
+    land_subs(warehouse, june_book())
+    with warehouse.writer() as conn:  # as an older version left it
+        conn.execute("ALTER TABLE reporting.mrr_daily DROP COLUMN churned_customers")
+        conn.execute("ALTER TABLE reporting.payments DROP COLUMN country")
+        conn.execute("DELETE FROM meta.schema_digests")
+    build(warehouse, CLIENT, NOW)
+    assert figures(warehouse, store, "2024-06-01")["customer_churn"].value == 1
