@@ -260,7 +260,8 @@ def widgets(as_json: bool) -> int:
              epilog=_examples(
     "stripe-reports widget acme mrr",
     "stripe-reports widget acme revenue_over_time --start 2025-01-01 --end 2025-03-31",
-    "stripe-reports widget acme gross_volume --currency eur --format json"))
+    "stripe-reports widget acme gross_volume --currency eur --format json",
+    "stripe-reports widget acme mrr --start 2025-01-01 --compare previous_year"))
 @click.argument("client")
 @click.argument("widget")
 @click.option("--start", metavar="YYYY-MM-DD",
@@ -270,8 +271,12 @@ def widgets(as_json: bool) -> int:
               help="Three-letter code (default: the client's main currency).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--compare", metavar="WITH",
+              help="What the figure is compared with: previous_period (default), previous_year "
+              "(the same period last year), previous_quarter or previous_month (the same days "
+              "of it: for quarter or month to date).")
 def widget(client: str, widget: str, start: str | None, end: str | None,
-           currency: str | None, fmt: str) -> int:
+           currency: str | None, fmt: str, compare: str | None) -> int:
     """One WIDGET's data for CLIENT over a period (see `stripe-reports widgets`).
 
     Each state is an answer and exits 0: ok, no_data, stale, reconnect_required (the JSON's
@@ -279,7 +284,7 @@ def widget(client: str, widget: str, start: str | None, end: str | None,
     from apps import cli_widgets  # the widget catalog and DuckDB: only when it runs
 
     check_names([client])
-    return cli_widgets.print_widget(client, widget, start, end, currency, fmt)
+    return cli_widgets.print_widget(client, widget, start, end, currency, fmt, compare=compare)
 
 
 # -- servers ---------------------------------------------------------------------------------

@@ -25,10 +25,10 @@ def print_catalog(as_json: bool, out: TextIO | None = None) -> int:
 
 def print_widget(client_id: str, widget: str, start: str | None, end: str | None,
                  currency: str | None, fmt: str, out: TextIO | None = None,
-                 err: TextIO | None = None) -> int:
+                 err: TextIO | None = None, compare: str | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        result = run_widget(client_id, widget, start, end, currency)
+        result = run_widget(client_id, widget, start, end, currency, compare=compare)
     except UnknownWidget:
         names = [w.name for w in widget_catalog()]
         close = difflib.get_close_matches(widget, names, n=1)

@@ -51,7 +51,7 @@ def served_with_home(stack: ExitStack, world: SandboxWorld, prefix: str
 
 def _widgets_ms(target: str) -> float:
     # The reporting build is an asset's job; imported here to keep the module light.
-    from assets.reporting.build import build_reporting_tables
+    from engine.reporting.build import build_reporting_tables
     from engine.warehouse_factory import open_warehouse
     from reports.widgets import run_widgets
 

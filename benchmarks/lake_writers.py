@@ -35,7 +35,7 @@ from sandbox import AccountSpec, SandboxWorld
 
 BUILDER = """
 import json, os, sys, time
-from assets.reporting.build import build_reporting_tables
+from engine.reporting.build import build_reporting_tables
 from engine.lake import retrying
 from engine.warehouse_factory import open_warehouse
 job = json.loads(sys.stdin.read())

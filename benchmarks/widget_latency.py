@@ -35,7 +35,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def build_reporting(warehouse: Path, client_id: str) -> float:
-    from assets.reporting import build_reporting_tables
+    from engine.reporting import build_reporting_tables
     from engine.warehouse_factory import open_warehouse
 
     started = time.perf_counter()

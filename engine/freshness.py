@@ -9,9 +9,10 @@ from datetime import datetime
 import duckdb
 
 from engine.client_config import client_config
+from engine.reporting.tables import FRESHNESS
 from engine.warehouse import FAILURES_TABLE
 
-FRESHNESS_TABLE = "reporting.freshness"
+FRESHNESS_TABLE = FRESHNESS.qualified
 
 
 def read_built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:

@@ -12,10 +12,10 @@ from typing import Any
 
 from dagster import AssetKey, JobDefinition, RunConfig
 
-from assets.reporting import REPORTING_TABLES
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
 from engine.progress import ProgressSink, progress_sink
+from engine.reporting import REPORTING_TABLES
 from engine.streams import resolve_streams
 from engine.user_errors import explain
 from pipelines.instance import get_instance, register_clients

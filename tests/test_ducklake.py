@@ -22,13 +22,13 @@ import psycopg2
 import pytest
 from dagster import DagsterInstance
 
-from assets.reporting.build import build_reporting_tables
 from engine.lake import retrying, turns
 from engine.lake.database import close_databases, extension_path
 from engine.lake.retrying import RetryingConnection
 from engine.lake.target import masked
 from engine.lake.turns import TURN_NAMESPACE
 from engine.lake.warehouse import LakeWarehouse
+from engine.reporting.build import build_reporting_tables
 from engine.streams import STREAMS
 from engine.user_errors import CommandError
 from engine.warehouse import (

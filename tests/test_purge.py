@@ -9,8 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from assets.reporting.build import build_reporting_tables
 from engine.file_warehouse import FileWarehouse
+from engine.reporting.build import build_reporting_tables
 from engine.warehouse import Warehouse
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widgets

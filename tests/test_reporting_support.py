@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from assets.reporting import build_reporting_tables
+from engine.reporting import build_reporting_tables
 from engine.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
 from engine.warehouse import Warehouse, insert_rows
 from engine.warehouse_factory import open_warehouse

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from assets.reporting import REPORTING_TABLES, build_reporting_tables
-from assets.reporting.tables import ReportingTable
+from engine.reporting import REPORTING_TABLES, build_reporting_tables
+from engine.reporting.tables import ReportingTable
 from tests.test_reporting_support import (
     balance_transaction,
     build,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import engine.file_warehouse
-from assets.reporting.build import build_reporting_tables
+from engine.reporting.build import build_reporting_tables
 from engine.streams import STREAMS_BY_NAME
 from sandbox import AccountSpec
 from tests.sync_helpers import new_warehouse, run_sync, source_objects

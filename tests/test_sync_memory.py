@@ -31,7 +31,7 @@ def test_a_sync_under_a_tiny_memory_target_lands_every_object(sandbox_factory, t
 def test_the_reporting_build_under_a_tiny_memory_target_builds_every_table(
         sandbox_factory, tmp_path, monkeypatch):
     # The build's module is loaded with the reporting assets: imported where it is used.
-    from assets.reporting.build import build_reporting_tables
+    from engine.reporting.build import build_reporting_tables
 
     server = sandbox_factory([TIGHT], seed=5)
     warehouse = new_warehouse(tmp_path)

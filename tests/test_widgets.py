@@ -181,7 +181,8 @@ def test_json_csv_and_table_output(warehouse, store):
     result = run_widget("alpha", "revenue_over_time", warehouse=warehouse, store=store, now=NOW)
     data = json.loads(render(result, "json"))
     assert list(data) == ["client", "widget", "state", "start", "end", "currency", "value",
-                          "rows", "message", "steps", "as_of", "previous", "kind", "title"]
+                          "rows", "message", "steps", "as_of", "previous", "kind", "title",
+                          "definition", "compare", "previous_start", "previous_end"]
     table = list(csv.DictReader(io.StringIO(render(result, "csv"))))
     assert len(table) == 30 and table[9]["gross"] == "120.0"
     text = render(result, "table")

@@ -408,7 +408,7 @@ async def api_widgets(request: Request) -> Response:
         results = await run_in_threadpool(
             lambda: run_widgets(client_id, chosen, q.get("start"), q.get("end"),
                                 q.get("currency"), warehouse=state.warehouse,
-                                store=state.store))
+                                store=state.store, compare=q.get("compare")))
     except UnknownWidget as error:
         return JSONResponse({"error": str(error)}, status_code=404)
     except ValueError as error:

@@ -16,10 +16,10 @@ from dagster import (
 
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
-from assets.reporting.build import build_reporting_tables
-from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from assets.stripe_assets import explained_errors
 from engine.connection_store import ClientNotConnected
+from engine.reporting.build import build_reporting_tables
+from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 REPORTING_GROUP = "reporting"
@@ -32,7 +32,7 @@ def reporting_asset_key(table: ReportingTable) -> AssetKey:
 def _spec(table: ReportingTable) -> AssetSpec:
     return AssetSpec(
         key=reporting_asset_key(table),
-        description=f"{table.description} Built by assets/reporting/sql/{table.name}.sql.",
+        description=f"{table.description} Built by engine/reporting/sql/{table.name}.sql.",
         group_name=REPORTING_GROUP,
         kinds={"duckdb"},
         deps=[AssetKey(["stripe", name]) for name in table.reads],

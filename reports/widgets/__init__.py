@@ -19,6 +19,7 @@ from reports.widgets.formatting import (
     render_table,
 )
 from reports.widgets.run import (
+    COMPARISONS,
     NO_DATA,
     OK,
     RECONNECT,
@@ -33,7 +34,8 @@ from reports.widgets.run import (
 )
 
 __all__ = [
-    "NO_DATA", "OK", "RECONNECT", "STALE", "WIDGETS", "Period", "UnknownWidget", "Widget",
+    "COMPARISONS", "NO_DATA", "OK", "RECONNECT", "STALE", "WIDGETS", "Period", "UnknownWidget",
+    "Widget",
     "WidgetResult", "change_ratio", "client_currencies", "format_change", "format_money",
     "format_result_line", "format_value", "get_widget", "render", "render_csv", "render_json",
     "render_table", "reporting_ready", "resolve_period", "run_widget", "run_widgets",

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from engine.currencies import currency_exponent
-from reports.widgets.run import WidgetResult
+from reports.widgets.run import COMPARISONS, WidgetResult
 
 CURRENCY_SYMBOLS = {
     "usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cny": "CN¥", "inr": "₹", "krw": "₩",
@@ -36,6 +36,8 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
         return format_money(value, currency)
     if unit == "percent":
         return f"{value:,.1f}%"
+    if unit == "ratio":
+        return f"{value:,.2f}"
     return f"{int(value):,}"
 
 
@@ -46,7 +48,11 @@ def change_ratio(value: Any, previous: Any) -> float | None:
     return (value - previous) / abs(previous)
 
 
-def format_change(value: Any, previous: Any) -> str:
+def format_change(value: Any, previous: Any, unit: str | None = None) -> str:
+    """Relative change in %, or for a rate its change in percentage points."""
+    if unit == "percent":
+        both = value is not None and previous is not None
+        return f"{value - previous:+.1f} pp" if both else EMPTY
     ratio = change_ratio(value, previous)
     if ratio is None:
         return "new" if previous == 0 and value else EMPTY
@@ -71,8 +77,9 @@ def render_table(result: WidgetResult) -> str:
     if result.state in ("ok", "stale"):
         lines.append(
             f"value: {format_value(result.value, result.unit, result.currency)}   "
-            f"previous period: {format_value(result.previous, result.unit, result.currency)} "
-            f"({format_change(result.value, result.previous)})"
+            f"{COMPARISONS[result.compare]}: "
+            f"{format_value(result.previous, result.unit, result.currency)} "
+            f"({format_change(result.value, result.previous, result.unit)})"
         )
     if result.message:
         lines.append(result.message)
@@ -131,7 +138,8 @@ def format_result_line(result: WidgetResult) -> str:
     if result.state in ("ok", "stale"):
         line = f"{head}{format_value(result.value, result.unit, result.currency):>16}"
         if result.previous is not None:
-            line += f"  ({format_change(result.value, result.previous)} vs previous period)"
+            line += (f"  ({format_change(result.value, result.previous, result.unit)} vs "
+                     f"{COMPARISONS[result.compare]})")
         if result.rows and result.kind != "number":
             line += f"  [{len(result.rows)} rows]"
         if result.state == "stale":

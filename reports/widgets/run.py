@@ -6,7 +6,8 @@ client, widget and period give the same JSON everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import calendar
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from engine.connection_store import ClientConnection, ConnectionState, Connectio
 from engine.currencies import currency_exponent
 from engine.freshness import last_failure, read_built_at, staleness
 from engine.permissions import readable_permissions, unreadable
+from engine.reporting.tables import CURRENCIES, FRESHNESS
 from engine.sql import bound
 from engine.warehouse import Warehouse
 from engine.warehouse_factory import warehouse_from_settings
@@ -44,6 +46,11 @@ class WidgetResult:
     message: str | None = None
     steps: list[str] = field(default_factory=list)
     as_of: datetime | None = None
+    definition: str | None = None
+    # What `previous` is: one of COMPARISONS, over previous_start..previous_end.
+    compare: str = "previous_period"
+    previous_start: date | None = None
+    previous_end: date | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The contract's shape, plus `previous`, `kind` and `title`."""
@@ -62,6 +69,10 @@ class WidgetResult:
             "previous": self.previous,
             "kind": self.kind,
             "title": self.title,
+            "definition": self.definition,
+            "compare": self.compare,
+            "previous_start": self.previous_start.isoformat() if self.previous_start else None,
+            "previous_end": self.previous_end.isoformat() if self.previous_end else None,
         }
 
 
@@ -78,6 +89,43 @@ class Period:
         """The period of equal length just before this one."""
         end = self.start - timedelta(days=1)
         return Period(end - timedelta(days=self.days - 1), end)
+
+    def compared(self, compare: str) -> Period:
+        """The period a figure is compared with (COMPARISONS): the one just before, or the
+        same days a month, quarter or year earlier (month to date: the same days of the
+        previous month; a period ending on a month's last day ends on that month's last)."""
+        if compare == "previous_period":
+            return self.previous()
+        months = _MONTHS_BACK[compare]
+        month_end = (self.end + timedelta(days=1)).day == 1
+        return Period(_months_back(self.start, months), _months_back(self.end, months, month_end))
+
+
+# What a figure is compared with, as the CLI, the JSON API and the page name it.
+COMPARISONS = {
+    "previous_period": "previous period",
+    "previous_year": "same period last year",
+    "previous_quarter": "same days of the previous quarter",
+    "previous_month": "same days of the previous month",
+}
+_MONTHS_BACK = {"previous_year": 12, "previous_quarter": 3, "previous_month": 1}
+
+
+def _months_back(day: date, months: int, month_end: bool = False) -> date:
+    """The same day `months` earlier, on the month's last day when it is shorter."""
+    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
+    last = calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, last if month_end else min(day.day, last))
+
+
+def resolve_compare(compare: str | None) -> str:
+    """The comparison asked for (default: the previous period), or a ValueError saying which
+    there are."""
+    if compare in (None, ""):
+        return "previous_period"
+    if compare not in COMPARISONS:
+        raise ValueError(f"--compare must be one of {', '.join(COMPARISONS)}, not {compare!r}.")
+    return compare
 
 
 # Dates a widget may ask for: from 2000 (before Stripe) to a year ahead, over at most about
@@ -139,14 +187,14 @@ def reporting_ready(conn: duckdb.DuckDBPyConnection) -> bool:
     """Whether the reporting tables exist (a first build has run)."""
     found = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reporting' "
-        "AND table_name IN ('currencies', 'freshness')"
+        "AND table_name IN (?, ?)", [CURRENCIES.name, FRESHNESS.name]
     ).fetchone()
     return bool(found and found[0] == 2)
 
 
 def _main_currency(conn: duckdb.DuckDBPyConnection, client_id: str) -> str | None:
     row = conn.execute(
-        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        f"SELECT currency FROM {CURRENCIES.qualified} WHERE client_id = ? "
         "ORDER BY is_main DESC, currency LIMIT 1", [client_id]
     ).fetchone()
     return row[0] if row else None
@@ -157,7 +205,7 @@ def client_currencies(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[s
     if not reporting_ready(conn):
         return []
     return [r[0] for r in conn.execute(
-        "SELECT currency FROM reporting.currencies WHERE client_id = ? "
+        f"SELECT currency FROM {CURRENCIES.qualified} WHERE client_id = ? "
         "ORDER BY is_main DESC, currency", [client_id]).fetchall()]
 
 
@@ -167,7 +215,7 @@ def _plain(value: Any, unit: str, currency: str | None) -> Any:
         return None
     if unit == "count":
         return int(value)
-    if unit == "percent":
+    if unit in ("percent", "ratio"):
         return round(float(value), 2)
     digits = currency_exponent(currency) if currency else 2
     rounded = round(float(value), digits)
@@ -190,7 +238,7 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _has_source_rows(conn, widget: Widget, values: dict[str, Any]) -> bool:
-    sql = f"SELECT 1 FROM reporting.{widget.source} WHERE client_id = $client_id" + (
+    sql = f"SELECT 1 FROM {widget.source.qualified} WHERE client_id = $client_id" + (
         " AND currency = $currency" if widget.currency_scoped else "") + " LIMIT 1"
     return _query(conn, sql, values).fetchone() is not None
 
@@ -234,12 +282,12 @@ def _blank(client_id: str, widget: Widget, period: Period, currency: str | None)
     return WidgetResult(
         client=client_id, widget=widget.name, title=widget.title, kind=widget.kind,
         unit=widget.unit, state=OK, start=period.start, end=period.end,
-        currency=currency if widget.currency_scoped else None,
+        currency=currency if widget.currency_scoped else None, definition=widget.definition,
     )
 
 
-def _evaluate(conn, client_id: str, widget: Widget, period: Period,
-              currency: str | None, connection: ClientConnection | None) -> WidgetResult:
+def _evaluate(conn, client_id: str, widget: Widget, period: Period, currency: str | None,
+              connection: ClientConnection | None, compare: str) -> WidgetResult:
     result = _blank(client_id, widget, period, currency)
     denied = _unreadable_needs(widget, connection)
     if denied:
@@ -253,7 +301,8 @@ def _evaluate(conn, client_id: str, widget: Widget, period: Period,
         what = f"{currency.upper()} data" if widget.currency_scoped and currency else "data"
         return _no_data(result, f"No {what} for this widget in '{client_id}' yet.",
                         _sync_steps(client_id))
-    before = period.previous()
+    before = period.compared(compare)
+    result.compare, result.previous_start, result.previous_end = compare, *astuple(before)
     previous_values = {**values, "start": before.start, "end": before.end}
     value = _query(conn, widget.value_sql, values).fetchone()
     previous = _query(conn, widget.value_sql, previous_values).fetchone()
@@ -308,11 +357,14 @@ def run_widgets(
     warehouse: Warehouse | None = None,
     store: ConnectionStore | None = None,
     now: datetime | None = None,
+    compare: str | None = None,
 ) -> list[WidgetResult]:
-    """Several widgets of one client over one period, from one read of the warehouse."""
+    """Several widgets of one client over one period, from one read of the warehouse;
+    `previous` is each figure over the period `compare` names (COMPARISONS)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     chosen = [get_widget(w) for w in (widgets or WIDGETS)]
     period = resolve_period(start, end, now)
+    compare = resolve_compare(compare)
     currency = currency.lower() if currency else None
     connection = _connection(client_id, store)
 
@@ -335,7 +387,8 @@ def run_widgets(
         currency = currency or _main_currency(conn, client_id)
         built_at = read_built_at(conn, client_id)
         failure = last_failure(conn, client_id)
-        results = [_evaluate(conn, client_id, w, period, currency, connection) for w in chosen]
+        results = [_evaluate(conn, client_id, w, period, currency, connection, compare)
+                   for w in chosen]
 
     stale = built_at and staleness(client_id, built_at, failure, now)
     for result in results:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from assets.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.currencies import exponent_macro_sql
+from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.sql import bound
 from engine.warehouse import in_transaction, schema_statements
 
@@ -57,6 +57,7 @@ def reporting_schema_statements() -> list[str]:
         exponent_macro_sql(),
         *MACROS,
         *(table.ddl() for table in REPORTING_TABLES),
+        *(statement for table in REPORTING_TABLES for statement in table.added_columns()),
     ]
 
 

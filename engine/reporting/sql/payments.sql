@@ -14,7 +14,12 @@ SELECT
     cu.name AS customer_name,
     cu.email AS customer_email,
     c.description,
-    c.failure_code
+    c.failure_code,
+    -- The customer's country: their address, else the charge's billing address, else the
+    -- card's issuing country.
+    upper(coalesce(cu.raw->'address'->>'country',
+                   c.raw->'billing_details'->'address'->>'country',
+                   c.raw->'payment_method_details'->'card'->>'country')) AS country
 FROM stripe.charges c
 LEFT JOIN stripe.customers cu
     ON cu.client_id = c.client_id AND cu.id = c.customer

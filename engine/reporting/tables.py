@@ -46,6 +46,11 @@ class ReportingTable:
     def ddl(self) -> str:
         return table_ddl(self.qualified, self.columns)
 
+    def added_columns(self) -> list[str]:
+        """Columns added since a warehouse was created, added to it (its rows are rebuilt)."""
+        return [f'ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS "{c.name}" {c.type}'
+                for c in self.columns]
+
 
 def _c(name: str, type_: str, description: str) -> Column:
     return Column(name, type_, description)
@@ -99,6 +104,8 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("customer_email", "VARCHAR", "Customer email"),
             _c("description", "VARCHAR", "Charge description"),
             _c("failure_code", "VARCHAR", "Why it failed"),
+            _c("country", "VARCHAR", "Customer's country (ISO code): their address, else the "
+               "charge's billing address, else the card's country"),
         ),
         reads=("charges", "customers"),
         order_by="client_id, created",
@@ -159,6 +166,78 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         order_by="client_id, subscription_id, day",
     ),
     ReportingTable(
+        name="trials",
+        description="Every subscription that had a trial: its start and end, and whether it "
+        "converted (counted in MRR from the trial's end).",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("customer", "VARCHAR", "Customer id"),
+            CURRENCY,
+            _c("trial_start", "TIMESTAMPTZ", "When the trial started"),
+            _c("trial_end", "TIMESTAMPTZ", "When it ended (or ends): the trial's end, or the "
+               "subscription's end if canceled during the trial"),
+            _c("start_day", "DATE", "UTC day the trial started"),
+            _c("end_day", "DATE", "UTC day the trial ended (or ends)"),
+            _c("ended", "BOOLEAN", "The trial has ended at build time"),
+            _c("converted", "BOOLEAN", "Became a paid subscription when the trial ended"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        order_by="client_id, currency, start_day",
+    ),
+    ReportingTable(
+        name="plan_mrr",
+        description="Each subscription's MRR shared among its current plans (price and "
+        "product) by their list value: MRR by plan.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("price", "VARCHAR", "Price id"),
+            _c("product", "VARCHAR", "Product id"),
+            _c("plan", "VARCHAR", "Product name (else product or price id)"),
+            CURRENCY,
+            _c("items", "BIGINT", "Subscription items on this price"),
+            _money("mrr", "The plan's share of the subscription's MRR"),
+        ),
+        reads=("subscriptions", "subscription_items", "products"),
+        order_by="client_id, currency, subscription_id",
+    ),
+    ReportingTable(
+        name="subscription_spans",
+        description="The spans of days in which each subscription counts in MRR, with its "
+        "MRR in each (from its history): what MRR, churn and retention add up.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("customer", "VARCHAR", "Customer id"),
+            CURRENCY,
+            _c("from_day", "DATE", "First day (UTC) it counts with this MRR"),
+            _c("until_day", "DATE", "Day it stopped counting with this MRR (exclusive); "
+               "tomorrow while it still counts"),
+            _money("mrr", "Monthly value after forever discounts"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        order_by="client_id, currency, subscription_id, from_day",
+    ),
+    ReportingTable(
+        name="customer_mrr",
+        description="Each customer's MRR per currency, one row per day it changed: churn, "
+        "reactivation, retention and cohorts are judged per customer from here.",
+        columns=(
+            CLIENT,
+            _c("customer", "VARCHAR", "Customer id"),
+            CURRENCY,
+            DAY,
+            _c("until_day", "DATE", "Day of the customer's next change (null: none yet)"),
+            _money("previous_mrr", "The customer's MRR at the end of the day before"),
+            _money("mrr", "The customer's MRR at the end of the day"),
+            _c("paid_before", "BOOLEAN", "The customer had MRR on an earlier day"),
+            _c("first_paid_day", "DATE", "First day the customer had MRR (the cohort)"),
+        ),
+        reads=("subscriptions", "subscription_items"),
+        order_by="client_id, currency, customer, day",
+    ),
+    ReportingTable(
         name="mrr_daily",
         description="MRR per day and currency (end of the UTC day) with its movements "
         "(new, expansion, contraction, churn, reactivation), active subscriptions and "
@@ -176,6 +255,12 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("new_subscriptions", "BIGINT", "Subscriptions counted for the first time"),
             _c("churned_subscriptions", "BIGINT", "Subscriptions that stopped counting"),
             _c("paying_customers", "BIGINT", "Customers with MRR above zero"),
+            _c("new_customers", "BIGINT", "Customers whose MRR went above zero for the "
+               "first time that day"),
+            _c("reactivated_customers", "BIGINT", "Customers whose MRR went above zero again "
+               "after having churned"),
+            _c("churned_customers", "BIGINT", "Customers whose MRR went from above zero to "
+               "zero that day (Stripe's churned subscribers)"),
         ),
         reads=("subscriptions", "subscription_items"),
         order_by="client_id, currency, day",
@@ -238,3 +323,18 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
 )
 
 REPORTING_TABLES_BY_NAME = {table.name: table for table in REPORTING_TABLES}
+
+# The tables by name, for the readers (widgets, freshness): a renamed table fails at import.
+DAILY_REVENUE = REPORTING_TABLES_BY_NAME["daily_revenue"]
+PAYMENTS = REPORTING_TABLES_BY_NAME["payments"]
+CUSTOMER_COUNTS = REPORTING_TABLES_BY_NAME["customer_counts"]
+SUBSCRIPTION_MRR = REPORTING_TABLES_BY_NAME["subscription_mrr"]
+MRR_DAILY = REPORTING_TABLES_BY_NAME["mrr_daily"]
+CUSTOMER_MRR = REPORTING_TABLES_BY_NAME["customer_mrr"]
+SUBSCRIPTION_SPANS = REPORTING_TABLES_BY_NAME["subscription_spans"]
+TRIALS = REPORTING_TABLES_BY_NAME["trials"]
+PLAN_MRR = REPORTING_TABLES_BY_NAME["plan_mrr"]
+BALANCE = REPORTING_TABLES_BY_NAME["balance"]
+PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
+CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
+FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
