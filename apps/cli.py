@@ -17,6 +17,8 @@ from engine.streams import resolve_streams, stream_names
 EXIT_CODES = ("\b\nExit codes:\n  0  success\n  1  a client, key or check failed "
               "(each failure says what to do)\n  2  bad usage or an unknown client, widget or "
               "stream name (nothing was changed)")
+INTERRUPTED = ("Interrupted: stopped before finishing. What was stored is intact; a sync that "
+               "was cut short resumes where it stopped the next time it runs.")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -369,8 +371,8 @@ def _run(argv: list[str]) -> int:
     except click.ClickException as error:
         click.echo(f"error: {error.format_message()}", err=True)
         return error.exit_code
-    except click.Abort:
-        click.echo("Interrupted: nothing more was done.", err=True)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(INTERRUPTED, err=True)
         return 130
     except BrokenPipeError:
         raise

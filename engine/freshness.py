@@ -9,10 +9,13 @@ from datetime import datetime
 import duckdb
 
 from engine.client_config import client_config
+from engine.processes import process_gone
 from engine.reporting.tables import FRESHNESS
-from engine.warehouse import FAILURES_TABLE
+from engine.warehouse import FAILURES_TABLE, STARTS_TABLE
 
 FRESHNESS_TABLE = FRESHNESS.qualified
+GONE = ("The sync stopped before it finished: the process running it is gone (it was "
+        "stopped, killed or crashed).")
 
 
 def read_built_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> datetime | None:
@@ -66,9 +69,19 @@ def freshness_problem(conn: duckdb.DuckDBPyConnection, client_id: str,
 
 def _failures(conn: duckdb.DuckDBPyConnection, client_ids: Sequence[str]
               ) -> dict[str, tuple[datetime, str]]:
-    return {client: (at, message) for client, at, message in _rows_of(
+    """Each client's latest failed sync: a recorded failure, or a sync whose process died
+    before it could record anything (its start is the failure's time). A sync still
+    running is no failure."""
+    failed = {client: (at, message) for client, at, message in _rows_of(
         conn, "meta", "sync_failures",
         f"SELECT client_id, failed_at, message FROM {FAILURES_TABLE}", client_ids)}
+    for client, started_at, owner in _rows_of(
+            conn, "meta", "sync_starts",
+            f"SELECT client_id, started_at, owner FROM {STARTS_TABLE}", client_ids):
+        known = failed.get(client)
+        if (known is None or known[0] < started_at) and process_gone(owner):
+            failed[client] = (started_at, GONE)
+    return failed
 
 
 def _rows_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str, select: str,

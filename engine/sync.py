@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +31,7 @@ from engine.failures import (
     StripeAccessError,
 )
 from engine.pager import Coverage, extract_events, extract_window
+from engine.processes import this_process
 from engine.progress import ProgressSink
 from engine.raw_rows import objects_to_arrow, to_arrow
 from engine.streams import BALANCE_COLUMNS, StreamSpec
@@ -421,6 +422,8 @@ def sync_client(
     started = time.monotonic()
     with warehouse.client_lock(account.client_id, on_wait=on_wait), \
             _failures_recorded(warehouse, account.client_id):
+        # Said first: a sync killed outright records nothing, the widgets then see it gone.
+        warehouse.record_start(account.client_id, this_process())
         info = verify_account(account, expected_account_id)
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
@@ -437,13 +440,25 @@ def sync_client(
     return report
 
 
+INTERRUPTED = "The sync was interrupted before it finished."
+STOPPED = "The sync stopped on an error before it finished."
+
+
 @contextmanager
 def _failures_recorded(warehouse: Warehouse, client_id: str) -> Iterator[None]:
-    """A sync that fails is remembered, so the widgets built before it say `stale`."""
+    """A sync that ends in any way but success (a Stripe error, any other error, Ctrl-C) is
+    remembered, so the widgets built before it say `stale`. The record holds no error text
+    beyond Stripe's own message: the client reads it."""
     try:
         yield
-    except StripeAccessError as error:
-        warehouse.record_failure(client_id, error.message)
+    except BaseException as error:
+        if isinstance(error, StripeAccessError):
+            message = error.message
+        else:
+            message = STOPPED if isinstance(error, Exception) else INTERRUPTED
+        # If even that fails, the start record tells once this process has ended.
+        with suppress(Exception):
+            warehouse.record_failure(client_id, message)
         raise
 
 

@@ -30,6 +30,8 @@ from engine.streams import (
 STATE_TABLE = "meta.sync_state"
 # Each client's latest failed sync or build: widgets built before it are `stale`.
 FAILURES_TABLE = "meta.sync_failures"
+# The latest sync each client began, and its process: a sync killed outright records nothing.
+STARTS_TABLE = "meta.sync_starts"
 T = TypeVar("T")
 
 
@@ -112,6 +114,8 @@ def schema_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (client_id VARCHAR, "
         "failed_at TIMESTAMPTZ, message VARCHAR)"
     )
+    statements.append(f"CREATE TABLE IF NOT EXISTS {STARTS_TABLE} (client_id VARCHAR, "
+                      "started_at TIMESTAMPTZ, owner VARCHAR)")
     return statements
 
 
@@ -199,6 +203,13 @@ class Warehouse(ABC):
             _upsert(conn, FAILURES_TABLE, ("client_id",), {
                 "client_id": client_id, "failed_at": failed_at or datetime.now(UTC),
                 "message": message})
+
+    def record_start(self, client_id: str, owner: str) -> None:
+        """Remember that a sync of the client began now in process `owner`
+        (engine.processes): if that process dies first, its figures turn `stale`."""
+        with self.writer() as conn:
+            _upsert(conn, STARTS_TABLE, ("client_id",), {
+                "client_id": client_id, "started_at": datetime.now(UTC), "owner": owner})
 
 
 def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:

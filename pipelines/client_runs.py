@@ -83,6 +83,22 @@ def run_sync_job(job: JobDefinition, client_id: str, instance: Any, *,
     )
 
 
+INTERRUPTS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
+def _interrupted(result: Any) -> bool:
+    """Whether the run failed because this process was interrupted (Ctrl-C, SIGINT): Dagster
+    records the run failed, and the caller must stop, not go on to the next client."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                if error.cls_name in INTERRUPTS:
+                    return True
+                error = error.cause
+    return False
+
+
 def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
     assets = {}
     for event in result.get_asset_materialization_events():
@@ -136,4 +152,6 @@ def materialize_client(
         if problem is None:
             raise
         return ClientSyncOutcome(client_id, False, message=problem.message)
+    if not result.success and _interrupted(result):
+        raise KeyboardInterrupt  # recorded as failed in Dagster and in the warehouse
     return _outcome(client_id, result)

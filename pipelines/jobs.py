@@ -4,7 +4,9 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 
 SYNC_JOB_NAME = "stripe_sync_job"
 LAUNCHED_BY_TAG = "stripe_reports/launched_by"
-LAUNCHERS = ("cli", "web", "demo", "schedule", "sensor")
+# `dagster`: launched in Dagster itself (the UI's launchpad, `dagster job launch`), the job's
+# default; every other launcher overrides it with its own.
+LAUNCHERS = ("cli", "web", "demo", "schedule", "sensor", "dagster")
 
 stripe_sync_job = define_asset_job(
     SYNC_JOB_NAME,
@@ -14,6 +16,7 @@ stripe_sync_job = define_asset_job(
     # One op fills the Stripe assets and one builds the reporting tables, one after the other:
     # a process per step would only add start-up time.
     executor_def=in_process_executor,
+    run_tags={LAUNCHED_BY_TAG: "dagster"},
 )
 
 

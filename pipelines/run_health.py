@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
 from dagster import (
     DagsterEventType,
@@ -24,6 +23,7 @@ from dagster import (
     RunsFilter,
 )
 
+from engine.processes import process_alive
 from engine.warehouse_factory import warehouse_from_settings
 from pipelines.jobs import SYNC_JOB_NAME
 
@@ -47,7 +47,7 @@ def fail_dead_runs(instance: DagsterInstance) -> list[str]:
         pid = _run_pid(instance, run.run_id, run.tags)
         if pid is None or not _on_this_host(instance, run.tags):
             continue
-        if _process_alive(pid, started_before=record.start_time):
+        if process_alive(pid, started_before=record.start_time, slack=START_SLACK_SECONDS):
             continue
         message = (f"The process running this sync (pid {pid}) is gone: it was killed or "
                    "crashed. The run is marked failed so other runs can start; the next sync "
@@ -84,25 +84,3 @@ def _on_this_host(instance: DagsterInstance, tags: dict[str, str]) -> bool:
         return tags[HOST_TAG] == socket.gethostname()
     # Launched by the daemon: the default launcher starts runs on this machine.
     return isinstance(instance.run_launcher, DefaultRunLauncher)
-
-
-def _process_alive(pid: int, started_before: float | None) -> bool:
-    """Whether `pid` runs (not a zombie) and began before the run did."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):  # zombie or dead: killed, not yet reaped by its parent
-        return False
-    if started_before is None:
-        return True
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK") \
-        <= started_before + START_SLACK_SECONDS
-
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return 0.0

@@ -1,0 +1,168 @@
+"""A sync that ends in any way but success (Ctrl-C, kill -9 of the CLI, a pool worker killed)
+leaves the figures built before it `stale`, never `ok`; one client's end never fails another,
+and the data is whole: the next sync lands exactly what Stripe holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from apps.cli import INTERRUPTED
+from engine.warehouse import Warehouse
+from sandbox import AccountSpec
+from tests.sync_helpers import compare_with_source
+from tests.test_credentials import CLI, run_cli
+
+CLIENTS = ("c1", "c2", "c3")
+
+
+def widget(client: str) -> dict:
+    done = run_cli("widget", client, "gross_volume", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def start_sync(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(CLI), "sync", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                            cwd=os.environ["STRIPE_REPORTS_HOME"], start_new_session=True)
+
+
+def wait_until_syncing(client: str, since: datetime, timeout: float = 120) -> None:
+    """Until the client's sync has begun (its start recorded) and listed for a while."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Warehouse.from_settings().reader() as conn:
+            started = conn.execute("SELECT max(started_at) FROM meta.sync_starts "
+                                   "WHERE client_id = ?", [client]).fetchone()[0]
+        if started is not None and started > since:
+            time.sleep(1.5)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{client}'s sync did not start in {timeout} s")
+
+
+@pytest.fixture
+def synced(home, sandbox_factory):
+    """Three clients connected and synced once (figures `ok`), then a slow Stripe."""
+    server = sandbox_factory([AccountSpec(c, charges=800) for c in CLIENTS])
+    lines = [f"{c}\t{server.world.accounts[c].secret_key}\n" for c in CLIENTS]
+    assert run_cli("connect", "--bulk", stdin="".join(lines)).returncode == 0
+    done = run_cli("sync", *CLIENTS, "--parallel", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = {client: widget(client) for client in CLIENTS}
+    assert all(w["state"] == "ok" for w in before.values()), before
+    server.latency_ms = 150  # a full refresh of seconds: stopped halfway
+    return server, before
+
+
+def assert_whole_after_a_new_sync(server, before: dict) -> None:
+    server.latency_ms = 0
+    done = run_cli("sync", *CLIENTS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for client in CLIENTS:
+        assert compare_with_source(server, client, Warehouse.from_settings()) == []
+        after = widget(client)
+        assert after["state"] == "ok" and after["value"] == before[client]["value"], after
+
+
+def test_ctrl_c_during_a_sync_says_so_in_one_line_and_its_figures_turn_stale(synced):
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync("c1", "--full-refresh")
+    wait_until_syncing("c1", since)
+    os.kill(sync.pid, signal.SIGINT)
+    out, err = sync.communicate(timeout=60)
+
+    assert sync.returncode == 130, out + err
+    assert err.strip().splitlines() == [INTERRUPTED], err
+    assert "Traceback" not in out + err
+    stale = widget("c1")
+    assert stale["state"] == "stale" and "interrupted" in stale["message"], stale
+    assert widget("c2")["state"] == "ok"
+    assert_whole_after_a_new_sync(server, before)
+
+
+def test_kill_9_of_the_cli_during_a_sync_turns_its_figures_stale(synced):
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync("c1", "--full-refresh")
+    wait_until_syncing("c1", since)
+    assert widget("c1")["state"] == "ok"  # merely running: not stale
+    os.killpg(sync.pid, signal.SIGKILL)
+    sync.communicate(timeout=30)
+
+    stale = widget("c1")
+    assert stale["state"] == "stale" and "is gone" in stale["message"], stale
+    assert widget("c2")["state"] == "ok"
+    assert_whole_after_a_new_sync(server, before)
+
+
+def _worker_of(parent: int, client: str, timeout: float = 120) -> int:
+    """The pid of the parent's worker process syncing `client` (its Dagster run's pid tag)."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from pipelines.instance import get_instance
+
+    instance = get_instance()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED],
+                                                tags={"dagster/partition": client})):
+            pid = int(run.tags["stripe_reports/pid"])
+            if pid != parent:
+                return pid
+        time.sleep(0.2)
+    raise AssertionError(f"no worker started syncing {client}")
+
+
+def test_one_killed_pool_worker_fails_its_own_client_only(synced):
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync(*CLIENTS, "--parallel", "3", "--full-refresh")
+    worker = _worker_of(sync.pid, "c1")
+    wait_until_syncing("c1", since)
+    os.kill(worker, signal.SIGKILL)
+    server.latency_ms = 0
+    out, err = sync.communicate(timeout=300)
+
+    assert sync.returncode == 1, out + err
+    assert "c2: synced" in out and "c3: synced" in out, out
+    assert "c1: FAILED" in out and "terminated abruptly" not in out + err, out + err
+    assert "Traceback" not in out + err
+    stale = widget("c1")
+    assert stale["state"] == "stale" and "is gone" in stale["message"], stale
+    assert widget("c2")["state"] == widget("c3")["state"] == "ok"
+    assert_whole_after_a_new_sync(server, before)
+
+
+def test_a_sync_still_running_is_not_shown_stale(synced):
+    server, _ = synced
+    since = datetime.now(UTC)
+    sync = start_sync("c1", "--full-refresh")
+    wait_until_syncing("c1", since)
+    assert widget("c1")["state"] == "ok"
+    server.latency_ms = 0
+    assert sync.wait(timeout=180) == 0
+    assert widget("c1")["state"] == "ok"
+
+
+def test_the_start_record_names_a_live_process_only(tmp_path: Path):
+    """A reused pid (another start time) or a reaped one is a gone process."""
+    from engine.processes import process_gone, this_process
+
+    me = this_process()
+    assert not process_gone(me)
+    host, pid, start = me.rsplit(":", 2)
+    assert process_gone(f"{host}:{pid}:{int(start) + 1}")
+    done = subprocess.Popen(["true"])
+    done.wait()
+    assert process_gone(f"{host}:{done.pid}:0")
+    assert not process_gone(f"another-host:{done.pid}:0")
