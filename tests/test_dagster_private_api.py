@@ -26,7 +26,7 @@ PRIVATE_APIS = {
     "dagster._core.storage.event_log.schema":
         ("AssetCheckExecutionsTable",),  # assets/client_health.py (the DELETE)
     "dagster._serdes": ("ConfigurableClassData",),  # pipelines/postgres_storage.py
-    "dagster._core.scheduler.instigation": ("InstigatorType",),  # scripts/bench_clients_curve.py
+    "dagster._core.scheduler.instigation": ("InstigatorType",),  # benchmarks/clients_curve.py
 }
 # dagster-postgres' internals our PostgreSQL storage subclass calls.
 POSTGRES_INTERNALS = {"dagster_postgres": ("DagsterPostgresStorage",),

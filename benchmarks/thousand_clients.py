@@ -1,6 +1,6 @@
 """Issue 12's Dagster measurements at N clients (default 1,000), on the PostgreSQL instance.
 
-    .venv/bin/python scripts/bench_1000_clients.py [--clients 1000] [--ui]
+    .venv/bin/python -m benchmarks.thousand_clients [--clients 1000] [--ui]
 
 1. One tick of the per-client schedule, for real: N partitions, a `dagster api grpc` code
    server, a `dagster-daemon`; the figures are the schedule's evaluation (what Dagster's

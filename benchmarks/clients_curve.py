@@ -1,7 +1,7 @@
 """Issue 12's client curve: one scheduled sync cycle of N clients, then a no-change cycle.
 
-    .venv/bin/python scripts/bench_clients_curve.py --deployment file --clients 10,100 --workers 2
-    .venv/bin/python scripts/bench_clients_curve.py --deployment lake --clients 1000 --first-only
+    .venv/bin/python -m benchmarks.clients_curve --deployment file --clients 10,100 --workers 2
+    .venv/bin/python -m benchmarks.clients_curve --deployment lake --clients 1000 --first-only
 
 For each deployment, number of clients N and number of run workers W (the queue's
 `max_concurrent_runs` in the instance's dagster.yaml):
@@ -500,7 +500,7 @@ def append_row(summary: dict) -> None:
     if not RESULTS.exists():
         RESULTS.write_text(
             "# Sync cycles at 10, 100 and 1,000 clients (issue 12)\n\n"
-            "Written by `scripts/bench_clients_curve.py` (its docstring says how). One row per "
+            "Written by `benchmarks/clients_curve.py` (its docstring says how). One row per "
             "run, appended; figures are first cycle / no-change cycle.\n\n" + TABLE_HEAD)
     with RESULTS.open("a") as results:
         results.write(table_row(summary))
