@@ -1,5 +1,5 @@
-"""What the CLI draws: tables with a header row, states in colour on a terminal, live sync
-progress, and each client's sync outcome in words.
+"""What the CLI draws, through rich: tables with a header row, states in colour on a
+terminal, live sync progress, and each client's sync outcome in words.
 
 Colour comes from rich's Console, which writes plain text when the output is not a terminal
 and honours NO_COLOR (and FORCE_COLOR, TERM=dumb).
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # only a type: importing Dagster here would slow every command
@@ -36,10 +38,16 @@ class _Console(Console):
         raise BrokenPipeError
 
 
+# Piped output is read by scripts: no width to fit, so no row is wrapped or cut.
+PIPE_WIDTH = 10_000
+
+
 def console(out: TextIO | None = None) -> Console:
     """A console on `out` (standard output by default): colour only on a terminal."""
-    return _Console(file=out or sys.stdout, highlight=False, markup=False, emoji=False,
-                    soft_wrap=True)
+    out = out or sys.stdout
+    terminal = out.isatty()
+    return _Console(file=out, highlight=False, markup=False, emoji=False, soft_wrap=True,
+                    width=None if terminal else PIPE_WIDTH)
 
 
 def state_text(state: str) -> Text:
@@ -53,20 +61,23 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 def print_table(out: Console, header: Sequence[str], rows: Sequence[Sequence[str]],
                 styled: Sequence[int] = (), right: Sequence[int] = ()) -> None:
-    """Columns aligned under a header row; cells in `styled` columns are coloured by state,
-    cells in `right` columns are right-aligned (numbers). Plain text when piped."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    out.print(Text("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
-                   style="bold"))
+    """A rich table under a bold header row, without borders: cells in `styled` columns are
+    coloured by state, cells in `right` columns are right-aligned (numbers). On a terminal
+    long cells wrap within their column; piped, every row stays on one line."""
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False,
+                  header_style="bold")
+    for index, name in enumerate(header):
+        table.add_column(name, justify="right" if index in right else "left",
+                         no_wrap=not out.is_terminal)
     for row in rows:
-        line = Text()
-        for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            text = str(cell).rjust(width) if i in right else str(cell).ljust(width)
-            if i:
-                line.append("  ")
-            line.append(text, style=STATE_STYLES.get(str(cell), "") if i in styled else "")
-        line.rstrip()
-        out.print(line)
+        table.add_row(*(state_text(str(cell)) if i in styled else str(cell)
+                        for i, cell in enumerate(row)))
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:  # piped: the padding after each row's last cell dropped
+        out.print(table)
+    out.print("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def print_steps(out: Console, steps: Sequence[str], indent: str = "  ") -> None:
@@ -75,17 +86,19 @@ def print_steps(out: Console, steps: Sequence[str], indent: str = "  ") -> None:
 
 
 class SyncProgressView:
-    """One line per client, redrawn in place on a terminal; silent when piped."""
+    """One row per client, redrawn in place on a terminal (rich's Live); silent when piped."""
 
     def __init__(self, clients: list[str], out: TextIO) -> None:
-        self.out = out
-        self.live = out.isatty()
         self.rows: dict[str, dict[str, int]] = {c: {} for c in clients}
         self.requests: dict[str, dict[str, int]] = {c: {} for c in clients}
         self.status: dict[str, str] = {c: "syncing" for c in clients}
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._drawn = 0
+        screen = console(out)
+        self.live = Live(self._table(), console=screen, auto_refresh=False,
+                         transient=False) if screen.is_terminal else None
+        if self.live:
+            self.live.start()
 
     def update(self, client: str, stream: str, rows: int, requests: int) -> None:
         with self._lock:
@@ -100,24 +113,25 @@ class SyncProgressView:
 
     def close(self) -> None:
         with self._lock:
-            self._draw()
             if self.live:
-                self.out.write("\n")
+                self.live.update(self._table(), refresh=True)
+                self.live.stop()
 
     def _draw(self) -> None:
-        if not self.live:
-            return
-        if self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F")
-        elapsed = time.monotonic() - self.started
+        if self.live:
+            self.live.update(self._table(), refresh=True)
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_header=False, padding=(0, 2, 0, 0))
+        for justify in ("left", "left", "right", "right", "right"):
+            table.add_column(justify=justify, no_wrap=True)
+        elapsed = f"{time.monotonic() - self.started:.1f}s"
         for client, status in self.status.items():
             rows = sum(self.rows.get(client, {}).values())
             requests = sum(self.requests.get(client, {}).values())
-            line = (f"{client:<20} {status:<8} {plural(rows, 'row'):>14}  "
-                    f"{plural(requests, 'request'):>14}")
-            self.out.write(f"\x1b[2K{line}  {elapsed:6.1f}s\n")
-        self._drawn = len(self.status)
-        self.out.flush()
+            table.add_row(client, state_text(status), plural(rows, "row"),
+                          plural(requests, "request"), elapsed)
+        return table
 
 
 def describe_changes(meta: dict[str, Any]) -> str:
