@@ -148,6 +148,22 @@ def test_far_off_or_huge_periods_are_refused(reported, start, end):
     assert stored_state() == before
 
 
+@pytest.mark.parametrize("currency,phrase", [
+    ("XYZ", "has no XYZ payments: its currencies are"),
+    ("us\x01", "'us\\x01' is not a currency code"),
+    ("a" * 5000, "'aaaaaaaaaaaa…' is not a currency code"),
+    ("usd1", "is not a currency code: give three letters"),
+])
+def test_a_currency_the_client_never_had_or_no_currency_at_all_is_refused(
+        reported, currency, phrase):
+    before = stored_state()
+    line = refused(run_cli("widget", "acme", "gross_volume", "--currency", currency), 2, phrase)
+    assert len(line) < 200 and "sync" not in line
+    assert stored_state() == before
+    shown = run_cli("widget", "acme", "gross_volume", "--currency", "USD", "--format", "json")
+    assert shown.returncode == 0 and '"currency": "usd"' in shown.stdout
+
+
 def test_the_web_answers_400_to_far_off_or_huge_periods(reported):
     from starlette.testclient import TestClient
 

@@ -7,6 +7,7 @@ client, widget and period give the same JSON everywhere.
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -126,6 +127,32 @@ def resolve_compare(compare: str | None) -> str:
     if compare not in COMPARISONS:
         raise ValueError(f"--compare must be one of {', '.join(COMPARISONS)}, not {compare!r}.")
     return compare
+
+
+_CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
+
+
+def resolve_currency(currency: str | None) -> str | None:
+    """A currency asked for, as Stripe writes it (`usd`), or a ValueError: a code is three
+    letters (ISO 4217). What was typed is echoed short and printable."""
+    if currency in (None, ""):
+        return None
+    if not _CURRENCY_CODE.fullmatch(currency):
+        shown = currency[:12].encode("unicode_escape").decode()
+        shown += "…" if len(currency) > 12 else ""
+        raise ValueError(f"'{shown}' is not a currency code: give three letters, such as usd "
+                         "or eur.")
+    return currency.lower()
+
+
+def _check_currency(conn: duckdb.DuckDBPyConnection, client_id: str,
+                    currency: str | None) -> None:
+    """A currency the client has never had is a mistake to say, not an empty figure: a
+    figure of zero would read as no sales (a client with no data yet says that instead)."""
+    known = client_currencies(conn, client_id)
+    if currency and known and currency not in known:
+        raise ValueError(f"'{client_id}' has no {currency.upper()} payments: its currencies "
+                         f"are {', '.join(c.upper() for c in known)}.")
 
 
 # Dates a widget may ask for: from 2000 (before Stripe) to a year ahead, over at most about
@@ -365,7 +392,7 @@ def run_widgets(
     chosen = [get_widget(w) for w in (widgets or WIDGETS)]
     period = resolve_period(start, end, now)
     compare = resolve_compare(compare)
-    currency = currency.lower() if currency else None
+    currency = resolve_currency(currency)
     connection = _connection(client_id, store)
 
     if connection is not None and connection.state is ConnectionState.FAILED:
@@ -384,6 +411,7 @@ def run_widgets(
                          _sync_steps(client_id))
                 for w in chosen
             ]
+        _check_currency(conn, client_id, currency)
         currency = currency or _main_currency(conn, client_id)
         built_at = read_built_at(conn, client_id)
         failure = last_failure(conn, client_id)
