@@ -117,3 +117,15 @@ def _declared(home: Path, client_id: str) -> Path:
     path = home.parent / "declared.yaml"
     path.write_text(f"clients:\n  {client_id}:\n    key_env: DECLARED_KEY\n")
     return path
+
+
+def test_connect_stores_nothing_when_the_dagster_storage_cannot_be_opened(
+        home, sandbox_factory, postgres_server) -> None:
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    wrong_password = postgres_server.url().replace(f":{postgres_server.password}@", ":hunter2@")
+    key = server.world.accounts["acme"].secret_key
+    result = run_cli("connect", "acme", stdin=key + "\n",
+                     env={"STRIPE_REPORTS_DAGSTER_STORAGE_URL": wrong_password})
+    refused(result, 1, "STRIPE_REPORTS_DAGSTER_STORAGE_URL", "password authentication failed")
+    listed = run_cli("clients", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
