@@ -21,7 +21,7 @@ from rich.text import Text
 if TYPE_CHECKING:  # only a type: importing Dagster here would slow every command
     from pipelines.client_runs import ClientSyncOutcome
 
-# One word per state everywhere (CONTRACT.md): connection states, check and sync outcomes.
+# One word per state everywhere (docs/interface.md): connection states, check and sync outcomes.
 STATE_STYLES = {
     "connected": "green", "ok": "green", "synced": "green",
     "failed": "bold red", "FAILED": "bold red",

@@ -2,7 +2,7 @@
 
 `explain(error)` maps what a user can cause or fix (a bad name or file, the wrong master
 key, a damaged store or warehouse, a full disk, a read-only folder) to a message and an
-exit code (CONTRACT.md: 1 a client or check failed, 2 bad usage or unknown name); any other
+exit code (docs/interface.md: 1 a client or check failed, 2 bad usage or unknown name); any other
 exception is a bug and keeps its traceback. Exit codes here: 2 for what the user typed or
 configured (arguments, clients.yaml, the master key), 1 for the machine's state (damaged
 files, full disk, read-only folder, a port in use).

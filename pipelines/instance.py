@@ -106,8 +106,10 @@ def connect_and_register(client_id: str, raw_key: str, *,
                          **options: Any) -> ConnectOutcome:
     """Connect a client's key and make the client a partition: what every connect path does.
     `instance`: one opened by the caller (`connect --bulk` shares one: opening costs ~0.2 s)."""
+    # The instance first: a Dagster storage that cannot be opened must leave no key stored.
+    instance = instance or get_instance()
     outcome = connect_client(client_id, raw_key, **options)
-    register_clients(instance or get_instance(), [client_id])
+    register_clients(instance, [client_id])
     return outcome
 
 

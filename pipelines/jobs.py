@@ -21,7 +21,7 @@ stripe_sync_job = define_asset_job(
 
 
 def launcher_tags(launched_by: str) -> dict[str, str]:
-    """The tag saying who launched a sync run (CONTRACT.md)."""
+    """The tag saying who launched a sync run (docs/interface.md, Dagster)."""
     if launched_by not in LAUNCHERS:
         raise ValueError(f"Unknown launcher {launched_by!r}: use one of {', '.join(LAUNCHERS)}.")
     return {LAUNCHED_BY_TAG: launched_by}

@@ -94,7 +94,8 @@ def test_an_unusable_dagster_storage_is_one_line_in_seconds(home, postgres_serve
             started = time.monotonic()
             result = run_cli("sync", "acme", env={
                 "STRIPE_REPORTS_DAGSTER_STORAGE_URL": url,
-                "STRIPE_REPORTS_CLIENTS_FILE": str(_declared(home, "acme"))})
+                "STRIPE_REPORTS_CLIENTS_FILE": str(_declared(home, "acme")),
+                "DECLARED_KEY": "sk_test_" + "D3claredKeyBody" * 3})
             line = refused(result, 2 if url.startswith("mysql") else 1,
                            "STRIPE_REPORTS_DAGSTER_STORAGE_URL", phrase)
             assert "hunter2" not in line
@@ -114,5 +115,17 @@ def test_the_probe_itself_gives_up_after_the_connect_timeout(home, monkeypatch) 
 
 def _declared(home: Path, client_id: str) -> Path:
     path = home.parent / "declared.yaml"
-    path.write_text(f"clients:\n  {client_id}:\n    name: Declared\n")
+    path.write_text(f"clients:\n  {client_id}:\n    key_env: DECLARED_KEY\n")
     return path
+
+
+def test_connect_stores_nothing_when_the_dagster_storage_cannot_be_opened(
+        home, sandbox_factory, postgres_server) -> None:
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    wrong_password = postgres_server.url().replace(f":{postgres_server.password}@", ":hunter2@")
+    key = server.world.accounts["acme"].secret_key
+    result = run_cli("connect", "acme", stdin=key + "\n",
+                     env={"STRIPE_REPORTS_DAGSTER_STORAGE_URL": wrong_password})
+    refused(result, 1, "STRIPE_REPORTS_DAGSTER_STORAGE_URL", "password authentication failed")
+    listed = run_cli("clients", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
