@@ -188,6 +188,9 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
     # Dagster and the process pool: loaded only when a sync runs.
     from apps.launch import sync_clients
     from apps.terminal import SyncProgressView, plural, print_outcome
+    from engine.warehouse_factory import warehouse_from_settings
+
+    warehouse_from_settings().ensure_schema()  # an unusable warehouse: one line, and no run
 
     view = SyncProgressView(names, sys.stderr)
     outcomes = sync_clients(names, full_refresh=full_refresh, streams=chosen,

@@ -7,12 +7,14 @@ kept open between reads) lives in engine/warehouse_lock.py.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import duckdb
 
+from engine.user_errors import FAILED, USAGE, CommandError
 from engine.warehouse import WRITER_CONFIG, Warehouse, schema_statements
 from engine.warehouse_lock import (
     SharedReader,
@@ -35,6 +37,9 @@ ROW_GROUP_SIZE = 8_192
 # spills to `<warehouse>.tmp`; a transaction that still runs out of memory runs again with
 # a larger target (`in_transaction`), so the target never fails a sync.
 FILE_WRITER_CONFIG = {"threads": 1, "memory_limit": "64MB"}
+# The file is only ever DuckDB's, and what DuckDB needs is built in: given a SQLite file
+# instead, DuckDB would otherwise download its sqlite extension to read it.
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
 class FileWarehouse(Warehouse):
@@ -66,11 +71,13 @@ class FileWarehouse(Warehouse):
         return flag_is_raised(readers_flag_path(self.lock_path))
 
     def _shared_reader(self) -> SharedReader:
-        return shared_reader(self.path, self.lock_path, self.intent_path)
+        return shared_reader(self.path, self.lock_path, self.intent_path,
+                             lambda: _open_read_only(self.path))
 
     def _writer_config(self) -> dict[str, str | bool]:
         # What does not fit the memory target spills beside the warehouse, on its disk.
-        return {**WRITER_CONFIG, **FILE_WRITER_CONFIG, "temp_directory": str(self.path) + ".tmp"}
+        return {**WRITER_CONFIG, **FILE_WRITER_CONFIG, **NO_EXTENSIONS,
+                "temp_directory": str(self.path) + ".tmp"}
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -156,7 +163,54 @@ def _open_writable(path: Path, config: dict[str, str | bool]) -> duckdb.DuckDBPy
         alias = '"' + path.stem.replace('"', '""') + '"'
         conn.execute(f"ATTACH {_quoted(str(path))} AS {alias} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
         conn.execute(f"USE {alias}")
+    except duckdb.Error as error:
+        conn.close()
+        raise (_unusable(path, error, writing=True) or error) from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=True, config=NO_EXTENSIONS)
+    except duckdb.Error as error:
+        raise (_unusable(path, error, writing=False) or error) from None
+
+
+def _unusable(path: Path, error: duckdb.Error, writing: bool) -> CommandError | None:
+    """What to do when the warehouse setting names something DuckDB cannot open, or None."""
+    detail = re.sub(r"^[A-Za-z ]*Error: ", "", (str(error).strip().splitlines() or [""])[0])[:200]
+    text = detail.lower()
+    if path.is_dir():
+        return CommandError(
+            f"The warehouse {path} is a folder, not a DuckDB file: point "
+            "STRIPE_REPORTS_WAREHOUSE at a file (a new one is made on the first sync). "
+            "Nothing was changed.", USAGE)
+    if _first_bytes(path).startswith(b"SQLite format 3"):
+        return CommandError(
+            f"The warehouse {path} is a SQLite database, not a DuckDB file: point "
+            "STRIPE_REPORTS_WAREHOUSE at the DuckDB warehouse (a new one is made on the first "
+            "sync). Nothing was changed.", USAGE)
+    if "read-only file system" in text or "permission denied" in text:
+        verb, able = ("write", "writable") if writing else ("read", "readable")
+        return CommandError(
+            f"Cannot {verb} the warehouse {path}: it is read-only or not {able} for this "
+            f"user ({detail}). Make it {able}, or point STRIPE_REPORTS_WAREHOUSE at a "
+            f"{able} copy; nothing was changed.", FAILED)
+    if path.is_file() and (_first_bytes(path)[8:12] != b"DUCK" or "read enough bytes" in text
+                           or "corrupt" in text or "checksum" in text):
+        return CommandError(
+            f"The warehouse {path} is damaged or not a DuckDB file ({detail}). Restore it "
+            "from a backup, or move it aside and run `stripe-reports sync --all` to build "
+            "a new one; nothing was changed.", FAILED)
+    return None
+
+
+def _first_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            return file.read(16)
+    except OSError:
+        return b""

@@ -160,8 +160,10 @@ def flag_is_raised(intent_path: Path) -> bool:
 class SharedReader:
     """One process's read-only database of one warehouse file, shared by its threads."""
 
-    def __init__(self, path: Path, lock_path: Path, intent_path: Path) -> None:
+    def __init__(self, path: Path, lock_path: Path, intent_path: Path,
+                 open_database: Callable[[], duckdb.DuckDBPyConnection]) -> None:
         self.path, self.lock_path, self.intent_path = path, lock_path, intent_path
+        self._open_database = open_database
         self._mutex = threading.Lock()
         self._db: duckdb.DuckDBPyConnection | None = None
         self._fd: int | None = None
@@ -220,7 +222,7 @@ class SharedReader:
         fd = acquire(self.lock_path, exclusive=False, timeout=timeout,
                      readers_flag=readers_flag_path(self.lock_path))
         try:
-            self._db = duckdb.connect(str(self.path), read_only=True)
+            self._db = self._open_database()
         except BaseException:
             os.close(fd)
             raise
@@ -244,11 +246,13 @@ _readers: dict[Path, SharedReader] = {}
 _readers_lock = threading.Lock()
 
 
-def shared_reader(path: Path, lock_path: Path, intent_path: Path) -> SharedReader:
+def shared_reader(path: Path, lock_path: Path, intent_path: Path,
+                  open_database: Callable[[], duckdb.DuckDBPyConnection]) -> SharedReader:
+    """This process's reader of the file; `open_database` opens it read-only."""
     key = path.resolve()
     with _readers_lock:
         if key not in _readers:
-            _readers[key] = SharedReader(path, lock_path, intent_path)
+            _readers[key] = SharedReader(path, lock_path, intent_path, open_database)
         return _readers[key]
 
 

@@ -528,3 +528,26 @@ def test_purge_leaves_no_snapshot_and_no_file_holding_the_clients_rows(lake, san
     assert _catalog_rows_holding(warehouse, PURGED) == 0
     assert compare_with_source(server, "keeper", warehouse) == []
     assert _widgets_only(warehouse, "keeper") == keeper_widgets
+
+
+def test_a_read_only_lake_data_folder_is_read_and_a_sync_says_what_to_do(
+        lake, sandbox_factory):
+    from tests.test_bad_input import _read_only, refused  # the bind-mount helper, as there
+    from tests.test_cli import CLI, SMALL, run_cli
+
+    server = sandbox_factory([AccountSpec("acme", **SMALL)])
+    key = server.world.accounts["acme"].secret_key
+    assert run_cli("connect", "acme", stdin=key + "\n").returncode == 0
+    assert run_cli("sync", "acme").returncode == 0
+    data_path = Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
+    files = sorted(p.name for p in data_path.rglob("*"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*_read_only(data_path), str(CLI), *args], capture_output=True,
+                              text=True, timeout=180, env=dict(os.environ), cwd="/")
+
+    refused(run("sync", "acme"), 1, f"Cannot write the DuckLake data folder {data_path}",
+            "STRIPE_REPORTS_LAKE_DATA_PATH", "Make it writable")
+    shown = run("widget", "acme", "mrr")
+    assert shown.returncode == 0 and "state: ok" in shown.stdout, shown.stderr
+    assert sorted(p.name for p in data_path.rglob("*")) == files

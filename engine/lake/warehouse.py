@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import timedelta
@@ -16,7 +17,7 @@ from engine.lake.retrying import RetryingConnection
 from engine.lake.target import catalog_dsn, masked
 from engine.lake.turns import CommitTurn
 from engine.settings import load_settings
-from engine.user_errors import USAGE, CommandError
+from engine.user_errors import FAILED, USAGE, CommandError
 from engine.warehouse import Warehouse, schema_statements
 
 
@@ -50,13 +51,30 @@ class LakeWarehouse(Warehouse):
         return False  # readers read committed snapshots: they never wait for a writer
 
     def _database(self) -> LakeDatabase:
-        if "://" not in self.data_path:  # a folder here; object storage needs no mkdir
-            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        folder = Path(self.data_path)
+        if "://" not in self.data_path and not folder.is_dir():  # object storage needs none
+            folder.mkdir(parents=True, exist_ok=True)
         return lake_database(self.target, self.data_path)
 
-    @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _check_data_folder_writable(self) -> None:
+        """A read-only data folder would fail a writer at its first file, deep in a sync."""
+        if "://" in self.data_path or os.access(self.data_path, os.W_OK):
+            return
+        raise CommandError(
+            f"Cannot write the DuckLake data folder {self.data_path} "
+            "(STRIPE_REPORTS_LAKE_DATA_PATH): it is read-only or not writable for this user. "
+            "Make it writable, or point STRIPE_REPORTS_LAKE_DATA_PATH at the writable folder "
+            "every machine shares; nothing was changed.", FAILED)
+
+    def writer(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A read-write connection; concurrent writers commit without waiting for each other."""
+        self._database()  # the folder made first, if it is missing
+        self._check_data_folder_writable()
+        return self._connection()
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection, the schema in place (which writes the catalog only)."""
         database = self._database()
         conn = RetryingConnection(database.cursor(), CommitTurn(database.turn_sessions))
         try:
@@ -72,7 +90,8 @@ class LakeWarehouse(Warehouse):
         """A connection reading one committed snapshot for the whole block."""
         database = self._database()
         if not database.schema_ready:
-            self.ensure_schema()
+            with self._connection():  # not a writer: a read-only data folder is read
+                pass
         conn = database.cursor()
         try:
             conn.begin()  # every query of the block sees the same snapshot
