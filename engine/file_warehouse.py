@@ -202,9 +202,9 @@ def _unusable(path: Path, error: duckdb.Error, writing: bool) -> CommandError | 
     if path.is_file() and (_first_bytes(path)[8:12] != b"DUCK" or "read enough bytes" in text
                            or "corrupt" in text or "checksum" in text):
         return CommandError(
-            f"The warehouse {path} is damaged or not a DuckDB file ({detail}). Restore it "
-            "from a backup, or move it aside and run `stripe-reports sync --all` to build "
-            "a new one; nothing was changed.", FAILED)
+            f"The warehouse {path} is damaged or not a database ({detail}). Point "
+            "STRIPE_REPORTS_WAREHOUSE at the right file, or move this one aside and run "
+            "`stripe-reports sync --all` to build a new one; nothing was changed.", FAILED)
     return None
 
 
