@@ -90,10 +90,13 @@ def _amount(name: str, what: str) -> Column:
 
 
 PAYMENT_WIDGETS = ("gross_volume", "net_volume", "successful_payments", "failed_payments",
-                   "revenue_over_time", "recent_payments")
+                   "revenue_over_time", "recent_payments", "revenue_by_country")
 SUBSCRIPTION_WIDGETS = ("mrr", "arr", "active_subscriptions", "new_subscriptions",
                         "churned_subscriptions", "churn_rate", "arpu", "mrr_over_time",
-                        "mrr_movements")
+                        "mrr_movements", "subscription_churn_rate", "customer_churn",
+                        "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "arpa", "ltv",
+                        "quick_ratio", "new_trials", "trial_conversion_rate", "mrr_by_plan",
+                        "cohort_retention")
 
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
@@ -159,7 +162,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         event_types=("customer.created", "customer.updated", "customer.deleted"),
         deleted_event_types=("customer.deleted",),
         deletable=True,
-        widgets=("new_customers", "recent_payments"),
+        widgets=("new_customers", "recent_payments", "revenue_by_country"),
     ),
     StreamSpec(
         name="subscriptions",
@@ -297,6 +300,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         event_types=("product.created", "product.updated", "product.deleted"),
         deleted_event_types=("product.deleted",),
         deletable=True,
+        widgets=("mrr_by_plan",),  # plan names
     ),
     StreamSpec(
         name="prices",

@@ -316,7 +316,7 @@ WIDGETS: tuple[Widget, ...] = (
         f"FROM {PAYOUTS.qualified} WHERE {_CLIENT_CURRENCY} "
         f"AND arrival_day BETWEEN $start AND $end{_PAYOUTS_PAID} GROUP BY 1 ORDER BY 1",
         series=("amount",),
-        needs=(PAYOUTS,),
+        needs=("payouts",),
     ),
     Widget(
         "recent_payments", "Recent payments", "table", "count",
@@ -453,7 +453,7 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         "AND s.from_day <= $end AND s.until_day > $end "
         "WHERE p.client_id = $client_id AND p.currency = $currency "
         "GROUP BY ALL ORDER BY mrr DESC, p.plan",
-        point_in_time=True, needs=_SUBSCRIPTIONS,
+        point_in_time=True, needs=(*_SUBSCRIPTIONS, "products"),  # plan names
         definition="Stripe Billing analytics, MRR (active and past_due subscriptions), "
         "broken down by product.",
     ),
@@ -468,7 +468,7 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         f"count(*) AS payments FROM {PAYMENTS.qualified} WHERE {_CLIENT_CURRENCY} "
         "AND status = 'succeeded' AND day BETWEEN $start AND $end "
         "GROUP BY ALL ORDER BY gross DESC, country",
-        needs=_CHARGES,
+        needs=("charges", "customers"),  # the customer's country first
         definition="Ours: gross volume (successful charges) by customer country.",
     ),
     Widget(
