@@ -14,7 +14,7 @@ A client whose clients.yaml entry is broken is out until the entry is fixed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from engine.client_config import ClientConfig, ClientsFile, ClientsFileError, read_clients_file
@@ -67,7 +67,9 @@ class ClientStatus:
 
     def to_dict(self) -> dict[str, object]:
         """What `clients --json` prints: the store's facts, then the rule's verdict."""
-        known = self.connection.to_dict() if self.connection else {"client_id": self.client_id}
+        known = self.connection.to_dict() if self.connection else {
+            f.name: None for f in fields(ClientConnection)} | {"client_id": self.client_id,
+                                                                "key_stored": False}
         return {**known, "state": self.standing.value, "active": self.active,
                 "why": self.why, "masked_key": self.masked_key,
                 "key_source": "environment" if self.key_env else (
