@@ -2,8 +2,8 @@
 
 Queries take their parameters bound ($client_id, $start, $end, $currency), never pasted
 in, and every one of them filters on $client_id: a widget only reads its own client's rows.
-Sums run over the days start..end (inclusive, UTC); point-in-time widgets (MRR, balance)
-take the value at the end of the `end` day.
+Sums run over the days start..end (inclusive, the client's days); point-in-time widgets
+(MRR, balance) take the value at the end of the `end` day.
 """
 
 from __future__ import annotations

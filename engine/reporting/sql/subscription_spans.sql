@@ -9,8 +9,8 @@ WITH subs AS (
         subscription_id,
         coalesce(customer, 'subscription:' || subscription_id) AS customer,
         currency,
-        reporting.utc_day(counted_from) AS from_day,
-        coalesce(reporting.utc_day(counted_until), $today::DATE + 1) AS until_day
+        reporting.client_day($timezone, counted_from) AS from_day,
+        coalesce(reporting.client_day($timezone, counted_until), $today::DATE + 1) AS until_day
     FROM reporting.subscription_mrr
     WHERE client_id = $client_id AND counted_from IS NOT NULL AND currency IS NOT NULL
 ),
