@@ -149,6 +149,9 @@ def test_subscription_analytics_on_a_hand_computed_month(warehouse, store):
     assert june["nrr"].definition.startswith("ChartMogul")
     assert [(r["plan"], r["mrr"], r["subscriptions"]) for r in june["mrr_by_plan"].rows] == [
         ("prod_test", 310.0, 4), ("Seats", 120.0, 1), ("prod_annual", 100.0, 1)]
+    # A period ending after today shows today's plans, as MRR shows today's MRR.
+    ahead = figures(warehouse, store, "2024-06-01", "2024-07-15")["mrr_by_plan"]
+    assert (ahead.value, len(ahead.rows)) == (530.0, 3)
 
 
 def test_cohorts_by_first_paid_month(warehouse, store):

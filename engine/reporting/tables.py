@@ -214,7 +214,7 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             CURRENCY,
             _c("from_day", "DATE", "First day (client's time zone) it counts with this MRR"),
             _c("until_day", "DATE", "Day it stopped counting with this MRR (exclusive); "
-               "tomorrow while it still counts"),
+               "null while it still counts"),
             _money("mrr", "Monthly value after forever discounts"),
         ),
         reads=("subscriptions", "subscription_items"),

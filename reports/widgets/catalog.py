@@ -450,7 +450,7 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         "count(DISTINCT p.subscription_id) AS subscriptions "
         f"FROM {PLAN_MRR.qualified} p JOIN {SUBSCRIPTION_SPANS.qualified} s "
         "ON s.client_id = p.client_id AND s.subscription_id = p.subscription_id "
-        "AND s.from_day <= $end AND s.until_day > $end "
+        "AND s.from_day <= $end AND (s.until_day IS NULL OR s.until_day > $end) "
         "WHERE p.client_id = $client_id AND p.currency = $currency "
         "GROUP BY ALL ORDER BY mrr DESC, p.plan",
         point_in_time=True, needs=_SUBSCRIPTIONS,
