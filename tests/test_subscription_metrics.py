@@ -70,7 +70,12 @@ def test_a_year_of_two_percent_a_month_is_about_two_percent_not_24(warehouse, st
     assert year["churn_rate"].definition.startswith("Stripe Billing analytics")
     # The period rate is kept under its own name: 24 churned of 100 subscriptions.
     assert year["subscription_churn_rate"].value == 24.0
-    assert figures(warehouse, store, "2024-01-01")["churn_rate"].value == 1.96  # year to date
+    ytd = figures(warehouse, store, "2024-01-01")
+    assert ytd["churn_rate"].value == 1.96  # year to date
+    # Trailing 12 months whatever the period: of the 100 paying on 1 July 2023, 76 still
+    # pay 100 each (the new ones left out); no expansion, so NRR = GRR.
+    assert (ytd["nrr_12m"].value, ytd["grr_12m"].value) == (76.0, 76.0)
+    assert ytd["nrr"].value == 88.0  # since 1 January: 100 then, 12 churned since
     # A week reads the 30 days up to its end, Stripe's rolling window.
     assert figures(warehouse, store, "2024-06-24")["churn_rate"].value == 1.96
 

@@ -123,16 +123,17 @@ def _monthly_rate(lost: str, base: str, gained: str = "0") -> str:
     )
 
 
-def _retention(kept: str) -> str:
+def _retention(kept: str, start: str = "$start") -> str:
     """100 x the `kept` MRR at the period's end of the customers paying at its start (s.mrr
     at the end of the day before, e.mrr at the end) / their MRR at the start."""
     at = (f"SELECT customer, arg_max(mrr, day) AS mrr FROM {CUSTOMER_MRR.qualified} "
           f"WHERE {_CLIENT_CURRENCY} AND day {{}} GROUP BY customer")
     return (f"SELECT 100.0 * sum({kept}) / nullif(sum(s.mrr), 0) "
-            f"FROM ({at.format('< $start')}) s LEFT JOIN ({at.format('<= $end')}) e "
+            f"FROM ({at.format('< ' + start)}) s LEFT JOIN ({at.format('<= $end')}) e "
             "USING (customer) WHERE s.mrr > 0")
 
 
+_TRAILING_YEAR = "CAST($end AS DATE) - 364"  # the 365 days up to the period's end
 _ARPA = (f"SELECT mrr / nullif(paying_customers, 0) FROM {MRR_DAILY.qualified} "
          f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1")
 _CUSTOMER_CHURN = _monthly_rate("churned_customers", "paying_customers")
@@ -389,6 +390,22 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         CUSTOMER_MRR, _retention("least(coalesce(e.mrr, 0), s.mrr)"), needs=_SUBSCRIPTIONS,
         definition="ChartMogul, gross MRR retention: (starting MRR - contraction - churn) / "
         "starting MRR, for the customers present at the start; over the period.",
+    ),
+    Widget(
+        "nrr_12m", "Net revenue retention, trailing 12 months", "number", "percent",
+        "Net revenue retention over the 365 days up to the period's end, whatever the "
+        "period.",
+        CUSTOMER_MRR, _retention("coalesce(e.mrr, 0)", _TRAILING_YEAR), point_in_time=True,
+        needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, net MRR retention, over the trailing 12 months.",
+    ),
+    Widget(
+        "grr_12m", "Gross revenue retention, trailing 12 months", "number", "percent",
+        "Gross revenue retention over the 365 days up to the period's end, whatever the "
+        "period.",
+        CUSTOMER_MRR, _retention("least(coalesce(e.mrr, 0), s.mrr)", _TRAILING_YEAR),
+        point_in_time=True, needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, gross MRR retention, over the trailing 12 months.",
     ),
     Widget(
         "arpa", "ARPA", "number", "money",
