@@ -70,7 +70,12 @@ def test_a_year_of_two_percent_a_month_is_about_two_percent_not_24(warehouse, st
     assert year["churn_rate"].definition.startswith("Stripe Billing analytics")
     # The period rate is kept under its own name: 24 churned of 100 subscriptions.
     assert year["subscription_churn_rate"].value == 24.0
-    assert figures(warehouse, store, "2024-01-01")["churn_rate"].value == 1.96  # year to date
+    ytd = figures(warehouse, store, "2024-01-01")
+    assert ytd["churn_rate"].value == 1.96  # year to date
+    # Trailing 12 months whatever the period: of the 100 paying on 1 July 2023, 76 still
+    # pay 100 each (the new ones left out); no expansion, so NRR = GRR.
+    assert (ytd["nrr_12m"].value, ytd["grr_12m"].value) == (76.0, 76.0)
+    assert ytd["nrr"].value == 88.0  # since 1 January: 100 then, 12 churned since
     # A week reads the 30 days up to its end, Stripe's rolling window.
     assert figures(warehouse, store, "2024-06-24")["churn_rate"].value == 1.96
 
@@ -149,6 +154,9 @@ def test_subscription_analytics_on_a_hand_computed_month(warehouse, store):
     assert june["nrr"].definition.startswith("ChartMogul")
     assert [(r["plan"], r["mrr"], r["subscriptions"]) for r in june["mrr_by_plan"].rows] == [
         ("prod_test", 310.0, 4), ("Seats", 120.0, 1), ("prod_annual", 100.0, 1)]
+    # A period ending after today shows today's plans, as MRR shows today's MRR.
+    ahead = figures(warehouse, store, "2024-06-01", "2024-07-15")["mrr_by_plan"]
+    assert (ahead.value, len(ahead.rows)) == (530.0, 3)
 
 
 def test_cohorts_by_first_paid_month(warehouse, store):

@@ -12,9 +12,11 @@ import re
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from engine.client_config import client_config
 from engine.currencies import exponent_macro_sql
 from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.sql import bound
@@ -27,6 +29,8 @@ SCHEMA_DIGESTS = "meta.schema_digests"
 MACROS = (
     # The UTC calendar day of a timestamp, whatever the session's time zone.
     "CREATE OR REPLACE MACRO reporting.utc_day(ts) AS CAST(timezone('UTC', ts) AS DATE)",
+    # The calendar day of a timestamp in a time zone (IANA name): the client's days.
+    "CREATE OR REPLACE MACRO reporting.client_day(tz, ts) AS CAST(timezone(tz, ts) AS DATE)",
     # Minor units (integers) to major units of the currency.
     "CREATE OR REPLACE MACRO reporting.to_major(amount, cur) AS "
     "CAST(amount / pow(10, reporting.currency_exponent(cur)) AS DECIMAL(18, 4))",
@@ -145,7 +149,9 @@ def build_reporting_tables(
     fixes the build time (the last day of the daily tables); tests pass it.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    values: dict[str, object] = {"client_id": client_id, "now": now, "today": now.date()}
+    timezone = client_config(client_id).timezone  # the client's calendar days
+    values: dict[str, object] = {"client_id": client_id, "now": now, "timezone": timezone,
+                                 "today": now.astimezone(ZoneInfo(timezone)).date()}
     # Out of memory, each transaction runs again with a larger target (never a failure).
     in_transaction(conn, lambda: ensure_reporting_schema(conn))
     try:

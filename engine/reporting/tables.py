@@ -58,7 +58,8 @@ def _c(name: str, type_: str, description: str) -> Column:
 
 CLIENT = _c("client_id", "VARCHAR", "The agency's client")
 CURRENCY = _c("currency", "VARCHAR", "Three-letter ISO code, lower case")
-DAY = _c("day", "DATE", "Calendar day (UTC)")
+DAY = _c("day", "DATE", "Calendar day in the client's time zone (clients.yaml timezone, "
+           "default UTC)")
 
 
 def _money(name: str, description: str) -> Column:
@@ -156,7 +157,7 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         columns=(
             CLIENT,
             _c("subscription_id", "VARCHAR", "Subscription id"),
-            _c("day", "DATE", "First day (UTC) this MRR and status were seen"),
+            _c("day", "DATE", "First day (client's time zone) this MRR and status were seen"),
             CURRENCY,
             _money("mrr", "Monthly value after forever discounts"),
             _c("status", "VARCHAR", "Subscription status seen"),
@@ -177,8 +178,8 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("trial_start", "TIMESTAMPTZ", "When the trial started"),
             _c("trial_end", "TIMESTAMPTZ", "When it ended (or ends): the trial's end, or the "
                "subscription's end if canceled during the trial"),
-            _c("start_day", "DATE", "UTC day the trial started"),
-            _c("end_day", "DATE", "UTC day the trial ended (or ends)"),
+            _c("start_day", "DATE", "Day (client's time zone) the trial started"),
+            _c("end_day", "DATE", "Day (client's time zone) the trial ended (or ends)"),
             _c("ended", "BOOLEAN", "The trial has ended at build time"),
             _c("converted", "BOOLEAN", "Became a paid subscription when the trial ended"),
         ),
@@ -211,9 +212,9 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("subscription_id", "VARCHAR", "Subscription id"),
             _c("customer", "VARCHAR", "Customer id"),
             CURRENCY,
-            _c("from_day", "DATE", "First day (UTC) it counts with this MRR"),
+            _c("from_day", "DATE", "First day (client's time zone) it counts with this MRR"),
             _c("until_day", "DATE", "Day it stopped counting with this MRR (exclusive); "
-               "tomorrow while it still counts"),
+               "null while it still counts"),
             _money("mrr", "Monthly value after forever discounts"),
         ),
         reads=("subscriptions", "subscription_items"),
@@ -239,7 +240,7 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
     ),
     ReportingTable(
         name="mrr_daily",
-        description="MRR per day and currency (end of the UTC day) with its movements "
+        description="MRR per day and currency (end of the client's day) with its movements "
         "(new, expansion, contraction, churn, reactivation), active subscriptions and "
         "paying customers. Currencies are never added together.",
         columns=(
@@ -285,7 +286,8 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             CLIENT,
             _c("id", "VARCHAR", "Payout id"),
             _c("created", "TIMESTAMPTZ", "When the payout was created"),
-            _c("arrival_day", "DATE", "Expected arrival at the bank (UTC day)"),
+            _c("arrival_day", "DATE", "Expected arrival at the bank (Stripe's date, the same "
+               "in every time zone)"),
             CURRENCY,
             _money("amount", "Amount paid out"),
             _c("status", "VARCHAR", "paid, pending, in_transit, canceled or failed"),

@@ -2,8 +2,8 @@
 
 Queries take their parameters bound ($client_id, $start, $end, $currency), never pasted
 in, and every one of them filters on $client_id: a widget only reads its own client's rows.
-Sums run over the days start..end (inclusive, UTC); point-in-time widgets (MRR, balance)
-take the value at the end of the `end` day.
+Sums run over the days start..end (inclusive, the client's days); point-in-time widgets
+(MRR, balance) take the value at the end of the `end` day.
 """
 
 from __future__ import annotations
@@ -123,16 +123,17 @@ def _monthly_rate(lost: str, base: str, gained: str = "0") -> str:
     )
 
 
-def _retention(kept: str) -> str:
+def _retention(kept: str, start: str = "$start") -> str:
     """100 x the `kept` MRR at the period's end of the customers paying at its start (s.mrr
     at the end of the day before, e.mrr at the end) / their MRR at the start."""
     at = (f"SELECT customer, arg_max(mrr, day) AS mrr FROM {CUSTOMER_MRR.qualified} "
           f"WHERE {_CLIENT_CURRENCY} AND day {{}} GROUP BY customer")
     return (f"SELECT 100.0 * sum({kept}) / nullif(sum(s.mrr), 0) "
-            f"FROM ({at.format('< $start')}) s LEFT JOIN ({at.format('<= $end')}) e "
+            f"FROM ({at.format('< ' + start)}) s LEFT JOIN ({at.format('<= $end')}) e "
             "USING (customer) WHERE s.mrr > 0")
 
 
+_TRAILING_YEAR = "CAST($end AS DATE) - 364"  # the 365 days up to the period's end
 _ARPA = (f"SELECT mrr / nullif(paying_customers, 0) FROM {MRR_DAILY.qualified} "
          f"WHERE {_CLIENT_CURRENCY} AND day <= $end ORDER BY day DESC LIMIT 1")
 _CUSTOMER_CHURN = _monthly_rate("churned_customers", "paying_customers")
@@ -391,6 +392,22 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         "starting MRR, for the customers present at the start; over the period.",
     ),
     Widget(
+        "nrr_12m", "Net revenue retention, trailing 12 months", "number", "percent",
+        "Net revenue retention over the 365 days up to the period's end, whatever the "
+        "period.",
+        CUSTOMER_MRR, _retention("coalesce(e.mrr, 0)", _TRAILING_YEAR), point_in_time=True,
+        needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, net MRR retention, over the trailing 12 months.",
+    ),
+    Widget(
+        "grr_12m", "Gross revenue retention, trailing 12 months", "number", "percent",
+        "Gross revenue retention over the 365 days up to the period's end, whatever the "
+        "period.",
+        CUSTOMER_MRR, _retention("least(coalesce(e.mrr, 0), s.mrr)", _TRAILING_YEAR),
+        point_in_time=True, needs=_SUBSCRIPTIONS,
+        definition="ChartMogul, gross MRR retention, over the trailing 12 months.",
+    ),
+    Widget(
         "arpa", "ARPA", "number", "money",
         "Average revenue per account: MRR / customers with MRR, at the period's end.",
         MRR_DAILY, _ARPA, point_in_time=True, needs=_SUBSCRIPTIONS,
@@ -450,7 +467,7 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
         "count(DISTINCT p.subscription_id) AS subscriptions "
         f"FROM {PLAN_MRR.qualified} p JOIN {SUBSCRIPTION_SPANS.qualified} s "
         "ON s.client_id = p.client_id AND s.subscription_id = p.subscription_id "
-        "AND s.from_day <= $end AND s.until_day > $end "
+        "AND s.from_day <= $end AND (s.until_day IS NULL OR s.until_day > $end) "
         "WHERE p.client_id = $client_id AND p.currency = $currency "
         "GROUP BY ALL ORDER BY mrr DESC, p.plan",
         point_in_time=True, needs=(*_SUBSCRIPTIONS, "products"),  # plan names

@@ -12,9 +12,11 @@ from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from engine.client_config import client_config
 from engine.connection_store import ClientConnection, ConnectionState, ConnectionStore
 from engine.currencies import currency_exponent
 from engine.freshness import last_failure, read_built_at, staleness
@@ -180,15 +182,16 @@ def _as_date(value: date | str | None, name: str, now: datetime | None = None) -
     return day
 
 
-def resolve_period(start: date | str | None, end: date | str | None, now: datetime) -> Period:
-    """Defaults: the last 30 days up to today (UTC). A lone start runs to today; a lone end
-    starts 30 days earlier (both days included).
+def resolve_period(start: date | str | None, end: date | str | None, now: datetime,
+                   timezone: str = "UTC") -> Period:
+    """Defaults: the last 30 days up to today (in `timezone`, the client's). A lone start
+    runs to today; a lone end starts 30 days earlier (both days included).
 
     Dates lie between EARLIEST_DAY and a year from today, the start is not after the end,
     and a period spans at most MAX_PERIOD_DAYS; anything else is a ValueError that says so.
     """
     start_day, end_day = _as_date(start, "start", now), _as_date(end, "end", now)
-    today = now.astimezone(UTC).date()
+    today = now.astimezone(ZoneInfo(timezone)).date()
     if start_day is not None and end_day is None and start_day > today:
         raise ValueError(f"--start {start_day} is after today ({today}), where a period "
                          "without --end ends: give an --end too, or an earlier --start.")
@@ -390,7 +393,7 @@ def run_widgets(
     `previous` is each figure over the period `compare` names (COMPARISONS)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     chosen = [get_widget(w) for w in (widgets or WIDGETS)]
-    period = resolve_period(start, end, now)
+    period = resolve_period(start, end, now, client_config(client_id).timezone)
     compare = resolve_compare(compare)
     currency = resolve_currency(currency)
     connection = _connection(client_id, store)

@@ -2,7 +2,7 @@
 SELECT
     client_id,
     captured_at,
-    reporting.utc_day(captured_at) AS day,
+    reporting.client_day($timezone, captured_at) AS day,
     lower(currency) AS currency,
     reporting.to_major(coalesce(available, 0), currency) AS available,
     reporting.to_major(coalesce(pending, 0), currency) AS pending

@@ -1,7 +1,7 @@
 -- New customers per UTC day and the running total. Customers deleted in Stripe are left
 -- out, as Stripe's own customer list leaves them out.
 WITH per_day AS (
-    SELECT reporting.utc_day(created) AS day, count(*) AS new_customers
+    SELECT reporting.client_day($timezone, created) AS day, count(*) AS new_customers
     FROM stripe.customers
     WHERE client_id = $client_id AND NOT coalesce(is_deleted, false)
     GROUP BY ALL

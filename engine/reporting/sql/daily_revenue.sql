@@ -3,7 +3,7 @@
 -- transactions and are in the account's settlement currency.
 WITH charges AS (
     SELECT
-        reporting.utc_day(created) AS day,
+        reporting.client_day($timezone, created) AS day,
         lower(currency) AS currency,
         sum(CASE WHEN status = 'succeeded' THEN coalesce(amount_captured, amount) ELSE 0 END)
             AS gross,
@@ -15,7 +15,7 @@ WITH charges AS (
 ),
 refunds AS (
     SELECT
-        reporting.utc_day(created) AS day,
+        reporting.client_day($timezone, created) AS day,
         lower(currency) AS currency,
         sum(amount) AS refunds,
         count(*) AS refund_count
@@ -27,7 +27,7 @@ refunds AS (
 ),
 balance AS (
     SELECT
-        reporting.utc_day(created) AS day,
+        reporting.client_day($timezone, created) AS day,
         lower(currency) AS currency,
         sum(coalesce(fee, 0)) AS fees,
         -sum(CASE WHEN reporting_category IN ('dispute', 'dispute_reversal') THEN amount

@@ -2,7 +2,8 @@
 -- subscriptions from reporting.subscription_spans, customers' movements from
 -- reporting.customer_mrr (docs/metrics.md).
 WITH counted AS (
-    SELECT subscription_id, currency, from_day AS d_from, until_day AS d_to, mrr
+    SELECT subscription_id, currency, from_day AS d_from,
+           coalesce(until_day, $today::DATE + 1) AS d_to, mrr
     FROM reporting.subscription_spans WHERE client_id = $client_id
 ),
 deltas AS (

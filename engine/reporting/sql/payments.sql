@@ -3,7 +3,7 @@ SELECT
     c.client_id,
     c.id,
     c.created,
-    reporting.utc_day(c.created) AS day,
+    reporting.client_day($timezone, c.created) AS day,
     lower(c.currency) AS currency,
     reporting.to_major(c.amount, c.currency) AS amount,
     reporting.to_major(coalesce(c.amount_refunded, 0), c.currency) AS amount_refunded,

@@ -1,4 +1,5 @@
--- Payouts to the bank, by the day they are expected to arrive.
+-- Payouts to the bank, by the day they are expected to arrive. Stripe gives arrival_date
+-- as a date (midnight UTC), so it stays that date in every time zone.
 SELECT
     client_id,
     id,

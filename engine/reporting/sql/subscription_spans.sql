@@ -3,14 +3,14 @@
 -- A subscription counts from its counted_from day until its counted_until day (exclusive),
 -- for the MRR its history recorded: each recorded value holds from the day it was first
 -- seen until the next one; the first recorded value also holds back to counted_from.
--- Days recorded as unpaid or paused do not count. A span still counting ends tomorrow.
+-- Days recorded as unpaid or paused do not count. A span still counting has no end day.
 WITH subs AS (
     SELECT
         subscription_id,
         coalesce(customer, 'subscription:' || subscription_id) AS customer,
         currency,
-        reporting.utc_day(counted_from) AS from_day,
-        coalesce(reporting.utc_day(counted_until), $today::DATE + 1) AS until_day
+        reporting.client_day($timezone, counted_from) AS from_day,
+        coalesce(reporting.client_day($timezone, counted_until), $today::DATE + 1) AS until_day
     FROM reporting.subscription_mrr
     WHERE client_id = $client_id AND counted_from IS NOT NULL AND currency IS NOT NULL
 ),
@@ -34,6 +34,6 @@ spans AS (
 )
 SELECT
     $client_id AS client_id, subscription_id, customer, currency,
-    d_from AS from_day, d_to AS until_day, mrr
+    d_from AS from_day, nullif(d_to, $today::DATE + 1) AS until_day, mrr
 FROM spans
 WHERE d_from < d_to

@@ -8,8 +8,8 @@ SELECT
     lower(coalesce(m.currency, s.currency)) AS currency,
     s.trial_start,
     least(s.trial_end, coalesce(s.ended_at, s.trial_end)) AS trial_end,
-    reporting.utc_day(s.trial_start) AS start_day,
-    reporting.utc_day(least(s.trial_end, coalesce(s.ended_at, s.trial_end))) AS end_day,
+    reporting.client_day($timezone, s.trial_start) AS start_day,
+    reporting.client_day($timezone, least(s.trial_end, coalesce(s.ended_at, s.trial_end))) AS end_day,
     least(s.trial_end, coalesce(s.ended_at, s.trial_end)) <= $now::TIMESTAMPTZ AS ended,
     coalesce(m.counted_from IS NOT NULL AND m.counted_from <= $now::TIMESTAMPTZ
              AND (m.counted_until IS NULL OR m.counted_until > m.counted_from)
