@@ -166,3 +166,23 @@ def test_the_start_record_names_a_live_process_only(tmp_path: Path):
     done.wait()
     assert process_gone(f"{host}:{done.pid}:0")
     assert not process_gone(f"another-host:{done.pid}:0")
+
+
+def test_ctrl_c_on_a_parallel_sync_stops_every_worker_in_one_line(synced):
+    """Ctrl-C at a terminal reaches the whole process group: the workers' syncs stop and
+    record it, and no worker reports a lost progress queue ("ConnectionRefusedError")."""
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync(*CLIENTS, "--parallel", "3", "--full-refresh")
+    for client in CLIENTS:
+        wait_until_syncing(client, since)
+    os.killpg(sync.pid, signal.SIGINT)
+    out, err = sync.communicate(timeout=120)
+
+    assert sync.returncode == 130, out + err
+    assert err.strip().splitlines() == [INTERRUPTED], err
+    assert "Traceback" not in out + err and "Connection" not in out + err
+    for client in CLIENTS:
+        stale = widget(client)
+        assert stale["state"] == "stale" and "interrupted" in stale["message"], stale
+    assert_whole_after_a_new_sync(server, before)
