@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, JobDefinition, RunConfig
+from dagster import AssetKey, DagsterExecutionInterruptedError, JobDefinition, RunConfig
 
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
@@ -177,6 +177,8 @@ def materialize_client(
             result = _retried_on_lost_database(lambda: run_sync_job(
                 job, client_id, instance, full_refresh=full_refresh, streams=streams,
                 launched_by=launched_by, tags={**this_process_tags(), **(tags or {})}))
+    except DagsterExecutionInterruptedError:  # Ctrl-C between steps: as within one
+        raise KeyboardInterrupt from None
     except Exception as error:  # a full disk, a damaged instance: one line, not a traceback
         problem = explain(error)
         if problem is None:

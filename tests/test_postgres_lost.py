@@ -37,9 +37,8 @@ def test_postgres_stopped_mid_sync_is_one_clear_line(lake, postgres_server,  # n
         postgres_server.start()
     assert sync.returncode == 1, out + err
     failure = out.split("acme: FAILED", 1)[1].splitlines()[1:]
-    assert failure[0].strip() == LOST_DATABASE, out
-    assert not failure[1].strip(), out  # that one line only
-    for dump in ("SQL", "Traceback", "psycopg2", "OperationalError", "[parameters"):
+    assert [line.strip() for line in failure if line.strip()] == [LOST_DATABASE], out
+    for dump in ("[SQL", "Traceback", "psycopg2", "OperationalError", "[parameters"):
         assert dump not in out + err, out + err
 
 
