@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from apps.cli import INTERRUPTED
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widget
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source
@@ -40,7 +40,7 @@ def wait_until_syncing(client: str, since: datetime, timeout: float = 120) -> No
     """Until the client's sync has begun (its start recorded) and listed for a while."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with Warehouse.from_settings().reader() as conn:
+        with warehouse_from_settings().reader() as conn:
             started = conn.execute("SELECT max(started_at) FROM meta.sync_starts "
                                    "WHERE client_id = ?", [client]).fetchone()[0]
         if started is not None and started > since:
@@ -69,7 +69,7 @@ def assert_whole_after_a_new_sync(server, before: dict) -> None:
     done = run_cli("sync", *CLIENTS)
     assert done.returncode == 0, done.stdout + done.stderr
     for client in CLIENTS:
-        assert compare_with_source(server, client, Warehouse.from_settings()) == []
+        assert compare_with_source(server, client, warehouse_from_settings()) == []
         after = widget(client)
         assert after["state"] == "ok" and after["value"] == before[client]["value"], after
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from engine.user_errors import LOST_DATABASE
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source
 from tests.test_credentials import CLI, run_cli
@@ -59,6 +59,6 @@ def test_a_brief_postgres_restart_mid_sync_is_retried_and_the_sync_succeeds(
     out, err = sync.communicate(timeout=300)
 
     assert sync.returncode == 0, out + err
-    assert compare_with_source(server, "acme", Warehouse.from_settings()) == []
+    assert compare_with_source(server, "acme", warehouse_from_settings()) == []
     done = run_cli("widget", "acme", "gross_volume", "--format", "json")
     assert json.loads(done.stdout)["state"] == "ok", done.stdout
