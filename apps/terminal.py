@@ -147,7 +147,8 @@ def print_outcome(outcome: ClientSyncOutcome, out: TextIO) -> None:
     view = console(out)
     head = Text(f"{outcome.client_id}: ")
     head.append(state_text("synced" if outcome.success else "FAILED"))
-    head.append(f" (Dagster run {outcome.run_id})")
+    if outcome.run_id:  # none when the run could not even be created
+        head.append(f" (Dagster run {outcome.run_id})")
     view.print(head)
     if not outcome.success:
         for line in (outcome.message or "").splitlines():

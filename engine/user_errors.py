@@ -23,6 +23,19 @@ _DISK_FULL = ("database or disk is full", "no space left on device", "file too l
               "disk quota exceeded")
 _READ_ONLY = ("readonly database", "read-only file system", "permission denied",
               "unable to open database file")
+# A PostgreSQL server stopped, restarted or unreachable, as psycopg2, SQLAlchemy and DuckDB's
+# postgres extension word it.
+_LOST_DATABASE = ("connection refused", "server closed the connection", "terminating connection",
+                  "could not connect to server", "the database system is starting up",
+                  "the database system is shutting down", "connection already closed",
+                  "no connection to the server", "could not receive data from server",
+                  "could not send data to server", "ssl connection has been closed",
+                  "connection to server at")
+_DATABASE_CLASSES = ("OperationalError", "InterfaceError", "IOException",
+                     "ConnectionException", "DatabaseError")
+LOST_DATABASE = ("Lost the connection to PostgreSQL: the server stopped, restarted or cannot be "
+                 "reached. Check that it is running and accepts connections, then run the "
+                 "command again; what was stored is intact, and a sync resumes where it stopped.")
 _NOT_A_DATABASE = ("file is not a database", "database disk image is malformed",
                    "not a valid duckdb database file")
 
@@ -123,6 +136,13 @@ def _not_a_database(where: Path, detail: str, duck: bool) -> UserError:
                      "nothing was changed.", FAILED)
 
 
+def lost_database(class_name: str, text: str) -> bool:
+    """Whether an error (its class's name and its text) is a lost PostgreSQL connection."""
+    lowered = text.lower()
+    return class_name.rsplit(".", 1)[-1] in _DATABASE_CLASSES and any(
+        s in lowered for s in _LOST_DATABASE)
+
+
 def _storage(error: BaseException) -> UserError | None:
     """A full disk, a read-only folder or a damaged file, from the OS, SQLite or DuckDB."""
     storage = isinstance(error, OSError | sqlite3.Error) or _is_duckdb(error)
@@ -155,6 +175,8 @@ def _known(error: BaseException) -> UserError | None:
         return UserError(str(error), USAGE, 400 if isinstance(error, InvalidClientId) else 503)
     if isinstance(error, DatabaseUnreachable):
         return UserError(str(error), FAILED)
+    if lost_database(type(error).__name__, str(error)):
+        return UserError(LOST_DATABASE, FAILED)
     return _storage(error)
 
 

@@ -7,17 +7,19 @@ Dagster UI beside the scheduled ones, tagged with who launched it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import AssetKey, JobDefinition, RunConfig
+from dagster import AssetKey, DagsterExecutionInterruptedError, JobDefinition, RunConfig
 
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
 from engine.progress import ProgressSink, progress_sink
 from engine.reporting import REPORTING_TABLES
 from engine.streams import resolve_streams
-from engine.user_errors import explain
+from engine.user_errors import LOST_DATABASE, explain, lost_database
 from pipelines.instance import get_instance, register_clients
 from pipelines.jobs import launcher_tags
 from pipelines.run_health import fail_dead_runs, this_process_tags
@@ -28,6 +30,8 @@ REPOSITORY_LABEL = "__repository__@stripe_reports"
 # The instance's kept database connections: renewed hourly; more open while threads write.
 POOL_RECYCLE_SECONDS = 3600
 POOL_OVERFLOW = 20
+# Seconds before each new run when PostgreSQL was lost mid-run: a restart takes seconds.
+DATABASE_RETRY_WAITS = (2.0, 5.0, 10.0)
 
 
 @dataclass
@@ -62,7 +66,11 @@ def _failure_text(result: Any) -> str:
             error = data.error
             while error is not None and error.cause is not None:
                 error = error.cause
-            return error.message.strip() if error else "The sync failed."
+            if error is None:
+                return "The sync failed."
+            if lost_database(error.cls_name, error.message):
+                return LOST_DATABASE
+            return error.message.strip()
     return "The sync failed."
 
 
@@ -112,6 +120,28 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
     )
 
 
+def _lost_database(error: Exception) -> bool:
+    problem = explain(error)
+    return problem is not None and problem.message == LOST_DATABASE
+
+
+def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
+    """A run that lost PostgreSQL (a restart of the connection store's, the DuckLake catalog's
+    or the Dagster storage's server) runs again a few times, after growing waits: each new run
+    resumes from what landed. Any other outcome is final."""
+    for wait in DATABASE_RETRY_WAITS:
+        try:
+            result = run()
+        except Exception as error:
+            if not _lost_database(error):
+                raise
+        else:
+            if result.success or _failure_text(result) != LOST_DATABASE:
+                return result
+        time.sleep(wait)
+    return run()
+
+
 def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
     every client a partition. Once per process start, not once per client.
@@ -144,9 +174,11 @@ def materialize_client(
             if instance is None:
                 instance = get_instance()
                 prepare_instance(instance, [client_id])
-            result = run_sync_job(job, client_id, instance, full_refresh=full_refresh,
-                                  streams=streams, launched_by=launched_by,
-                                  tags={**this_process_tags(), **(tags or {})})
+            result = _retried_on_lost_database(lambda: run_sync_job(
+                job, client_id, instance, full_refresh=full_refresh, streams=streams,
+                launched_by=launched_by, tags={**this_process_tags(), **(tags or {})}))
+    except DagsterExecutionInterruptedError:  # Ctrl-C between steps: as within one
+        raise KeyboardInterrupt from None
     except Exception as error:  # a full disk, a damaged instance: one line, not a traceback
         problem = explain(error)
         if problem is None:

@@ -16,7 +16,7 @@ stripe_sync_job = define_asset_job(
     # One op fills the Stripe assets and one builds the reporting tables, one after the other:
     # a process per step would only add start-up time.
     executor_def=in_process_executor,
-    run_tags={LAUNCHED_BY_TAG: "dagster"},
+    tags={LAUNCHED_BY_TAG: "dagster"},
 )
 
 

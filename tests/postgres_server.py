@@ -153,6 +153,14 @@ class PostgresServer:
             raise RuntimeError(f"pg_dump failed: {completed.stderr.strip()}")
         return completed.stdout
 
+    def stop(self) -> None:
+        """Stop the server at once, as a crash or a restart would (`immediate` mode)."""
+        _stop(self)
+
+    def start(self) -> None:
+        _run(self, str(self.bin_dir / "pg_ctl"), "start", f"--pgdata={self.data_dir}",
+             f"--log={self.log_file}", "--wait", f"--timeout={_START_TIMEOUT_SECONDS}")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

@@ -16,6 +16,7 @@ import pytest
 
 from apps.cli import INTERRUPTED
 from engine.warehouse_factory import warehouse_from_settings
+from reports.widgets import run_widget
 from sandbox import AccountSpec
 from tests.sync_helpers import compare_with_source
 from tests.test_credentials import CLI, run_cli
@@ -59,7 +60,7 @@ def synced(home, sandbox_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     before = {client: widget(client) for client in CLIENTS}
     assert all(w["state"] == "ok" for w in before.values()), before
-    server.latency_ms = 150  # a full refresh of seconds: stopped halfway
+    server.latency_ms = 1000  # a full refresh of seconds: stopped halfway
     return server, before
 
 
@@ -78,6 +79,7 @@ def test_ctrl_c_during_a_sync_says_so_in_one_line_and_its_figures_turn_stale(syn
     since = datetime.now(UTC)
     sync = start_sync("c1", "--full-refresh")
     wait_until_syncing("c1", since)
+    assert sync.poll() is None
     os.kill(sync.pid, signal.SIGINT)
     out, err = sync.communicate(timeout=60)
 
@@ -95,7 +97,8 @@ def test_kill_9_of_the_cli_during_a_sync_turns_its_figures_stale(synced):
     since = datetime.now(UTC)
     sync = start_sync("c1", "--full-refresh")
     wait_until_syncing("c1", since)
-    assert widget("c1")["state"] == "ok"  # merely running: not stale
+    assert run_widget("c1", "gross_volume").state == "ok"  # merely running: not stale
+    assert sync.poll() is None
     os.killpg(sync.pid, signal.SIGKILL)
     sync.communicate(timeout=30)
 
@@ -129,6 +132,7 @@ def test_one_killed_pool_worker_fails_its_own_client_only(synced):
     sync = start_sync(*CLIENTS, "--parallel", "3", "--full-refresh")
     worker = _worker_of(sync.pid, "c1")
     wait_until_syncing("c1", since)
+    assert sync.poll() is None
     os.kill(worker, signal.SIGKILL)
     server.latency_ms = 0
     out, err = sync.communicate(timeout=300)
@@ -148,7 +152,8 @@ def test_a_sync_still_running_is_not_shown_stale(synced):
     since = datetime.now(UTC)
     sync = start_sync("c1", "--full-refresh")
     wait_until_syncing("c1", since)
-    assert widget("c1")["state"] == "ok"
+    assert sync.poll() is None
+    assert run_widget("c1", "gross_volume").state == "ok"
     server.latency_ms = 0
     assert sync.wait(timeout=180) == 0
     assert widget("c1")["state"] == "ok"
@@ -166,3 +171,23 @@ def test_the_start_record_names_a_live_process_only(tmp_path: Path):
     done.wait()
     assert process_gone(f"{host}:{done.pid}:0")
     assert not process_gone(f"another-host:{done.pid}:0")
+
+
+def test_ctrl_c_on_a_parallel_sync_stops_every_worker_in_one_line(synced):
+    """Ctrl-C at a terminal reaches the whole process group: the workers' syncs stop and
+    record it, and no worker reports a lost progress queue ("ConnectionRefusedError")."""
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync(*CLIENTS, "--parallel", "3", "--full-refresh")
+    for client in CLIENTS:
+        wait_until_syncing(client, since)
+    os.killpg(sync.pid, signal.SIGINT)
+    out, err = sync.communicate(timeout=120)
+
+    assert sync.returncode == 130, out + err
+    assert err.strip().splitlines() == [INTERRUPTED], err
+    assert "Traceback" not in out + err and "Connection" not in out + err
+    for client in CLIENTS:
+        stale = widget(client)
+        assert stale["state"] == "stale" and "interrupted" in stale["message"], stale
+    assert_whole_after_a_new_sync(server, before)

@@ -1,0 +1,64 @@
+"""PostgreSQL gone in the middle of a sync (restarted, crashed): the sync says so in one
+line that says what to do, never an SQLAlchemy dump with the SQL, and exits 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from engine.user_errors import LOST_DATABASE
+from engine.warehouse_factory import warehouse_from_settings
+from sandbox import AccountSpec
+from tests.sync_helpers import compare_with_source
+from tests.test_credentials import CLI, run_cli
+from tests.test_ducklake import lake  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.postgres
+
+
+def test_postgres_stopped_mid_sync_is_one_clear_line(lake, postgres_server,  # noqa: F811
+                                                     sandbox_factory):
+    server = sandbox_factory([AccountSpec("acme", charges=600)])
+    assert run_cli("connect", "acme",
+                   stdin=server.world.accounts["acme"].secret_key).returncode == 0
+    server.latency_ms = 150
+    sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy(), cwd=os.environ["STRIPE_REPORTS_HOME"])
+    time.sleep(12)
+    postgres_server.stop()
+    try:
+        out, err = sync.communicate(timeout=240)
+    finally:
+        postgres_server.start()
+    assert sync.returncode == 1, out + err
+    failure = out.split("acme: FAILED", 1)[1].splitlines()[1:]
+    assert [line.strip() for line in failure if line.strip()] == [LOST_DATABASE], out
+    for dump in ("[SQL", "Traceback", "psycopg2", "OperationalError", "[parameters"):
+        assert dump not in out + err, out + err
+
+
+def test_a_brief_postgres_restart_mid_sync_is_retried_and_the_sync_succeeds(
+        lake, postgres_server, sandbox_factory):  # noqa: F811
+    server = sandbox_factory([AccountSpec("acme", charges=600)])
+    assert run_cli("connect", "acme",
+                   stdin=server.world.accounts["acme"].secret_key).returncode == 0
+    server.latency_ms = 150
+    sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy(), cwd=os.environ["STRIPE_REPORTS_HOME"])
+    time.sleep(12)
+    postgres_server.stop()
+    time.sleep(1)
+    postgres_server.start()
+    server.latency_ms = 0
+    out, err = sync.communicate(timeout=300)
+
+    assert sync.returncode == 0, out + err
+    assert compare_with_source(server, "acme", warehouse_from_settings()) == []
+    done = run_cli("widget", "acme", "gross_volume", "--format", "json")
+    assert json.loads(done.stdout)["state"] == "ok", done.stdout
