@@ -70,8 +70,17 @@ def _failure_text(result: Any) -> str:
                 return "The sync failed."
             if lost_database(error.cls_name, error.message):
                 return LOST_DATABASE
-            return error.message.strip()
+            return _without_class_name(error.cls_name, error.message)
     return "The sync failed."
+
+
+def _without_class_name(cls_name: str | None, message: str) -> str:
+    """Dagster writes an error as `module.Class: message`; a person reads the message only."""
+    text = message.strip()
+    head, separator, rest = text.partition(": ")
+    if separator and cls_name and head.rsplit(".", 1)[-1] == cls_name:
+        return rest.strip()
+    return text
 
 
 def run_sync_job(job: JobDefinition, client_id: str, instance: Any, *,

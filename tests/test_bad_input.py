@@ -106,6 +106,20 @@ def test_a_store_refuses_a_master_key_that_cannot_open_its_keys(home, sandbox_fa
     assert stored_state() == before
 
 
+def test_a_failed_sync_says_its_reason_without_a_class_name(home, sandbox_factory):
+    """Dagster writes a run's error as `engine.encryption.WrongMasterKey: ...`: a person
+    reads the sentence only."""
+    server = sandbox_factory([AccountSpec("globex", **SMALL)])
+    globex = server.world.accounts["globex"].secret_key
+    assert run_cli("connect", "globex", stdin=globex + "\n").returncode == 0
+    result = run_cli("sync", "globex", env={"STRIPE_REPORTS_SECRET": "another-passphrase"},
+                     timeout=300)
+    assert result.returncode == 1, result.stderr
+    said = result.stdout + result.stderr
+    assert "Cannot read the key of client 'globex'" in said
+    assert "WrongMasterKey" not in said and "engine." not in said and "Traceback" not in said
+
+
 def test_the_store_itself_refuses_a_second_master_key(home, monkeypatch):
     """The lowest layer: the web page's reconnect and any other path save through it."""
     with ConnectionStore.from_settings() as store:
