@@ -134,15 +134,16 @@ def test_each_client_sees_only_its_own_rows(warehouse, store):
     fill_two_clients(warehouse)
     beta = values(run_widgets("beta", warehouse=warehouse, store=store, now=NOW))
     assert beta["gross_volume"] == 1500.0 and beta["new_customers"] == 4
-    alpha_in_eur = run_widget("alpha", "gross_volume", currency="eur", warehouse=warehouse,
-                              store=store, now=NOW)
-    assert alpha_in_eur.state == "no_data" and alpha_in_eur.value is None
+    # beta's euros are not alpha's: alpha never had any, and is told so rather than shown 0
+    with pytest.raises(ValueError, match="'alpha' has no EUR payments: its currencies are USD"):
+        run_widget("alpha", "gross_volume", currency="eur", warehouse=warehouse, store=store,
+                   now=NOW)
     unknown = run_widget("gamma", "gross_volume", warehouse=warehouse, store=store, now=NOW)
     assert unknown.state == "no_data" and unknown.value is None
-    # parameters are bound: a hostile currency is just a currency with no rows
-    hostile = run_widget("alpha", "gross_volume", currency="usd' OR '1'='1",
-                         warehouse=warehouse, store=store, now=NOW)
-    assert hostile.state == "no_data"
+    # a hostile currency never reaches SQL: it is not three letters
+    with pytest.raises(ValueError, match="is not a currency code"):
+        run_widget("alpha", "gross_volume", currency="usd' OR '1'='1", warehouse=warehouse,
+                   store=store, now=NOW)
 
 
 def test_reconnect_required_shows_reason_and_steps_not_figures(warehouse, store):
