@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from engine.currencies import currency_exponent
+from reports.widgets.catalog import WIDGETS
 from reports.widgets.run import COMPARISONS, WidgetResult
 
 CURRENCY_SYMBOLS = {
@@ -132,9 +133,13 @@ def render(result: WidgetResult, fmt: str = "table") -> str:
     return renderers[fmt](result)
 
 
+# The longest widget name in the catalog, so the figures line up whatever is added.
+NAME_WIDTH = max(len(widget.name) for widget in WIDGETS)
+
+
 def format_result_line(result: WidgetResult) -> str:
     """One line per widget, for the demo and terminal summaries."""
-    head = f"{result.widget:<22}"
+    head = f"{result.widget:<{NAME_WIDTH}} "
     if result.state in ("ok", "stale"):
         line = f"{head}{format_value(result.value, result.unit, result.currency):>16}"
         if result.previous is not None:
