@@ -25,7 +25,7 @@ from engine.freshness import read_built_at
 from engine.mail import MailError, held_notice, report_email, send, write_eml
 from engine.settings import MailSettings, load_mail_settings
 from engine.stripe_api import verify_account
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 
 SENT_NOW, HELD_NOW, ALREADY_SENT, FAILED = "sent", "held", "already_sent", "failed"
 # Renders the client's report for a period to a PDF file (the report page, printed).
@@ -120,7 +120,7 @@ def coverage_problem(client_id: str, due: DueDelivery,
 
 
 def read_figures_built_at(client_id: str) -> datetime | None:
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         return read_built_at(conn, client_id)
 
 

@@ -23,7 +23,7 @@ from apps.cli import main
 from apps.launch import materialize_client
 from engine.credentials import connect_client
 from engine.deliveries import WEEKDAYS
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 
 AGENCY = "ops@agency.example"
@@ -83,7 +83,7 @@ def _declare_weekly_deliveries(clients: list[str]) -> None:
 
 def _age_figures(client_id: str, days: int) -> None:
     """As if the client's last successful sync was `days` ago (syncs kept failing since)."""
-    with Warehouse.from_settings().writer() as conn:
+    with warehouse_from_settings().writer() as conn:
         conn.execute("UPDATE reporting.freshness SET built_at = built_at - to_days(?) "
                      "WHERE client_id = ?", [days, client_id])
 
