@@ -432,14 +432,32 @@ def serve(host: str, port: int) -> int:
 @click.option("--rps", type=click.FloatRange(0, min_open=True), help="Rate limit per account.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Share of requests that fail (0 to 1).")
+@click.option("--for-demo", is_flag=True,
+              help="Serve the sandbox the last `demo` used, at its address (its clients keep "
+              "working after the demo).")
 def sandbox(host: str, port: int, seed: int, charges: int | None, accounts: int | None,
-            latency_ms: float, rps: float | None, fault_rate: float) -> int:
+            latency_ms: float, rps: float | None, fault_rate: float, for_demo: bool) -> int:
     """The local Stripe-compatible server with generated accounts (fake keys), in the
     foreground until Ctrl-C. Prints its URL and each account's key."""
     from sandbox.cli import run_sandbox  # a quarter of a second: only when it runs
 
+    if for_demo:
+        port, seed = _demo_sandbox_options()
     return run_sandbox(host=host, port=port, seed=seed, charges=charges, accounts=accounts,
                        latency_ms=latency_ms, rps=rps, fault_rate=fault_rate)
+
+
+def _demo_sandbox_options() -> tuple[int, int]:
+    """The port and seed the last demo's sandbox had (engine/demo_sandbox.py)."""
+    from urllib.parse import urlsplit
+
+    from engine.demo_sandbox import demo_sandbox  # settings: only with --for-demo
+
+    record = demo_sandbox()
+    if record is None:
+        raise click.UsageError("No demo has run here yet (STRIPE_REPORTS_HOME): run "
+                               "`make demo` first.")
+    return int(urlsplit(record["api_base"]).port or 0), int(record["seed"])
 
 
 @cli.command(short_help="Sandbox + demo clients, synced and reported.",
