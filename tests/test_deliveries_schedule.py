@@ -1,0 +1,48 @@
+"""When a delivery is due and which days it covers; a bad `deliveries` entry in clients.yaml
+leaves that client out with a message saying what is wrong."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+from engine.client_config import read_clients_file
+from engine.deliveries import DeliverySpec, due_delivery, last_due_date, period_dates
+
+
+def test_periods_are_whole_weeks_and_months():
+    wednesday = date(2026, 12, 2)
+    assert period_dates("last_week", wednesday) == (date(2026, 11, 23), date(2026, 11, 29))
+    assert period_dates("last_week", date(2026, 11, 30)) == (date(2026, 11, 23),
+                                                             date(2026, 11, 29))
+    assert period_dates("last_month", date(2026, 3, 1)) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert period_dates("month_to_date", date(2026, 3, 15)) == (date(2026, 3, 1),
+                                                                date(2026, 3, 14))
+    assert period_dates("month_to_date", date(2026, 3, 1)) == (date(2026, 2, 1),
+                                                               date(2026, 2, 28))
+
+
+def test_the_latest_due_date_and_its_period():
+    monthly = DeliverySpec("monthly", 5, "last_month", ("a@b.example",))
+    assert last_due_date(monthly, date(2026, 12, 4)) == date(2026, 11, 5)
+    assert last_due_date(monthly, date(2026, 12, 5)) == date(2026, 12, 5)
+    weekly = DeliverySpec("weekly", "MON", "last_week", ("a@b.example",))
+    assert last_due_date(weekly, date(2026, 12, 6)) == date(2026, 11, 30)  # a Sunday
+    due = due_delivery("acme", monthly, date(2026, 12, 4))
+    assert (due.start, due.end) == (date(2026, 10, 1), date(2026, 10, 31))
+    assert due.key == due_delivery("acme", monthly, date(2026, 11, 30)).key  # same period
+
+
+def test_a_bad_delivery_leaves_the_client_out(home):
+    Path(os.environ["STRIPE_REPORTS_CLIENTS_FILE"]).write_text(
+        "clients:\n"
+        "  acme:\n    deliveries: [{cadence: monthly, day: 31, period: last_month, to: [a@b.co]}]\n"
+        "  globex:\n    deliveries: [{cadence: weekly, day: FRI, period: last_week, to: [nope]}]\n"
+        "  initech:\n    deliveries: [{cadence: weekly, day: fri, period: last_week, "
+        "to: [boss@initech.example]}]\n")
+    clients = read_clients_file()
+    assert "1 to 28" in clients.problems["acme"]
+    assert "'nope' is not an email address" in clients.problems["globex"]
+    assert clients.configs["initech"].deliveries == (
+        DeliverySpec("weekly", "FRI", "last_week", ("boss@initech.example",)),)
