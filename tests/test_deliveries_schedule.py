@@ -46,3 +46,30 @@ def test_a_bad_delivery_leaves_the_client_out(home):
     assert "'nope' is not an email address" in clients.problems["globex"]
     assert clients.configs["initech"].deliveries == (
         DeliverySpec("weekly", "FRI", "last_week", ("boss@initech.example",)),)
+
+
+def test_deliveries_command_adds_lists_and_removes(home, capsys):
+    from apps.cli import main
+
+    path = Path(os.environ["STRIPE_REPORTS_CLIENTS_FILE"])
+    path.write_text("# the agency's clients\nclients:\n  acme:\n    name: Acme Corp\n")
+    assert main(["deliveries", "acme", "--add", "--cadence", "weekly", "--day", "mon",
+                 "--period", "last_week", "--to", "boss@acme.example"]) == 0
+    assert main(["deliveries", "acme", "--add", "--to", "cfo@acme.example"]) == 0
+    config = read_clients_file().configs["acme"]
+    assert config.name == "Acme Corp" and [d.to for d in config.deliveries] == [
+        ("boss@acme.example",), ("cfo@acme.example",)]
+    assert path.read_text().startswith("# the agency's clients\n")
+    capsys.readouterr()
+    assert main(["deliveries", "acme"]) == 0
+    listed = capsys.readouterr().out
+    assert "last week every MON to boss@acme.example" in listed
+    assert "last month on day 1 monthly to cfo@acme.example" in listed
+    assert main(["deliveries", "acme", "--remove", "1"]) == 0
+    assert [d.to for d in read_clients_file().configs["acme"].deliveries] == [
+        ("cfo@acme.example",)]
+    before = path.read_text()
+    assert main(["deliveries", "acme", "--add", "--day", "31", "--to", "x@y.example"]) == 2
+    assert main(["deliveries", "acme", "--remove", "5"]) == 2
+    assert main(["deliveries", "nobody", "--add", "--to", "x@y.example"]) == 2
+    assert path.read_text() == before
