@@ -449,9 +449,10 @@ def sandbox(host: str, port: int, seed: int, charges: int | None, accounts: int 
 
 def _demo_sandbox_options() -> tuple[int, int]:
     """The port and seed the last demo's sandbox had (engine/demo_sandbox.py)."""
+    # Only `sandbox --for-demo` reads the demo's record.
     from urllib.parse import urlsplit
 
-    from engine.demo_sandbox import demo_sandbox  # settings: only with --for-demo
+    from engine.demo_sandbox import demo_sandbox
 
     record = demo_sandbox()
     if record is None:

@@ -23,6 +23,7 @@ from engine.delivery_log import HELD, SENT, DeliveryLog
 from engine.failures import StripeAccessError, TransientStripeError, reconnect_steps
 from engine.freshness import read_built_at
 from engine.mail import MailError, held_notice, report_email, send, write_eml
+from engine.report_print import RenderError
 from engine.settings import MailSettings, load_mail_settings
 from engine.stripe_api import verify_account
 from engine.warehouse_factory import warehouse_from_settings
@@ -30,10 +31,6 @@ from engine.warehouse_factory import warehouse_from_settings
 SENT_NOW, HELD_NOW, ALREADY_SENT, FAILED = "sent", "held", "already_sent", "failed"
 # Renders the client's report for a period to a PDF file (the report page, printed).
 Renderer = Callable[[str, date, date, Path], Path]
-
-
-class RenderError(Exception):
-    """The report could not be printed; the message says why."""
 
 
 @dataclass

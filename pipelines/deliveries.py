@@ -2,11 +2,8 @@
 the sensor that launches the ones clients.yaml makes due, and retries held ones after the
 client's next good sync. The gating, the mail and the log are engine/delivery.py's."""
 
-import subprocess
-import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -30,15 +27,14 @@ from dagster import (
 
 from assets.partitions import CLIENTS_PARTITION_NAME, clients_partitions
 from engine.deliveries import DueDelivery
-from engine.delivery import RenderError, deliver, due_deliveries, pending
+from engine.delivery import deliver, due_deliveries, pending
 from engine.delivery_log import DeliveryLog
+from engine.report_print import print_report
 from pipelines.client_runs import QUIET_LOGGERS, REPOSITORY_LABEL
 from pipelines.jobs import launcher_tags
 
 DELIVERY_JOB_NAME = "stripe_delivery_job"
 DELIVERY_STATUS_TAG = "stripe_reports/delivery"
-ROOT = Path(__file__).resolve().parent.parent
-RENDER_TIMEOUT_SECONDS = 600
 
 
 class DeliveryConfig(Config):
@@ -48,29 +44,13 @@ class DeliveryConfig(Config):
     to: list[str]
 
 
-def render_report_pdf(client_id: str, start: date, end: date, path: Path) -> Path:
-    """The report printed by `stripe-reports report --pdf` in a child process: the printer is
-    an app (the report page in Chromium), which Dagster code does not import."""
-    command = [sys.executable, "-m", "apps.cli", "report", client_id, "--pdf", str(path),
-               "--start", start.isoformat(), "--end", end.isoformat()]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                              timeout=RENDER_TIMEOUT_SECONDS, check=False)
-    except subprocess.TimeoutExpired:
-        raise RenderError(f"Printing the report took over {RENDER_TIMEOUT_SECONDS} s.") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RenderError(f"The report could not be printed: {last}")
-    return path
-
-
 @op(name="deliver_report", out=Out(str, description="sent, held, already_sent or failed"))
 def deliver_report(context: OpExecutionContext, config: DeliveryConfig):
     """Send the client's report for the period if its key passed and its last sync covers the
     period; else hold it and tell the agency why. The output's metadata says which."""
     due = DueDelivery(context.partition_key, config.period, date.fromisoformat(config.start),
                       date.fromisoformat(config.end), tuple(config.to))
-    outcome = deliver(due, render_report_pdf, run_id=context.run_id)
+    outcome = deliver(due, print_report, run_id=context.run_id)
     context.instance.add_run_tags(context.run_id, {DELIVERY_STATUS_TAG: outcome.status})
     log = context.log.info if outcome.delivered else context.log.warning
     log(f"{outcome.status}: {outcome.reason or ''}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apps.report_pdf import PAPERS, render_pdf
+from engine.report_print import RenderError, print_report
 from reports.widgets import UnknownWidget, get_widget, render_csv, resolve_period, run_widgets
 
 ClientOf = Callable[[Request], Awaitable[str]]
@@ -23,10 +23,10 @@ def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-def _pdf_bytes(client_id: str, start: str | None, end: str | None, paper: str) -> bytes:
+def _pdf_bytes(client_id: str, start: date, end: date, paper: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="stripe-reports-pdf-") as folder:
-        path = render_pdf(client_id, start, end, Path(folder) / "report.pdf", paper=paper)
-        return path.read_bytes()
+        return print_report(client_id, start, end, Path(folder) / "report.pdf",
+                            paper).read_bytes()
 
 
 def export_routes(client_of: ClientOf) -> list[Route]:
@@ -36,14 +36,17 @@ def export_routes(client_of: ClientOf) -> list[Route]:
         client_id = await client_of(request)
         q = request.query_params
         paper = q.get("paper") or "A4"
-        if paper not in PAPERS:
+        if paper not in ("A4", "Letter"):
             return JSONResponse({"error": "paper is A4 or Letter"}, status_code=400)
         try:  # the period is checked here, so a bad one is a 400 and not a failed print
             period = resolve_period(q.get("start"), q.get("end"), datetime.now(UTC))
         except ValueError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
-        body = await run_in_threadpool(_pdf_bytes, client_id, period.start.isoformat(),
-                                       period.end.isoformat(), paper)
+        try:
+            body = await run_in_threadpool(_pdf_bytes, client_id, period.start, period.end,
+                                           paper)
+        except RenderError as error:
+            return JSONResponse({"error": str(error)}, status_code=503)
         name = f"{client_id}-{period.start}-{period.end}.pdf"
         return Response(body, media_type="application/pdf", headers=_attachment(name))
 
