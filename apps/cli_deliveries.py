@@ -10,16 +10,10 @@ from typing import Any, TextIO
 
 import click
 import yaml
+from pydantic import ValidationError
 
-from engine.client_config import read_clients_file
-from engine.deliveries import (
-    DeliverySpec,
-    DueDelivery,
-    check_emails,
-    due_delivery,
-    parse_delivery,
-    period_dates,
-)
+from engine.client_config import Delivery, check_emails, read_clients_file
+from engine.deliveries import DueDelivery, describe, due_delivery, period_dates
 from engine.delivery_log import DeliveryLog
 from engine.settings import load_settings
 from pipelines.definitions import defs
@@ -85,7 +79,7 @@ def list_deliveries(clients: list[str], out: TextIO | None = None) -> int:
             for number, spec in enumerate(specs, 1):
                 record = log.get(due_delivery(client, spec, datetime.now(UTC).date()).key)
                 last = f" · latest period: {record.status}" if record else ""
-                out.write(f"  {number}. {spec.describe()}{last}\n")
+                out.write(f"  {number}. {describe(spec)}{last}\n")
     return 0
 
 
@@ -108,14 +102,15 @@ def _write_entry(client: str, change: Any) -> None:
 
 
 def add_delivery(client: str, cadence: str, day: str, period: str, to: tuple[str, ...]) -> int:
-    value: str | int = int(day) if day.isdigit() else day
+    value: str | int = int(day) if day.isdigit() else day.upper()
     try:
-        spec: DeliverySpec = parse_delivery({"cadence": cadence, "day": value, "period": period,
-                                             "to": list(to)})
-    except ValueError as error:
-        raise click.UsageError(f"{error}.") from None
-    _write_entry(client, lambda e: e.setdefault("deliveries", []).append(spec.to_dict()))
-    click.echo(f"{client}: added {spec.describe()}.")
+        spec = Delivery(cadence=cadence, day=value, period=period, to=list(to))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise click.UsageError(f"{first['msg'].removeprefix('Value error, ')}.") from None
+    _write_entry(client, lambda e: e.setdefault("deliveries", []).append(
+        spec.model_dump(mode="json")))
+    click.echo(f"{client}: added {describe(spec)}.")
     return 0
 
 

@@ -7,7 +7,6 @@ so the PDF holds exactly what the page shows (figures, charts, print styles), wh
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -19,9 +18,9 @@ from urllib.parse import urlencode
 
 import uvicorn
 
+from engine.settings import load_settings
 from engine.user_errors import CommandError
 
-CHROMIUM = os.environ.get("STRIPE_REPORTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Paper -> the printable width in CSS pixels (12 mm margins each side): the page is laid out,
@@ -77,22 +76,24 @@ def render_pdf(client_id: str, start: date | str | None, end: date | str | None,
     """Print CLIENT's report for the period to `path` (A4 or Letter); returns the path."""
     if paper not in PAPERS:
         raise CommandError(f"Paper {paper!r} is not offered: use A4 or Letter.", 2)
-    if not Path(CHROMIUM).exists():
+    chromium = load_settings().chromium
+    if not Path(chromium).exists():
         raise CommandError(f"Chromium is needed to print the report and was not found at "
-                           f"{CHROMIUM}: install it (apt-get install chromium).", 1)
+                           f"{chromium}: install it (apt-get install chromium), or set "
+                           "STRIPE_REPORTS_CHROMIUM to its path.", 1)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _report_server() as base:
-        _print(base + report_path(client_id, start, end), target, paper)
+        _print(chromium, base + report_path(client_id, start, end), target, paper)
     return target
 
 
-def _print(url: str, target: Path, paper: str) -> None:
+def _print(chromium: str, url: str, target: Path, paper: str) -> None:
     # Playwright's driver costs a second to load: only a print pays for it.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": PAPERS[paper], "height": 1200})
             response = page.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)

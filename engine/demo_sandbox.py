@@ -10,7 +10,6 @@ demo connected, and only while STRIPE_API_BASE is unset (set, it wins for everyo
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ def demo_sandbox() -> dict[str, Any] | None:
 def sandbox_address(client_id: str, account_id: str | None) -> str | None:
     """The demo sandbox's address for a demo client, else None. A demo client whose sandbox
     is not running fails at once (not after minutes of retries) and says how to start it."""
-    if os.environ.get("STRIPE_API_BASE"):
+    if load_settings().api_base_configured:
         return None
     record = demo_sandbox()
     if not record or not account_id or record.get("accounts", {}).get(client_id) != account_id:

@@ -7,8 +7,8 @@ import os
 from datetime import date
 from pathlib import Path
 
-from engine.client_config import read_clients_file
-from engine.deliveries import DeliverySpec, due_delivery, last_due_date, period_dates
+from engine.client_config import Delivery, read_clients_file
+from engine.deliveries import due_delivery, last_due_date, period_dates
 
 
 def test_periods_are_whole_weeks_and_months():
@@ -24,10 +24,10 @@ def test_periods_are_whole_weeks_and_months():
 
 
 def test_the_latest_due_date_and_its_period():
-    monthly = DeliverySpec("monthly", 5, "last_month", ("a@b.example",))
+    monthly = Delivery(cadence="monthly", day=5, period="last_month", to=["a@b.example"])
     assert last_due_date(monthly, date(2026, 12, 4)) == date(2026, 11, 5)
     assert last_due_date(monthly, date(2026, 12, 5)) == date(2026, 12, 5)
-    weekly = DeliverySpec("weekly", "MON", "last_week", ("a@b.example",))
+    weekly = Delivery(cadence="weekly", day="mon", period="last_week", to=["a@b.example"])
     assert last_due_date(weekly, date(2026, 12, 6)) == date(2026, 11, 30)  # a Sunday
     due = due_delivery("acme", monthly, date(2026, 12, 4))
     assert (due.start, due.end) == (date(2026, 10, 1), date(2026, 10, 31))
@@ -44,8 +44,7 @@ def test_a_bad_delivery_leaves_the_client_out(home):
     clients = read_clients_file()
     assert "1 to 28" in clients.problems["acme"]
     assert "'nope' is not an email address" in clients.problems["globex"]
-    assert clients.configs["initech"].deliveries == (
-        DeliverySpec("weekly", "FRI", "last_week", ("boss@initech.example",)),)
+    assert [d.to for d in clients.configs["initech"].deliveries] == [["boss@initech.example"]]
 
 
 def test_deliveries_command_adds_lists_and_removes(home, capsys):
@@ -58,7 +57,7 @@ def test_deliveries_command_adds_lists_and_removes(home, capsys):
     assert main(["deliveries", "acme", "--add", "--to", "cfo@acme.example"]) == 0
     config = read_clients_file().configs["acme"]
     assert config.name == "Acme Corp" and [d.to for d in config.deliveries] == [
-        ("boss@acme.example",), ("cfo@acme.example",)]
+        ["boss@acme.example"], ["cfo@acme.example"]]
     assert path.read_text().startswith("# the agency's clients\n")
     capsys.readouterr()
     assert main(["deliveries", "acme"]) == 0
@@ -67,7 +66,7 @@ def test_deliveries_command_adds_lists_and_removes(home, capsys):
     assert "last month on day 1 monthly to cfo@acme.example" in listed
     assert main(["deliveries", "acme", "--remove", "1"]) == 0
     assert [d.to for d in read_clients_file().configs["acme"].deliveries] == [
-        ("cfo@acme.example",)]
+        ["cfo@acme.example"]]
     before = path.read_text()
     assert main(["deliveries", "acme", "--add", "--day", "31", "--to", "x@y.example"]) == 2
     assert main(["deliveries", "acme", "--remove", "5"]) == 2
