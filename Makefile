@@ -35,9 +35,14 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+# After `make demo`, the demo's sandbox Stripe runs beside Dagster, so its clients keep syncing.
 dev: install
 	$(BIN)/python -m pipelines.instance
-	$(BIN)/dagster dev
+	@if $(BIN)/python -c "import sys; from engine.demo_sandbox import demo_sandbox; sys.exit(demo_sandbox() is None)"; then \
+	  $(BIN)/stripe-reports sandbox --for-demo > "$${STRIPE_REPORTS_HOME:-.stripe-reports}/sandbox.log" 2>&1 & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null' EXIT INT TERM; \
+	  echo "The demo sandbox Stripe runs beside Dagster (log: sandbox.log in STRIPE_REPORTS_HOME)"; $(BIN)/dagster dev; \
+	else $(BIN)/dagster dev; fi
 
 clean:
 	rm -rf $(VENV) .stripe-reports build

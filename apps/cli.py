@@ -292,6 +292,112 @@ def widget(client: str, widget: str, start: str | None, end: str | None,
     return cli_widgets.print_widget(client, widget, start, end, currency, fmt, compare=compare)
 
 
+@cli.command(short_help="The client report as a PDF (headless Chromium).",
+             epilog=_examples(
+    "stripe-reports report acme --pdf acme.pdf",
+    "stripe-reports report acme --pdf acme-may.pdf --start 2025-05-01 --end 2025-05-31",
+    "stripe-reports report acme --pdf acme.pdf --paper Letter"))
+@click.argument("client")
+@click.option("--pdf", "pdf", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the PDF.")
+@click.option("--start", metavar="YYYY-MM-DD", help="First day (default: 30 days before the end).")
+@click.option("--end", metavar="YYYY-MM-DD", help="Last day (default: today, UTC).")
+@click.option("--paper", type=click.Choice(["A4", "Letter"]), default="A4", show_default=True,
+              help="Paper size.")
+def report(client: str, pdf: str, start: str | None, end: str | None, paper: str) -> int:
+    """Write CLIENT's report for a period as a PDF: the report page with its charts, printed
+    by headless Chromium (tiles and table rows are never cut by a page break)."""
+    # The widgets, the page and Playwright: only when a report is printed.
+    from datetime import UTC, datetime
+
+    from apps.report_pdf import render_pdf
+    from reports.widgets import resolve_period
+
+    check_names([client])
+    try:
+        period = resolve_period(start, end, datetime.now(UTC))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    written = render_pdf(client, period.start, period.end, pdf, paper=paper)
+    click.echo(f"Wrote {written} ({client}, {period.start} to {period.end}, {paper}).")
+    return 0
+
+
+@cli.command(short_help="Send clients' reports now (gated on good data).",
+             epilog=_examples(
+    "stripe-reports deliver acme                       # its deliveries in clients.yaml",
+    "stripe-reports deliver --all",
+    "stripe-reports deliver acme --period last_month --to boss@acme.example"))
+@click.argument("clients", nargs=-1, metavar="[CLIENT]...")
+@click.option("--all", "all_clients", is_flag=True,
+              help="Every client with deliveries in clients.yaml.")
+@click.option("--period", type=click.Choice(["last_month", "last_week", "month_to_date"]),
+              help="Deliver this period instead of the client's declared deliveries.")
+@click.option("--to", "to", multiple=True, metavar="EMAIL",
+              help="Recipient (repeat for more) instead of the declared ones.")
+def deliver(clients: tuple[str, ...], all_clients: bool, period: str | None,
+            to: tuple[str, ...]) -> int:
+    """Deliver each CLIENT's report now, each a run of stripe_delivery_job: the PDF is emailed
+    only if the client's key passes its check and the last sync covers the period; otherwise
+    it is held and the agency (STRIPE_REPORTS_AGENCY_EMAIL) is told why. A period is sent at
+    most once. Exits 0 if every report was sent (or had been), 1 if any was held or failed."""
+    if bool(clients) == all_clients:
+        raise click.UsageError("Name the clients to deliver, or use --all (not both).")
+    # Dagster, the mail and the log: only when a delivery runs.
+    from apps import cli_deliveries
+
+    names = check_names(clients) if clients else cli_deliveries.clients_with_deliveries()
+    if not names:
+        raise click.UsageError("No client has deliveries in clients.yaml: name clients and "
+                               "give --to.")
+    try:
+        dues = cli_deliveries.planned(names, period, to)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--to") from None
+    return cli_deliveries.deliver(dues)
+
+
+@cli.command(short_help="List, add or remove a client's scheduled deliveries.",
+             epilog=_examples(
+    "stripe-reports deliveries",
+    "stripe-reports deliveries acme --add --cadence monthly --day 1 --period last_month "
+    "--to boss@acme.example",
+    "stripe-reports deliveries acme --add --cadence weekly --day MON --period last_week "
+    "--to a@acme.example --to b@acme.example",
+    "stripe-reports deliveries acme --remove 2"))
+@click.argument("client", required=False)
+@click.option("--add", is_flag=True, help="Add a delivery (with --cadence, --day, --period, "
+              "--to).")
+@click.option("--cadence", type=click.Choice(["weekly", "monthly"]), default="monthly",
+              show_default=True)
+@click.option("--day", default="1", show_default=True,
+              help="MON..SUN for weekly, 1..28 for monthly.")
+@click.option("--period", type=click.Choice(["last_month", "last_week", "month_to_date"]),
+              default="last_month", show_default=True)
+@click.option("--to", "to", multiple=True, metavar="EMAIL", help="Recipient (repeat for more).")
+@click.option("--remove", type=int, metavar="N", help="Remove the client's delivery number N.")
+def deliveries(client: str | None, add: bool, cadence: str, day: str, period: str,
+               to: tuple[str, ...], remove: int | None) -> int:
+    """The scheduled deliveries declared in clients.yaml (`deliveries:` under a client): list
+    them with the latest period's outcome, add one, or remove one. The report_deliveries
+    sensor sends each when due, and a held one after the client's next good sync."""
+    from apps import cli_deliveries  # the log and YAML: only when it runs
+
+    if (add or remove) and not client:
+        raise click.UsageError("Name the client whose deliveries to change.")
+    if add and remove:
+        raise click.UsageError("Use --add or --remove, not both.")
+    if add:
+        if not to:
+            raise click.UsageError("--add needs at least one --to EMAIL.")
+        return cli_deliveries.add_delivery(check_names([client])[0], cadence, day, period, to)
+    if remove:
+        return cli_deliveries.remove_delivery(check_names([client])[0], remove)
+    names = check_names([client]) if client else cli_deliveries.clients_with_deliveries()
+    return cli_deliveries.list_deliveries(names)
+
+
 # -- servers ---------------------------------------------------------------------------------
 
 
@@ -326,14 +432,33 @@ def serve(host: str, port: int) -> int:
 @click.option("--rps", type=click.FloatRange(0, min_open=True), help="Rate limit per account.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Share of requests that fail (0 to 1).")
+@click.option("--for-demo", is_flag=True,
+              help="Serve the sandbox the last `demo` used, at its address (its clients keep "
+              "working after the demo).")
 def sandbox(host: str, port: int, seed: int, charges: int | None, accounts: int | None,
-            latency_ms: float, rps: float | None, fault_rate: float) -> int:
+            latency_ms: float, rps: float | None, fault_rate: float, for_demo: bool) -> int:
     """The local Stripe-compatible server with generated accounts (fake keys), in the
     foreground until Ctrl-C. Prints its URL and each account's key."""
     from sandbox.cli import run_sandbox  # a quarter of a second: only when it runs
 
+    if for_demo:
+        port, seed = _demo_sandbox_options()
     return run_sandbox(host=host, port=port, seed=seed, charges=charges, accounts=accounts,
                        latency_ms=latency_ms, rps=rps, fault_rate=fault_rate)
+
+
+def _demo_sandbox_options() -> tuple[int, int]:
+    """The port and seed the last demo's sandbox had (engine/demo_sandbox.py)."""
+    # Only `sandbox --for-demo` reads the demo's record.
+    from urllib.parse import urlsplit
+
+    from engine.demo_sandbox import demo_sandbox
+
+    record = demo_sandbox()
+    if record is None:
+        raise click.UsageError("No demo has run here yet (STRIPE_REPORTS_HOME): run "
+                               "`make demo` first.")
+    return int(urlsplit(record["api_base"]).port or 0), int(record["seed"])
 
 
 @cli.command(short_help="Sandbox + demo clients, synced and reported.",

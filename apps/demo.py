@@ -13,6 +13,7 @@ from typing import TextIO
 
 from apps.launch import sync_clients
 from apps.terminal import SyncProgressView, print_outcome
+from engine.demo_sandbox import remember_demo_sandbox
 from engine.settings import load_settings
 from pipelines.instance import connect_and_register
 from reports.widgets import format_result_line, run_widget, widget_catalog
@@ -47,6 +48,9 @@ def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
                                      replace_account=True, api_base=server.base_url)
             out.write(f"connected {client_id:<8} {outcome.account_id}  "
                       f"{outcome.connection.masked_key}\n")
+        # Remembered so the demo's clients keep working after it: `make dev` serves it again.
+        remember_demo_sandbox(server.base_url, seed, {
+            c: world.accounts[c].account_id for c in DEMO_CLIENTS})
         world.revoke_key(REVOKED_CLIENT)
         out.write(f"(the {REVOKED_CLIENT} key has now been revoked in Stripe, as happens when "
                   "a client's admin rolls it)\n\n")

@@ -40,6 +40,19 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+_EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
+
+
+def check_emails(addresses: Any) -> tuple[str, ...]:
+    """The addresses if each looks like one; a ValueError naming the first that does not."""
+    checked = []
+    for address in addresses:
+        if not isinstance(address, str) or not _EMAIL.fullmatch(address.strip()):
+            raise ValueError(f"{address!r} is not an email address")
+        checked.append(address.strip())
+    return tuple(checked)
+
+
 class Delivery(_Entry):
     """One scheduled delivery of the client report (docs/interface.md, clients.yaml)."""
 
@@ -47,6 +60,11 @@ class Delivery(_Entry):
     day: Annotated[str | int, Field(union_mode="left_to_right")]
     period: Literal["last_week", "last_month", "month_to_date"]
     to: Annotated[list[Text], Field(min_length=1)]
+
+    @field_validator("to")
+    @classmethod
+    def _email_addresses(cls, value: list[str]) -> list[str]:
+        return list(check_emails(value))
 
     @model_validator(mode="after")
     def _day_fits_cadence(self) -> Delivery:

@@ -309,6 +309,34 @@ def _engine_for(url: str) -> Engine:
                          connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
 
 
+def store_engine(url: str) -> Engine:
+    """An engine on the store's database, set up as the store's own (WAL, write locks): for
+    tables beside the connections, such as the delivery log."""
+    return _engine_for(url)
+
+
+def create_tables_once(engine: Engine, tables: list[Any]) -> None:
+    """Create `tables` once, even when several processes open a new database at once."""
+    with engine.connect() as connection:
+        existing = set(inspect(connection).get_table_names())
+    if {table.name for table in tables} <= existing:
+        return  # the usual case: no write lock needed just to open the store
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{_IMMEDIATE: True})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_CREATE_LOCK})"))
+            SQLModel.metadata.create_all(connection, tables=tables)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Session]:
+    """One atomic write that takes SQLite's write lock when it begins (see _on_begin)."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        session.connection(execution_options={_IMMEDIATE: True})
+        yield session
+
+
 class ConnectionStore:
     """Clients' Stripe connections, stored with their keys encrypted."""
 
@@ -342,17 +370,7 @@ class ConnectionStore:
     # -- sessions ---------------------------------------------------------------------
 
     def _create_tables(self) -> None:
-        """Create the tables once, even when several processes open a new store at once."""
-        with self._engine.connect() as connection:
-            existing = set(inspect(connection).get_table_names())
-        if {table.name for table in _TABLES} <= existing:
-            return  # the usual case: no write lock needed just to open the store
-        with self._engine.connect() as connection:
-            connection = connection.execution_options(**{_IMMEDIATE: True})
-            with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_CREATE_LOCK})"))
-                SQLModel.metadata.create_all(connection, tables=_TABLES)
+        create_tables_once(self._engine, _TABLES)
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from engine.client_config import client_config
 from engine.clients import client_key
 from engine.connection_store import ClientConnection, ConnectionStore, check_client_id
+from engine.demo_sandbox import sandbox_address
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
@@ -254,7 +255,9 @@ def open_account(
     account = StripeAccount(
         client_id,
         key,
-        api_base=api_base or settings.api_base,
+        # A demo client keeps the demo's sandbox (engine/demo_sandbox.py), never Stripe.
+        api_base=api_base or sandbox_address(client_id, connection and connection.account_id)
+        or settings.api_base,
         stripe_account=config.stripe_account or (connection.stripe_account if connection else None),
         requests_per_second=config.max_requests_per_second,
         key_env=status.key_env,

@@ -34,6 +34,13 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 STORAGE_URL_ENV = "STRIPE_REPORTS_DAGSTER_STORAGE_URL"
 CLIENTS_FILE_ENV = "STRIPE_REPORTS_CLIENTS_FILE"
 ALERT_WEBHOOK_ENV = "STRIPE_REPORTS_ALERT_WEBHOOK"
+SMTP_URL_ENV = "STRIPE_REPORTS_SMTP_URL"
+MAIL_FROM_ENV = "STRIPE_REPORTS_MAIL_FROM"
+AGENCY_EMAIL_ENV = "STRIPE_REPORTS_AGENCY_EMAIL"
+BRAND_NAME_ENV = "STRIPE_REPORTS_BRAND_NAME"
+CHROMIUM_ENV = "STRIPE_REPORTS_CHROMIUM"
+DEFAULT_BRAND_NAME = "Stripe reports"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
 LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
 
@@ -68,6 +75,11 @@ class _Environment(BaseSettings):
     clients_file: Path | None = Field(None, validation_alias=CLIENTS_FILE_ENV)
     alert_webhook: str | None = Field(None, validation_alias=ALERT_WEBHOOK_ENV)
     launched_by: str | None = Field(None, validation_alias=LAUNCHER_ENV)
+    smtp_url: str | None = Field(None, validation_alias=SMTP_URL_ENV)
+    mail_from: str | None = Field(None, validation_alias=MAIL_FROM_ENV)
+    agency_email: str | None = Field(None, validation_alias=AGENCY_EMAIL_ENV)
+    brand_name: str = Field(DEFAULT_BRAND_NAME, validation_alias=BRAND_NAME_ENV)
+    chromium: str = Field(DEFAULT_CHROMIUM, validation_alias=CHROMIUM_ENV)
 
 
 _VARIABLES = tuple(field.validation_alias for field in _Environment.model_fields.values())
@@ -93,6 +105,15 @@ class Settings:
     dagster_storage_url: str | None = None
     # Who starts syncs in this process when the caller does not say (`web` for the page's).
     launched_by: str | None = None
+    # STRIPE_API_BASE was given: it wins for every client (the demo's sandbox included).
+    api_base_configured: bool = False
+    # Deliveries: outgoing mail (the URL may hold a password: never shown), sender, agency.
+    smtp_url: str | None = None
+    mail_from: str | None = None
+    agency_email: str | None = None
+    brand_name: str = DEFAULT_BRAND_NAME
+    # The Chromium that prints PDFs.
+    chromium: str = DEFAULT_CHROMIUM
 
     @property
     def warehouse(self) -> str:
@@ -133,6 +154,9 @@ def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
         retry_seconds=env.retry_seconds,
         dagster_storage_url=_storage_url(env.dagster_storage_url),
         launched_by=env.launched_by,
+        api_base_configured="api_base" in env.model_fields_set,
+        smtp_url=env.smtp_url, mail_from=env.mail_from, agency_email=env.agency_email,
+        brand_name=env.brand_name, chromium=env.chromium,
     )
 
 
@@ -195,3 +219,21 @@ def _storage_url(url: str | None) -> str | None:
 def environment_variable(name: str) -> str | None:
     """A variable named at run time (a clients.yaml `key_env`), empty counting as unset."""
     return os.environ.get(name) or None
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """What deliveries need of the settings (STRIPE_REPORTS_SMTP_URL and friends)."""
+
+    smtp_url: str | None
+    mail_from: str | None
+    agency_email: str | None
+    brand_name: str
+    outbox: Path
+
+
+def load_mail_settings() -> MailSettings:
+    settings = load_settings()
+    return MailSettings(smtp_url=settings.smtp_url, mail_from=settings.mail_from,
+                        agency_email=settings.agency_email, brand_name=settings.brand_name,
+                        outbox=settings.home / "outbox")

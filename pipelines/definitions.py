@@ -8,6 +8,7 @@ from assets.stripe_assets import stripe_sync
 from pipelines.alerts import credential_alert_sensor
 from pipelines.batches import stripe_sync_batch_job
 from pipelines.credential_watch import check_credentials_job, check_credentials_schedule
+from pipelines.deliveries import report_deliveries_sensor, stripe_delivery_job
 from pipelines.jobs import stripe_sync_job
 from pipelines.lake_maintenance import lake_maintenance_job, lake_maintenance_schedule
 from pipelines.schedules import build_sync_schedules
@@ -25,9 +26,10 @@ ASSETS = [stripe_sync, *reporting_assets, *health_assets]
 defs = Definitions(
     assets=ASSETS,
     asset_checks=health_checks,
-    jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job, lake_maintenance_job],
+    jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job, lake_maintenance_job,
+          stripe_delivery_job],
     schedules=[*build_sync_schedules(), check_credentials_schedule, lake_maintenance_schedule],
     sensors=[register_clients_sensor, credential_alert_sensor, fail_dead_runs_sensor,
-             client_health_sensor],
+             client_health_sensor, report_deliveries_sensor],
     resources=RESOURCES,
 )

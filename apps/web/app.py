@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apps.web.exports import export_routes
 from engine.client_config import read_clients_file
 from engine.clients import ClientStatus, roster_or_error
 from engine.connection_store import (
@@ -459,6 +460,7 @@ def create_app(settings: Settings | None = None, *, host: str | None = None) -> 
             Route("/clients/{client_id}", report),
             Route("/clients/{client_id}/connect", connect_form, methods=["GET"]),
             Route("/clients/{client_id}/connect", connect_submit, methods=["POST"]),
+            *export_routes(_client_id),
             Route("/api/widgets", api_catalog),
             Route("/api/clients", api_clients),
             Route("/api/clients/{client_id}/status", api_status),
