@@ -34,6 +34,13 @@ DAGSTER_HOME_ENV = "DAGSTER_HOME"
 STORAGE_URL_ENV = "STRIPE_REPORTS_DAGSTER_STORAGE_URL"
 CLIENTS_FILE_ENV = "STRIPE_REPORTS_CLIENTS_FILE"
 ALERT_WEBHOOK_ENV = "STRIPE_REPORTS_ALERT_WEBHOOK"
+ADMIN_PASSWORD_ENV = "STRIPE_REPORTS_ADMIN_PASSWORD"
+ADMIN_PASSWORD_HASH_ENV = "STRIPE_REPORTS_ADMIN_PASSWORD_HASH"
+PUBLIC_URL_ENV = "STRIPE_REPORTS_PUBLIC_URL"
+TRUSTED_PROXY_HEADER_ENV = "STRIPE_REPORTS_TRUSTED_PROXY_HEADER"
+BRAND_NAME_ENV = "STRIPE_REPORTS_BRAND_NAME"
+BRAND_LOGO_ENV = "STRIPE_REPORTS_BRAND_LOGO"
+BRAND_COLOR_ENV = "STRIPE_REPORTS_BRAND_COLOR"
 # Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
 LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
 
@@ -68,6 +75,13 @@ class _Environment(BaseSettings):
     clients_file: Path | None = Field(None, validation_alias=CLIENTS_FILE_ENV)
     alert_webhook: str | None = Field(None, validation_alias=ALERT_WEBHOOK_ENV)
     launched_by: str | None = Field(None, validation_alias=LAUNCHER_ENV)
+    admin_password: str | None = Field(None, validation_alias=ADMIN_PASSWORD_ENV)
+    admin_password_hash: str | None = Field(None, validation_alias=ADMIN_PASSWORD_HASH_ENV)
+    public_url: str | None = Field(None, validation_alias=PUBLIC_URL_ENV)
+    trusted_proxy_header: str | None = Field(None, validation_alias=TRUSTED_PROXY_HEADER_ENV)
+    brand_name: str | None = Field(None, validation_alias=BRAND_NAME_ENV)
+    brand_logo: Path | None = Field(None, validation_alias=BRAND_LOGO_ENV)
+    brand_color: str | None = Field(None, validation_alias=BRAND_COLOR_ENV)
 
 
 _VARIABLES = tuple(field.validation_alias for field in _Environment.model_fields.values())
@@ -93,6 +107,17 @@ class Settings:
     dagster_storage_url: str | None = None
     # Who starts syncs in this process when the caller does not say (`web` for the page's).
     launched_by: str | None = None
+    # The console's staff password, or its scrypt hash (`serve --hash-password` makes one).
+    admin_password: str | None = None
+    admin_password_hash: str | None = None
+    # The base URL share links and emails point to; off loopback, the only Host served.
+    public_url: str | None = None
+    # A header a trusted sign-in proxy sets to the staff member's name (off unless named).
+    trusted_proxy_header: str | None = None
+    # The agency's brand on client reports: name, logo file, colour.
+    brand_name: str | None = None
+    brand_logo: Path | None = None
+    brand_color: str | None = None
 
     @property
     def warehouse(self) -> str:
@@ -133,6 +158,13 @@ def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
         retry_seconds=env.retry_seconds,
         dagster_storage_url=_storage_url(env.dagster_storage_url),
         launched_by=env.launched_by,
+        admin_password=env.admin_password,
+        admin_password_hash=(env.admin_password_hash or "").strip() or None,
+        public_url=(env.public_url or "").strip().rstrip("/") or None,
+        trusted_proxy_header=(env.trusted_proxy_header or "").strip() or None,
+        brand_name=(env.brand_name or "").strip() or None,
+        brand_logo=env.brand_logo,
+        brand_color=(env.brand_color or "").strip() or None,
     )
 
 
