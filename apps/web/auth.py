@@ -40,18 +40,18 @@ MAX_DELAY = 8.0
 
 
 def hash_password(password: str) -> str:
-    """`scrypt$N$r$p$salt$hash` (base64): what STRIPE_REPORTS_ADMIN_PASSWORD_HASH holds."""
+    """`scrypt:N:r:p:salt:hash` (base64): what STRIPE_REPORTS_ADMIN_PASSWORD_HASH holds."""
     if not password:
         raise CommandError("The password is empty: type one (on standard input).")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P)
     encode = base64.urlsafe_b64encode
-    return f"scrypt${_N}${_R}${_P}${encode(salt).decode()}${encode(digest).decode()}"
+    return f"scrypt:{_N}:{_R}:{_P}:{encode(salt).decode()}:{encode(digest).decode()}"
 
 
 def check_password_hash(stored: str) -> None:
     """Refuses (exit 2) a STRIPE_REPORTS_ADMIN_PASSWORD_HASH that is not one of ours."""
-    parts = stored.split("$")
+    parts = stored.split(":")
     try:
         ok = len(parts) == 6 and parts[0] == "scrypt" and all(int(x) > 0 for x in parts[1:4])
         base64.urlsafe_b64decode(parts[4]), base64.urlsafe_b64decode(parts[5])
@@ -64,7 +64,7 @@ def check_password_hash(stored: str) -> None:
 
 def verify_password(password: str, settings: Settings) -> bool:
     if settings.admin_password_hash:
-        _scheme, n, r, p, salt, digest = settings.admin_password_hash.split("$")
+        _scheme, n, r, p, salt, digest = settings.admin_password_hash.split(":")
         tried = hashlib.scrypt(password.encode(), salt=base64.urlsafe_b64decode(salt),
                                n=int(n), r=int(r), p=int(p), maxmem=2**26)
         return hmac.compare_digest(tried, base64.urlsafe_b64decode(digest))

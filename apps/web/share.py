@@ -68,5 +68,5 @@ def client_of_token(store: ConnectionStore, token: str) -> str | None:
     return payload["c"]
 
 
-def revoke(store: ConnectionStore, client_id: str) -> None:
+def revoke_links(store: ConnectionStore, client_id: str) -> None:
     revoke_shares(store, client_id)
