@@ -45,9 +45,12 @@ def when(value: datetime | None) -> str:
 
 
 def display_name(client_id: str, connection: ClientConnection | None) -> str:
+    """clients.yaml's name, else the name given at connect, else Stripe's account name."""
     config = read_clients_file().configs.get(client_id)
+    if config and config.name:
+        return config.name
     if connection is None:
-        return (config.name if config and config.name else None) or client_id
+        return client_id
     return connection.account_name if connection.name == client_id and \
         connection.account_name else connection.name
 
