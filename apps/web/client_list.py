@@ -51,7 +51,11 @@ def describe(connection: ClientConnection | None, config: ClientConfig,
     if last_sync is None:
         return "waiting for first sync", WAITING, "Connected; the first sync has not finished."
     if now - last_sync > config.stale_after:
-        return "figures out of date", ATTENTION, "The last successful sync is too old."
+        hours = (now - last_sync).total_seconds() / 3600
+        age = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+        return ("figures out of date", ATTENTION,
+                f"The last successful sync was {age} ago; the schedule expects one every "
+                f"{config.stale_after}.")
     return "up to date", HEALTHY, ""
 
 

@@ -75,7 +75,7 @@
         scales: {
           x: {
             stacked: stacked, grid: { display: false },
-            ticks: { maxTicksLimit: 8, color: "#697386", maxRotation: 0 },
+            ticks: { maxTicksLimit: window.innerWidth < 560 ? 4 : 8, color: "#697386", maxRotation: 0 },
           },
           y: {
             stacked: stacked, beginAtZero: true, grid: { color: "#eef1f5" },
