@@ -21,7 +21,7 @@ from apps.web.auth import hash_password
 from engine.access_records import audit_entries
 from engine.connection_store import ConnectionStore
 from engine.credentials import connect_client
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 from tests.test_reporting_support import seed_report_data
 from tests.web_server import AppServer, free_port
@@ -60,7 +60,7 @@ def staff_server(home, monkeypatch):
     monkeypatch.setenv("STRIPE_REPORTS_ADMIN_PASSWORD_HASH", hash_password(PASSWORD))
     monkeypatch.setenv("STRIPE_REPORTS_PUBLIC_URL", f"http://127.0.0.1:{port}")
     now = datetime.now(UTC)
-    seed_report_data(Warehouse.from_settings(), "acme", now)
+    seed_report_data(warehouse_from_settings(), "acme", now)
     with ConnectionStore.from_settings() as store:
         store.save_connection("acme", secret_key=KEY, account_id="acct_acme", livemode=False,
                               name="Acme Corp")
@@ -152,7 +152,7 @@ def test_session_cookie_is_secure_behind_https(home, monkeypatch):
 
 
 def _rows(client_id: str) -> int:
-    with Warehouse.from_settings().reader() as conn:
+    with warehouse_from_settings().reader() as conn:
         return conn.execute("SELECT count(*) FROM reporting.payments WHERE client_id = ?",
                             [client_id]).fetchone()[0]
 
@@ -168,7 +168,7 @@ def test_a_foreign_host_changes_nothing(home, sandbox_factory, monkeypatch, told
         monkeypatch.setenv("STRIPE_REPORTS_ADMIN_PASSWORD", PASSWORD)
     accounts = server.world.accounts
     connect_client("c4", accounts["c4"].secret_key, api_base=server.base_url)
-    seed_report_data(Warehouse.from_settings(), "c4", datetime.now(UTC))
+    seed_report_data(warehouse_from_settings(), "c4", datetime.now(UTC))
     before = _rows("c4")
     forged = {"Host": "evil.example", "Origin": "http://evil.example"}
     with AppServer(told_host, port) as app, httpx.Client(base_url=app.url) as http:

@@ -13,7 +13,7 @@ from apps.web.app import create_app
 from engine.access_records import audit_entries
 from engine.connection_store import ConnectionState, ConnectionStore
 from engine.credentials import connect_client
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 from tests.test_reporting_support import seed_report_data
 
@@ -26,7 +26,7 @@ def console(home, tmp_path, monkeypatch):
         "clients:\n  envco:\n    name: Env Co\n    key_env: ENVCO_STRIPE_KEY\n")
     monkeypatch.setenv("ENVCO_STRIPE_KEY", "sk_test_" + "FromTheEnvironment" * 2)
     now = datetime.now(UTC)
-    seed_report_data(Warehouse.from_settings(), "acme", now)
+    seed_report_data(warehouse_from_settings(), "acme", now)
     with ConnectionStore.from_settings() as store:
         store.save_connection("acme", secret_key=KEY, account_id="acct_acme", livemode=False,
                               name="Acme Corp")

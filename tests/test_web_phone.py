@@ -14,7 +14,7 @@ import pytest
 from apps.web.auth import hash_password
 from apps.web.share import share_token
 from engine.connection_store import ConnectionStore
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widget
 from tests.test_reporting_support import seed_report_data
 from tests.web_server import AppServer, free_port
@@ -54,7 +54,7 @@ def server(home, tmp_path, monkeypatch):
     monkeypatch.setenv("STRIPE_REPORTS_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("STRIPE_REPORTS_BRAND_NAME", "Northwind Agency")
     now = datetime.now(UTC)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     seed_report_data(warehouse, "bergmann", now, currency="eur", scale=4)
     seed_report_data(warehouse, "acme", now, seed=2)
     with ConnectionStore.from_settings() as store:

@@ -21,7 +21,7 @@ from apps.web.auth import hash_password
 from apps.web.client_report import TILES, change, client_locale
 from apps.web.share import share_token
 from engine.connection_store import ConnectionStore
-from engine.warehouse import Warehouse
+from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widget
 from tests.test_reporting_support import seed_report_data
 from tests.web_server import AppServer, free_port
@@ -49,7 +49,7 @@ def served(home, tmp_path, monkeypatch):
     monkeypatch.setenv("STRIPE_REPORTS_BRAND_NAME", "Northwind Agency")
     monkeypatch.setenv("STRIPE_REPORTS_BRAND_COLOR", "#0a7d5a")
     now = datetime.now(UTC)
-    warehouse = Warehouse.from_settings()
+    warehouse = warehouse_from_settings()
     seed_report_data(warehouse, "acme", now)
     seed_report_data(warehouse, "bergmann", now, seed=5, currency="eur", scale=3)
     with ConnectionStore.from_settings() as store:
@@ -138,7 +138,7 @@ def test_tampered_expired_and_revoked_links_are_404(served):
 
 def test_the_client_report_keeps_operator_text_out(served):
     """A stale client (its last sync failed with an operator's message) and a bad period."""
-    Warehouse.from_settings().record_failure(
+    warehouse_from_settings().record_failure(
         "acme", "Stripe did not answer within 180 s (STRIPE_REPORTS_RETRY_SECONDS).")
     with ConnectionStore.from_settings() as store:
         token = share_token(store, "acme", timedelta(days=1))
