@@ -75,7 +75,7 @@ def _tile(result: WidgetResult) -> dict[str, Any]:
         "result": result,
         "text": format_value(result.value, result.unit, result.currency),
         "previous_text": format_value(result.previous, result.unit, result.currency),
-        "change": format_change(result.value, result.previous),
+        "change": format_change(result.value, result.previous, result.unit),
         "trend": "flat" if good is None else ("good" if good else "bad"),
         "direction": "" if not ratio else ("▲" if ratio > 0 else "▼"),
         "description": widget.description,
@@ -205,7 +205,7 @@ async def api_widgets(request: Request) -> Response:
         results = await run_in_threadpool(
             lambda: run_widgets(client_id, chosen, q.get("start"), q.get("end"),
                                 q.get("currency"), warehouse=state.warehouse,
-                                store=state.store))
+                                store=state.store, compare=q.get("compare")))
     except UnknownWidget as error:
         return JSONResponse({"error": str(error)}, status_code=404)
     except ValueError as error:
