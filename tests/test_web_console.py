@@ -116,3 +116,19 @@ def test_check_again_runs_the_credential_check_now(home, sandbox_factory):
         assert checked.status_code == 200 and "Checked just now" in checked.text
         assert "failed" in checked.text.split('id="last-check"', 1)[1][:80]
         assert "reconnect required" in client.get("/").text
+
+
+def test_the_panel_makes_and_ends_share_links(console):
+    made = console.post("/clients/acme/share", data={"form_token": _token(console, "acme")})
+    link = made.text.split('id="share-link" readonly value="', 1)[1].split('"', 1)[0]
+    assert link.startswith("http://127.0.0.1:8050/r/")
+    path = link.removeprefix("http://127.0.0.1:8050")
+    assert console.get(path).status_code == 200
+    unconfirmed = console.post("/clients/acme/share", data={
+        "form_token": _token(console, "acme"), "revoke": "yes", "confirm": ""})
+    assert unconfirmed.status_code == 400 and console.get(path).status_code == 200
+    ended = console.post("/clients/acme/share", data={
+        "form_token": _token(console, "acme"), "revoke": "yes", "confirm": "acme"})
+    assert "now ends in 404" in ended.text and console.get(path).status_code == 404
+    with ConnectionStore.from_settings() as store:
+        assert [e.action for e in audit_entries(store, "acme")] == ["revoke share links"]

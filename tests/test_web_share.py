@@ -150,3 +150,17 @@ def test_the_client_report_keeps_operator_text_out(served):
         for html in (stale, bad_period.text):
             for text in OPERATOR_TEXT:
                 assert text not in html, text
+
+
+def test_a_printer_gets_a_period_without_a_session(served):
+    """The path the PDF and deliveries print (staff sign-in is on for this server)."""
+    from apps.web.share import client_report_path
+
+    today = datetime.now(UTC).date()
+    start, end = today - timedelta(days=40), today - timedelta(days=10)
+    with ConnectionStore.from_settings() as store:
+        path = client_report_path(store, "acme", start, end)
+    html = httpx.get(f"{served.url}{path}").text
+    widget = run_widget("acme", "gross_volume", start, end)
+    assert widget.state == "ok" and _tiles(html)["gross_volume"][0] == str(widget.value)
+    assert str(end.year) in html.split('id="period">', 1)[1].split("<", 1)[0]

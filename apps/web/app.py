@@ -63,6 +63,7 @@ ROUTES = [
     Route("/clients/{client_id}/connect", console.add_key, methods=["POST"]),
     Route("/clients/{client_id}/check", console.check_again, methods=["POST"]),
     Route("/clients/{client_id}/remove-key", console.remove_key, methods=["POST"]),
+    Route("/clients/{client_id}/share", console.make_share_link, methods=["POST"]),
     Route("/api/widgets", agency_report.api_catalog),
     Route("/api/clients", agency_report.api_clients),
     Route("/api/clients/{client_id}/status", agency_report.api_status),

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from apps.web.client_list import client_rows
 from apps.web.common import app_state, display_name, known_client, page, when
 from apps.web.security import same_origin
+from apps.web.share import parse_expiry, revoke_links, share_url
 from engine.access_records import audit_entries, record_audit
 from engine.client_config import client_config
 from engine.connection_store import ClientNotConnected
@@ -69,14 +70,15 @@ def panel_context(request: Request, client_id: str, **extra: Any) -> dict[str, A
         "name": display_name(client_id, connection), "key_env": config.key_env,
         "env_key_set": bool(config.key_from_env()),
         "audit": audit_entries(state.store, client_id, limit=10),
-        "error": None, "notice": None, **extra,
+        "error": None, "notice": None, "share_link": None, **extra,
     }
 
 
 async def connect_panel(request: Request) -> Response:
     client_id = await known_client(request)
     notice = {"checked": "Checked just now: the result is below.",
-              "removed": "The key was removed. Add a new key below."}.get(
+              "removed": "The key was removed. Add a new key below.",
+              "revoked": "Every share link of this client made so far now ends in 404."}.get(
         request.query_params.get("done", ""))
     context = await run_in_threadpool(panel_context, request, client_id, notice=notice)
     return page(request, "connect.html", context)
@@ -201,3 +203,27 @@ async def add_key(request: Request) -> Response:
         else None)
     query = urlencode({"sync_started": datetime.now(UTC).replace(microsecond=0).isoformat()})
     return RedirectResponse(f"/clients/{client_id}?{query}", status_code=303)
+
+
+async def make_share_link(request: Request) -> Response:
+    """A share link made from the panel, shown once on it (as `stripe-reports share`)."""
+    state = app_state(request)
+    client_id = await known_client(request)
+    form = await checked_form(request)
+    if form is None:
+        return refused_form(request)
+    if form.get("revoke") == "yes":
+        if not _confirmed(form, client_id):
+            context = await run_in_threadpool(panel_context, request, client_id, error={
+                "message": f"Type {client_id} in the box to confirm ending its links. "
+                           "Nothing was changed.", "steps": []})
+            return page(request, "connect.html", context, status=400)
+        await run_in_threadpool(revoke_links, state.store, client_id)
+        await run_in_threadpool(record_audit, state.store, client_id=client_id,
+                                who=state.access.staff(request) or "",
+                                action="revoke share links")
+        return RedirectResponse(f"/clients/{client_id}/connect?done=revoked", status_code=303)
+    link = await run_in_threadpool(share_url, state.settings, state.store, client_id,
+                                   parse_expiry("30d"))
+    context = await run_in_threadpool(panel_context, request, client_id, share_link=link)
+    return page(request, "connect.html", context)

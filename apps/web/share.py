@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -51,6 +52,16 @@ def share_url(settings: Settings, store: ConnectionStore, client_id: str,
               expires_in: timedelta) -> str:
     base = settings.public_url or DEFAULT_SERVE_URL
     return f"{base}{SHARE_PATH}{share_token(store, client_id, expires_in)}"
+
+
+def client_report_path(store: ConnectionStore, client_id: str,
+                       start: date | str | None = None, end: date | str | None = None,
+                       expires_in: timedelta = timedelta(minutes=30)) -> str:
+    """A short-lived path to the client report for a period, for a printer (the PDF and
+    deliveries): it needs no session, whether or not a staff password is set."""
+    query = urlencode({k: str(v) for k, v in (("start", start), ("end", end)) if v})
+    path = f"{SHARE_PATH}{share_token(store, client_id, expires_in)}"
+    return f"{path}?{query}" if query else path
 
 
 def client_of_token(store: ConnectionStore, token: str) -> str | None:
