@@ -185,3 +185,17 @@ def test_a_foreign_host_changes_nothing(home, sandbox_factory, monkeypatch, told
         assert store.get("c4").account_id == accounts["c4"].account_id
         assert audit_entries(store, "c4") == []
     assert before > 0 and _rows("c4") == before
+
+
+def test_a_trusted_proxy_header_signs_staff_in_only_when_named(home, monkeypatch):
+    monkeypatch.setenv("STRIPE_REPORTS_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("STRIPE_REPORTS_PUBLIC_URL", "https://reports.example.com")
+    base = "https://reports.example.com"
+    with TestClient(create_app(host="0.0.0.0", port=8050), base_url=base) as client:
+        sent = {"X-Forwarded-User": "dana@agency.example"}
+        assert client.get("/api/clients", headers=sent).status_code == 401  # off by default
+    monkeypatch.setenv("STRIPE_REPORTS_TRUSTED_PROXY_HEADER", "X-Forwarded-User")
+    with TestClient(create_app(host="0.0.0.0", port=8050), base_url=base) as client:
+        assert client.get("/api/clients", headers=sent).status_code == 200
+        assert "dana@agency.example (via proxy)" in client.get("/", headers=sent).text
+        assert client.get("/api/clients").status_code == 401

@@ -164,3 +164,16 @@ def test_a_printer_gets_a_period_without_a_session(served):
     widget = run_widget("acme", "gross_volume", start, end)
     assert widget.state == "ok" and _tiles(html)["gross_volume"][0] == str(widget.value)
     assert str(end.year) in html.split('id="period">', 1)[1].split("<", 1)[0]
+
+
+def test_a_client_whose_key_failed_reads_no_reason_and_no_figures(served):
+    reason = "Stripe rejected the key of client 'acme' (acct_acme): it was revoked."
+    with ConnectionStore.from_settings() as store:
+        store.record_check("acme", ok=False, reason=reason,
+                           steps=["Run `stripe-reports connect acme`."])
+        token = share_token(store, "acme", timedelta(days=1))
+    html = httpx.get(f"{served.url}/r/{token}").text
+    assert "being refreshed" in html and "revoked" not in html
+    assert 'class="tile-value">' not in html and "<tbody>" not in html
+    for text in OPERATOR_TEXT:
+        assert text not in html, text
