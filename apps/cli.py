@@ -401,18 +401,69 @@ def deliveries(client: str | None, add: bool, cadence: str, day: str, period: st
 # -- servers ---------------------------------------------------------------------------------
 
 
-@cli.command(short_help="The report web page.",
-             epilog=_examples("stripe-reports serve",
-                              "stripe-reports serve --host 0.0.0.0 --port 8080"))
+@cli.command(short_help="The report web page: agency console and client reports.",
+             epilog=_examples(
+                 "stripe-reports serve",
+                 "stripe-reports serve --hash-password        # type the staff password",
+                 "STRIPE_REPORTS_ADMIN_PASSWORD_HASH='scrypt:...' \\\n"
+                 "    STRIPE_REPORTS_PUBLIC_URL=https://reports.example.com \\\n"
+                 "    stripe-reports serve --host 0.0.0.0 --port 8080"))
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0: every interface).")
+              help="Address to listen on. Any address but loopback needs "
+              "STRIPE_REPORTS_ADMIN_PASSWORD (or _HASH) and, for 0.0.0.0, "
+              "STRIPE_REPORTS_PUBLIC_URL.")
 @click.option("--port", type=int, default=8050, show_default=True, callback=_port,
               help="1 to 65535, or 0 for any free port.")
-def serve(host: str, port: int) -> int:
-    """The report web page: one report per client, a JSON API and the reconnect form."""
+@click.option("--hash-password", is_flag=True,
+              help="Read a staff password from standard input, print its hash for "
+              "STRIPE_REPORTS_ADMIN_PASSWORD_HASH, and exit.")
+def serve(host: str, port: int, hash_password: bool) -> int:
+    """The report web page: the agency console (staff sign in, unless it only listens on
+    loopback without a password) and the client reports opened by share links."""
+    if hash_password:
+        return _print_password_hash()
     from apps.web import serve as serve_page  # Starlette and uvicorn: only when it runs
 
     serve_page(host=host, port=port)
+    return 0
+
+
+def _print_password_hash() -> int:
+    from apps.web.auth import hash_password  # the web's own hashing, checked by `serve`
+
+    if sys.stdin.isatty():
+        password = click.prompt("Staff password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    click.echo(hash_password(password))
+    return 0
+
+
+@cli.command(short_help="A signed link to a client's report (no sign-in, until it expires).",
+             epilog=_examples("stripe-reports share acme",
+                              "stripe-reports share acme --expires 7d",
+                              "stripe-reports share --revoke acme   # ends every link of acme"))
+@click.argument("client")
+@click.option("--expires", default="30d", show_default=True, metavar="DURATION",
+              help="How long the link works: 12h, 30d, 2w (at most 366d).")
+@click.option("--revoke", is_flag=True, help="End every link of CLIENT made so far.")
+def share(client: str, expires: str, revoke: bool) -> int:
+    """Prints a link to CLIENT's report, at STRIPE_REPORTS_PUBLIC_URL (default
+    http://127.0.0.1:8050): that client's report only, no sign-in, until it expires or is
+    revoked. Anyone with the link can read the report: send it to the client alone."""
+    check_names([client])
+    # The store and itsdangerous: only when a link is made.
+    from apps.web.share import parse_expiry, revoke_links, share_url
+    from engine.connection_store import ConnectionStore
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    with ConnectionStore.from_settings(settings) as store:
+        if revoke:
+            revoke_links(store, client)
+            click.echo(f"Every share link of {client} made so far now ends in 404.")
+            return 0
+        click.echo(share_url(settings, store, client, parse_expiry(expires)))
     return 0
 
 

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlencode
 
 import uvicorn
 
+from apps.web.share import client_report_path
+from engine.connection_store import ConnectionStore
 from engine.settings import load_settings
 from engine.user_errors import CommandError
 
@@ -37,10 +38,11 @@ a { color: inherit; text-decoration: none; }
 
 
 def report_path(client_id: str, start: date | str | None, end: date | str | None) -> str:
-    """The report page's path for a client and period: the one place to change when the
-    client-facing report gets its own route."""
-    query = urlencode({k: str(v) for k, v in (("start", start), ("end", end)) if v})
-    return f"/clients/{client_id}" + (f"?{query}" if query else "")
+    """The client report's path for a client and period: a short-lived share path, so the
+    printer needs no session whether or not a staff password is set, and prints what the
+    client reads (the agency's brand, no operator text)."""
+    with ConnectionStore.from_settings() as store:
+        return client_report_path(store, client_id, start, end)
 
 
 def _free_port() -> int:

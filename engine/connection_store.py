@@ -361,6 +361,15 @@ class ConnectionStore:
     def close(self) -> None:
         self._engine.dispose()
 
+    @property
+    def sql_engine(self) -> Engine:
+        """The store's database, for the tables kept beside it (engine/access_records.py)."""
+        return self._engine
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A signing key derived from this store's master key (see KeyCipher.derive)."""
+        return self._cipher.derive(purpose)
+
     def __enter__(self) -> ConnectionStore:
         return self
 

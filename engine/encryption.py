@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -106,10 +108,11 @@ def load_key_file(path: Path) -> bytes:
 class KeyCipher:
     """Encrypts and decrypts stored Stripe keys with the master key (Fernet: AES + HMAC)."""
 
-    __slots__ = ("_fernet", "source")
+    __slots__ = ("_fernet", "_root", "source")
 
     def __init__(self, key: bytes | str, source: str = "a master key") -> None:
         self._fernet = Fernet(key)
+        self._root = hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
         self.source = source  # said in errors: which master key this process used
 
     @classmethod
@@ -135,6 +138,11 @@ class KeyCipher:
                 "key they were saved with, or connect the client again with "
                 "`stripe-reports connect CLIENT`."
             ) from None
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for another use (signing share links, sessions), derived from the master
+        key: it never reveals the master key, and changing the master key changes it."""
+        return hmac.new(self._root, purpose.encode(), hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return f"KeyCipher(source={self.source!r})"

@@ -41,6 +41,12 @@ BRAND_NAME_ENV = "STRIPE_REPORTS_BRAND_NAME"
 CHROMIUM_ENV = "STRIPE_REPORTS_CHROMIUM"
 DEFAULT_BRAND_NAME = "Stripe reports"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
+ADMIN_PASSWORD_ENV = "STRIPE_REPORTS_ADMIN_PASSWORD"
+ADMIN_PASSWORD_HASH_ENV = "STRIPE_REPORTS_ADMIN_PASSWORD_HASH"
+PUBLIC_URL_ENV = "STRIPE_REPORTS_PUBLIC_URL"
+TRUSTED_PROXY_HEADER_ENV = "STRIPE_REPORTS_TRUSTED_PROXY_HEADER"
+BRAND_LOGO_ENV = "STRIPE_REPORTS_BRAND_LOGO"
+BRAND_COLOR_ENV = "STRIPE_REPORTS_BRAND_COLOR"
 # Set by the report page for the CLI it spawns, so its runs say `web` (never shown in --help).
 LAUNCHER_ENV = "STRIPE_REPORTS_LAUNCHED_BY"
 
@@ -80,6 +86,12 @@ class _Environment(BaseSettings):
     agency_email: str | None = Field(None, validation_alias=AGENCY_EMAIL_ENV)
     brand_name: str = Field(DEFAULT_BRAND_NAME, validation_alias=BRAND_NAME_ENV)
     chromium: str = Field(DEFAULT_CHROMIUM, validation_alias=CHROMIUM_ENV)
+    admin_password: str | None = Field(None, validation_alias=ADMIN_PASSWORD_ENV)
+    admin_password_hash: str | None = Field(None, validation_alias=ADMIN_PASSWORD_HASH_ENV)
+    public_url: str | None = Field(None, validation_alias=PUBLIC_URL_ENV)
+    trusted_proxy_header: str | None = Field(None, validation_alias=TRUSTED_PROXY_HEADER_ENV)
+    brand_logo: Path | None = Field(None, validation_alias=BRAND_LOGO_ENV)
+    brand_color: str | None = Field(None, validation_alias=BRAND_COLOR_ENV)
 
 
 _VARIABLES = tuple(field.validation_alias for field in _Environment.model_fields.values())
@@ -114,6 +126,16 @@ class Settings:
     brand_name: str = DEFAULT_BRAND_NAME
     # The Chromium that prints PDFs.
     chromium: str = DEFAULT_CHROMIUM
+    # The console's staff password, or its scrypt hash (`serve --hash-password` makes one).
+    admin_password: str | None = None
+    admin_password_hash: str | None = None
+    # The base URL share links and emails point to; off loopback, the only Host served.
+    public_url: str | None = None
+    # A header a trusted sign-in proxy sets to the staff member's name (off unless named).
+    trusted_proxy_header: str | None = None
+    # The agency's brand on client reports: name, logo file, colour.
+    brand_logo: Path | None = None
+    brand_color: str | None = None
 
     @property
     def warehouse(self) -> str:
@@ -156,7 +178,13 @@ def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
         launched_by=env.launched_by,
         api_base_configured="api_base" in env.model_fields_set,
         smtp_url=env.smtp_url, mail_from=env.mail_from, agency_email=env.agency_email,
-        brand_name=env.brand_name, chromium=env.chromium,
+        brand_name=env.brand_name.strip() or DEFAULT_BRAND_NAME, chromium=env.chromium,
+        admin_password=env.admin_password,
+        admin_password_hash=(env.admin_password_hash or "").strip() or None,
+        public_url=(env.public_url or "").strip().rstrip("/") or None,
+        trusted_proxy_header=(env.trusted_proxy_header or "").strip() or None,
+        brand_logo=env.brand_logo,
+        brand_color=(env.brand_color or "").strip() or None,
     )
 
 

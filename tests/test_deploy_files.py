@@ -5,6 +5,7 @@ script, install the locked dependencies and give an image whose code server answ
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -52,6 +54,71 @@ def test_compose_keeps_dagster_in_postgresql_and_no_secret_in_the_file():
         assert url.startswith("postgresql://") and "@postgres:5432/" in url
         assert "${POSTGRES_PASSWORD" in url  # the password comes from deploy/.env
         assert env["STRIPE_REPORTS_SECRET"].startswith("${STRIPE_REPORTS_SECRET")
+
+
+def _interpolate(value: str, given: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} with the values `given`."""
+    def one(match: re.Match) -> str:
+        name, op, rest = match[1], match[2], match[3]
+        if name in given:
+            return given[name]
+        if op == ":?":
+            raise KeyError(f"{name}: {rest}")
+        return rest if op == ":-" else ""
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
+
+
+def test_compose_report_service_needs_the_credential_and_starts_with_it(home, tmp_path):
+    """The report service's environment and command, as compose gives them (PostgreSQL and
+    the volume swapped for this test's files): without the hash compose refuses to start
+    it; with it `serve` signs staff in at the public URL (bound to 127.0.0.1 here)."""
+    from apps.web.auth import hash_password
+    from apps.web.security import site_for
+    from engine.settings import load_settings
+
+    service = _load("docker-compose.yaml")["services"]["reports"]
+    command = service["command"]
+    assert command[:2] == ["stripe-reports", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    port = _free_port()
+    given = {"POSTGRES_PASSWORD": "pw", "STRIPE_REPORTS_SECRET": "compose-check",
+             "STRIPE_REPORTS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    with pytest.raises(KeyError, match="STRIPE_REPORTS_ADMIN_PASSWORD_HASH"):
+        _interpolate(service["environment"]["STRIPE_REPORTS_ADMIN_PASSWORD_HASH"], given)
+    given["STRIPE_REPORTS_ADMIN_PASSWORD_HASH"] = hash_password("compose staff")
+    env = {k: _interpolate(str(v), given) for k, v in service["environment"].items()}
+    assert env["STRIPE_REPORTS_PUBLIC_URL"] == given["STRIPE_REPORTS_PUBLIC_URL"]
+    env.update(STRIPE_REPORTS_CONNECTIONS_URL=f"sqlite:///{tmp_path / 'c.db'}",
+               STRIPE_REPORTS_WAREHOUSE=str(tmp_path / "w.duckdb"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        site_for(load_settings(), "0.0.0.0", 8050)  # what `serve --host 0.0.0.0` checks
+    serve = [*command[:command.index("--host")], "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / serve[0]), *serve[1:]], cwd=ROOT,
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "staff sign in" in server.stdout.readline()
+        with httpx.Client(base_url=given["STRIPE_REPORTS_PUBLIC_URL"]) as http:
+            assert http.get("/api/clients").status_code == 401
+            signed = http.post("/signin", data={"password": "compose staff"},
+                               headers={"Origin": given["STRIPE_REPORTS_PUBLIC_URL"]})
+            assert signed.status_code == 303 and http.get("/api/clients").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_helm_values_give_the_report_page_its_url_and_credential():
+    values = _load("helm/values.yaml")
+    env = {e["name"]: e for e in values["dagster-user-deployments"]["deployments"][0]["env"]}
+    assert env["STRIPE_REPORTS_PUBLIC_URL"]["value"].startswith("https://")
+    secret = env["STRIPE_REPORTS_ADMIN_PASSWORD_HASH"]["valueFrom"]["secretKeyRef"]
+    assert secret["key"] == "password-hash" and "value" not in env[
+        "STRIPE_REPORTS_ADMIN_PASSWORD_HASH"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert any(v.startswith("STRIPE_REPORTS_PUBLIC_URL=https://") for v in launcher["envVars"])
 
 
 # --- Helm values against the official chart's values schema -----------------------------------

@@ -47,9 +47,13 @@ def test_index_lists_clients_with_state_and_masked_keys_only(client):
     page = client.get("/")
     assert page.status_code == 200
     assert "Acme Corp" in page.text and "Initech" in page.text
-    assert ">failed<" in page.text and ">connected<" in page.text
-    assert "sk_test_…Body" in page.text
+    assert ">reconnect required<" in page.text and ">up to date<" in page.text
+    assert "1 needs attention" in page.text  # initech, listed first
+    assert page.text.index('data-client="initech"') < page.text.index('data-client="acme"')
     assert SECRET not in page.text and "S3cr3tKeyBody" not in page.text
+    panel = client.get("/clients/acme/connect").text
+    assert "sk_test_…Body" in panel and "acct_acme" in panel
+    assert SECRET not in panel and "S3cr3tKeyBody" not in panel
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
 
 
@@ -135,7 +139,7 @@ def test_connect_stores_then_starts_a_sync_and_follows_it(client, monkeypatch):
                         lambda client_id: seen.setdefault("sync", client_id))
     answer = client.post("/clients/initech/connect", follow_redirects=False,
                          data={"secret_key": f"  {SECRET}\n", "replace_account": "yes",
-                               "form_token": _token(client, "initech")})
+                               "confirm": "initech", "form_token": _token(client, "initech")})
     assert answer.status_code == 303
     location = answer.headers["location"]
     assert location.startswith("/clients/initech?sync_started=") and "sk_" not in location

@@ -14,9 +14,9 @@
     contraction_mrr: "Contraction", churned_mrr: "Churn",
   };
 
-  function moneyFormatter(currency, compact) {
+  function moneyFormatter(currency, compact, locale) {
     try {
-      return new Intl.NumberFormat("en-US", {
+      return new Intl.NumberFormat(locale || "en-US", {
         style: "currency", currency: (currency || "usd").toUpperCase(),
         notation: compact ? "compact" : "standard",
       });
@@ -25,16 +25,16 @@
     }
   }
 
-  function dayLabel(iso) {
+  function dayLabel(iso, locale) {
     const date = new Date(iso + "T00:00:00Z");
-    return date.toLocaleDateString("en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
+    return date.toLocaleDateString(locale || "en-GB", { day: "numeric", month: "short", timeZone: "UTC" });
   }
 
   function drawChart(spec) {
     const canvas = document.getElementById("chart-" + spec.name);
     if (!canvas || typeof Chart === "undefined") return;
-    const full = moneyFormatter(spec.currency, false);
-    const compact = moneyFormatter(spec.currency, true);
+    const full = moneyFormatter(spec.currency, false, spec.locale);
+    const compact = moneyFormatter(spec.currency, true, spec.locale);
     const isLine = spec.kind === "line";
     const stacked = spec.name === "mrr_movements";
     const datasets = spec.series.map(function (name) {
@@ -55,7 +55,7 @@
     });
     const chart = new Chart(canvas, {
       type: isLine ? "line" : "bar",
-      data: { labels: spec.labels.map(dayLabel), datasets: datasets },
+      data: { labels: spec.labels.map(function (day) { return dayLabel(day, spec.locale); }), datasets: datasets },
       options: {
         animation: false,
         responsive: true,
@@ -75,7 +75,7 @@
         scales: {
           x: {
             stacked: stacked, grid: { display: false },
-            ticks: { maxTicksLimit: 8, color: "#697386", maxRotation: 0 },
+            ticks: { maxTicksLimit: window.innerWidth < 560 ? 4 : 8, color: "#697386", maxRotation: 0 },
           },
           y: {
             stacked: stacked, beginAtZero: true, grid: { color: "#eef1f5" },

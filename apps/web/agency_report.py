@@ -1,0 +1,217 @@
+"""The agency's view of one client: the report with the operator's notes (reconnect steps,
+stale reasons, CLI fixes), and the JSON API. Staff only; the client reads client_report.py.
+
+Every figure comes from reports.widgets.run_widgets (the same JSON as the CLI).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from apps.web.client_list import client_rows
+from apps.web.common import AppState, app_state, display_name, known_client, page, when
+from apps.web.console import console_context
+from reports.widgets import (
+    RECONNECT,
+    UnknownWidget,
+    WidgetResult,
+    change_ratio,
+    client_currencies,
+    format_change,
+    format_money,
+    format_value,
+    get_widget,
+    run_widgets,
+    widget_catalog,
+)
+
+TILES = (
+    "gross_volume", "net_volume", "mrr", "arr", "active_subscriptions", "new_customers",
+    "successful_payments", "failed_payments", "refunds", "new_subscriptions",
+    "churned_subscriptions", "churn_rate", "arpu", "available_balance", "pending_balance",
+)
+CHARTS = ("revenue_over_time", "mrr_over_time", "mrr_movements", "payouts")
+TABLES = ("recent_payments",)
+REPORT_WIDGETS = (*TILES, *CHARTS, *TABLES)
+
+
+# -- presentation helpers ---------------------------------------------------------------
+
+
+def _day(value: date) -> str:
+    return f"{value.day} {value:%b %Y}"
+
+
+def _period_label(start: date, end: date) -> str:
+    if start.year == end.year:
+        first = f"{start.day} {start:%b}" if start.month != end.month else str(start.day)
+        return f"{first} – {_day(end)}"
+    return f"{_day(start)} – {_day(end)}"
+
+
+def _presets(today: date) -> list[tuple[str, date, date]]:
+    first_of_month = today.replace(day=1)
+    last_month_end = first_of_month - timedelta(days=1)
+    return [
+        ("Last 7 days", today - timedelta(days=6), today),
+        ("Last 30 days", today - timedelta(days=29), today),
+        ("Last 90 days", today - timedelta(days=89), today),
+        ("This month", first_of_month, today),
+        ("Last month", last_month_end.replace(day=1), last_month_end),
+        ("Year to date", today.replace(month=1, day=1), today),
+    ]
+
+
+def _tile(result: WidgetResult) -> dict[str, Any]:
+    widget = get_widget(result.widget)
+    ratio = change_ratio(result.value, result.previous)
+    good = None if ratio is None or ratio == 0 else (ratio > 0) == widget.higher_is_better
+    return {
+        "result": result,
+        "text": format_value(result.value, result.unit, result.currency),
+        "previous_text": format_value(result.previous, result.unit, result.currency),
+        "change": format_change(result.value, result.previous, result.unit),
+        "trend": "flat" if good is None else ("good" if good else "bad"),
+        "direction": "" if not ratio else ("▲" if ratio > 0 else "▼"),
+        "description": widget.description,
+    }
+
+
+def _chart(result: WidgetResult) -> dict[str, Any]:
+    widget = get_widget(result.widget)
+    return {
+        "name": result.widget, "kind": result.kind, "title": result.title,
+        "currency": result.currency, "series": list(widget.series),
+        "labels": [row["day"] for row in result.rows],
+        "data": {s: [row[s] for row in result.rows] for s in widget.series},
+    }
+
+
+def _payment_rows(result: WidgetResult) -> list[dict[str, Any]]:
+    rows = []
+    for row in result.rows:
+        created = datetime.fromisoformat(row["created"])
+        rows.append({
+            **row,
+            "when": f"{created:%d %b %Y %H:%M}",
+            "amount_text": format_money(row["amount"], row["currency"]),
+        })
+    return rows
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _report_context(state: AppState, client_id: str, start: str | None, end: str | None,
+                    currency: str | None) -> dict[str, Any]:
+    connection = state.store.get(client_id)
+    results = run_widgets(client_id, list(REPORT_WIDGETS), start, end, currency,
+                          warehouse=state.warehouse, store=state.store)
+    by_name = {r.widget: r for r in results}
+    first = results[0]
+    with state.warehouse.reader() as conn:
+        currencies = client_currencies(conn, client_id)
+    reconnect = next((r for r in results if r.state == RECONNECT), None)
+    stale = next((r for r in results if r.state == "stale"), None)
+    shown_currency = next((r.currency for r in results if r.currency), None)
+    return {
+        "client_id": client_id,
+        "name": display_name(client_id, connection),
+        "connection": connection,
+        "start": first.start, "end": first.end,
+        "period_label": _period_label(first.start, first.end),
+        "previous_days": (first.end - first.start).days + 1,
+        "currency": shown_currency,
+        "currencies": currencies,
+        "presets": _presets(datetime.now(UTC).date()),
+        "tiles": [_tile(by_name[name]) for name in TILES],
+        "charts": [by_name[name] for name in CHARTS],
+        "chart_data": [_chart(by_name[name]) for name in CHARTS if by_name[name].rows],
+        "payments": by_name["recent_payments"],
+        "payment_rows": _payment_rows(by_name["recent_payments"]),
+        "reconnect": reconnect,
+        "stale": stale,
+        "as_of": when(first.as_of),
+        "generated": when(datetime.now(UTC)),
+    }
+
+
+async def report(request: Request) -> Response:
+    try:
+        client_id = await known_client(request)
+        q = request.query_params
+        context = await run_in_threadpool(
+            _report_context, app_state(request), client_id, q.get("start"), q.get("end"),
+            q.get("currency"))
+    except ValueError as error:
+        return page(request, "error.html", {**console_context(request),
+                                            "message": str(error)}, status=400)
+    context["sync_started"] = request.query_params.get("sync_started")
+    return page(request, "report.html", {**console_context(request), **context})
+
+
+def _status(state: AppState, client_id: str) -> dict[str, Any]:
+    connection = state.store.get(client_id)
+    result = run_widgets(client_id, ["gross_volume", "mrr"], warehouse=state.warehouse,
+                         store=state.store)
+    return {
+        "client": client_id,
+        "connection": connection.state.value if connection else None,
+        "last_sync_at": connection.last_sync_at.isoformat()
+        if connection and connection.last_sync_at else None,
+        "has_figures": any(r.state in ("ok", "stale") for r in result),
+        "state": result[0].state,
+    }
+
+
+async def api_status(request: Request) -> Response:
+    client_id = await known_client(request)
+    return JSONResponse(await run_in_threadpool(_status, app_state(request), client_id))
+
+
+async def api_catalog(request: Request) -> Response:
+    return JSONResponse([w.describe() for w in widget_catalog()])
+
+
+def _clients_json(state: AppState) -> list[dict[str, Any]]:
+    connections = {c.client_id: c for c in state.store.list()}
+    answer = []
+    for row in client_rows(state):
+        connection = connections.get(row.client_id)
+        stored = {k: v for k, v in connection.to_dict().items()
+                  if k in ("state", "account_id", "masked_key", "last_sync_at",
+                           "last_check_at")} if connection else {"state": None}
+        answer.append({"client": row.client_id, "name": row.name, **stored,
+                       "status": row.state, "needs_attention": row.kind == "attention"})
+    return answer
+
+
+async def api_clients(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_clients_json, app_state(request)))
+
+
+async def api_widgets(request: Request) -> Response:
+    state = app_state(request)
+    q = request.query_params
+    try:
+        client_id = await known_client(request)
+        name = request.path_params.get("widget")
+        chosen = [get_widget(name)] if name else None
+        results = await run_in_threadpool(
+            lambda: run_widgets(client_id, chosen, q.get("start"), q.get("end"),
+                                q.get("currency"), warehouse=state.warehouse,
+                                store=state.store, compare=q.get("compare")))
+    except UnknownWidget as error:
+        return JSONResponse({"error": str(error)}, status_code=404)
+    except ValueError as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    if name:
+        return JSONResponse(results[0].to_json())
+    return JSONResponse([r.to_json() for r in results])
+
+

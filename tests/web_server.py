@@ -1,0 +1,48 @@
+"""The report app under a real uvicorn server in a thread, as `stripe-reports serve` runs it.
+
+`told_host` is the address the app is told it serves (`serve --host`): 0.0.0.0 makes it
+behave as it does off loopback (sign-in required, only the public URL's Host), while the
+socket itself always binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from apps.web.app import create_app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class AppServer:
+    def __init__(self, told_host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(create_app(host=told_host, port=self.port), host="127.0.0.1",
+                                port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the report app did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
