@@ -132,3 +132,24 @@ def test_the_panel_makes_and_ends_share_links(console):
     assert "now ends in 404" in ended.text and console.get(path).status_code == 404
     with ConnectionStore.from_settings() as store:
         assert [e.action for e in audit_entries(store, "acme")] == ["revoke share links"]
+
+
+def test_the_list_shows_each_clients_last_delivery(console):
+    from datetime import date
+
+    from engine.deliveries import DueDelivery
+    from engine.delivery_log import DeliveryLog
+
+    log = DeliveryLog.from_settings()
+    sent = DueDelivery("acme", "last_month", date(2026, 11, 1), date(2026, 11, 30),
+                       ("boss@acme.example",))
+    log.claim(sent, run_id=None)
+    log.record_sent(sent, run_id=None)
+    held = DueDelivery("oldco", "last_week", date(2026, 11, 23), date(2026, 11, 29),
+                       ("cfo@oldco.example",))
+    log.record_held(held, "the last sync is older than the period", None, None, False)
+    rows = {row.split('data-client="', 1)[1].split('"', 1)[0]: row
+            for row in console.get("/").text.split("<tr")[1:] if 'data-client="' in row}
+    assert "sent " in rows["acme"] and " UTC" in rows["acme"]
+    assert "held: the last sync is older than the period" in rows["oldco"]
+    assert "sent" not in rows["newco"] and "held" not in rows["newco"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from apps.web.common import AppState, client_ids, display_name
+from apps.web.common import AppState, client_ids, display_name, when
 from engine.client_config import client_config
 from engine.clients import ClientStatus, Standing, roster_or_error
 from engine.cron import CronError, parse_cron
+from engine.delivery_log import HELD, SENT, DeliveryLog
 
 ATTENTION, WAITING, HEALTHY = "attention", "waiting", "healthy"
 
@@ -83,6 +84,7 @@ def client_rows(state: AppState, query: str = "") -> list[ClientRow]:
     roster = roster_or_error(state.store).clients
     rows = []
     needle = query.strip().lower()
+    deliveries = last_deliveries(state)
     for client_id in sorted(set(roster) | set(client_ids(state))):
         status = roster.get(client_id)
         name = display_name(client_id, status.connection if status else None)
@@ -94,11 +96,18 @@ def client_rows(state: AppState, query: str = "") -> list[ClientRow]:
             client_id, name, label, kind, detail,
             status.connection.last_sync_at if status and status.connection else None,
             next_run(config.schedule, now) if status and status.active else None,
-            last_delivery(state, client_id), bool(status and status.key_env)))
+            deliveries.get(client_id), bool(status and status.key_env)))
     order = {ATTENTION: 0, WAITING: 1, HEALTHY: 2}
     return sorted(rows, key=lambda r: (order[r.kind], r.name.lower(), r.client_id))
 
 
-def last_delivery(_state: AppState, _client_id: str) -> str | None:
-    """The last delivery of the client's report (filled in by scheduled delivery)."""
-    return None
+def last_deliveries(state: AppState) -> dict[str, str]:
+    """Each client's latest delivery in words (`sent 1 Dec 2026, 06:00 UTC`, `held: why`),
+    from the delivery log: read once for the whole list."""
+    latest: dict[str, str] = {}
+    for record in DeliveryLog.from_settings(state.settings).records():  # oldest first
+        if record.status == SENT and record.sent_at:
+            latest[record.client_id] = f"sent {when(record.sent_at)}"
+        elif record.status == HELD:
+            latest[record.client_id] = f"held: {record.reason or 'waiting for good data'}"
+    return latest
