@@ -50,7 +50,13 @@ from engine.streams import (
 from engine.stripe_api import StripeAccount
 from engine.sync import StreamResult, SyncReport, sync_client
 from engine.user_errors import explain
-from engine.warehouse import child_columns, stream_columns
+from engine.warehouse import (
+    BALANCE_DESCRIPTION,
+    child_columns,
+    child_description,
+    stream_columns,
+    stream_description,
+)
 from resources.dagster_resources import StripeResource, WarehouseResource
 
 STRIPE_GROUP = "stripe"
@@ -75,12 +81,9 @@ def stream_asset_key(spec: StreamSpec) -> AssetKey:
 
 def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
     columns = stream_columns(spec)
-    children = "".join(
-        f" Its `{child.path[0]}` land in `stripe.{child.table}`." for child in spec.children
-    )
     return AssetSpec(
         key=stream_asset_key(spec),
-        description=f"{spec.description}{children} Source: GET {spec.endpoint}.",
+        description=stream_description(spec),
         group_name=STRIPE_GROUP,
         kinds={"stripe", "duckdb"},
         skippable=True,
@@ -96,8 +99,7 @@ def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
 def _child_asset_spec(spec: StreamSpec, child: ChildSpec) -> AssetSpec:
     return AssetSpec(
         key=AssetKey(["stripe", child.table]),
-        description=f"{child.description} Filled with stripe.{spec.table}, from each "
-        f"object's `{'.'.join(child.path)}`; replaced whole when its parent changes.",
+        description=child_description(spec, child),
         group_name=STRIPE_GROUP,
         kinds={"stripe", "duckdb"},
         skippable=True,
@@ -112,8 +114,7 @@ CHILD_SPECS = [(spec, child) for spec in STREAMS for child in spec.children]
 
 BALANCE_SPEC = AssetSpec(
     key=BALANCE_KEY,
-    description="A snapshot of the Stripe balance (available and pending, per currency) taken "
-    "at every sync; the credential check runs first and is attached here.",
+    description=f"{BALANCE_DESCRIPTION} The credential check runs first and is attached here.",
     group_name=STRIPE_GROUP,
     kinds={"stripe", "duckdb"},
     skippable=True,

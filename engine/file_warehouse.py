@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from engine.user_errors import FAILED, USAGE, CommandError
-from engine.warehouse import WRITER_CONFIG, Warehouse, schema_statements
+from engine.warehouse import WRITER_CONFIG, Warehouse, create_schema
 from engine.warehouse_lock import (
     SharedReader,
     acquire,
@@ -100,8 +100,7 @@ class FileWarehouse(Warehouse):
             conn = _open_writable(self.path, self._writer_config())
             try:
                 if not self._schema_ready:
-                    for statement in schema_statements():
-                        conn.execute(statement)
+                    create_schema(conn)
                     self._schema_ready = True
                 yield conn
             finally:

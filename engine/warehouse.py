@@ -26,6 +26,7 @@ from engine.streams import (
     Column,
     StreamSpec,
 )
+from engine.table_comments import TableDoc, apply_comments
 
 STATE_TABLE = "meta.sync_state"
 # Each client's latest failed sync or build: widgets built before it are `stale`.
@@ -90,6 +91,41 @@ def stream_columns(spec: StreamSpec) -> tuple[Column, ...]:
 def child_columns(child: ChildSpec) -> tuple[Column, ...]:
     parent = Column(child.parent_column, "VARCHAR", "Parent object id")
     return (BOOKKEEPING_COLUMNS[0], parent, *child.columns, *BOOKKEEPING_COLUMNS[1:])
+
+
+BALANCE_DESCRIPTION = ("A snapshot of the Stripe balance (available and pending, per currency) "
+                       "taken at every sync.")
+
+
+def stream_description(spec: StreamSpec) -> str:
+    """The table's description: its Dagster asset's and its warehouse COMMENT."""
+    children = "".join(
+        f" Its `{child.path[0]}` land in `stripe.{child.table}`." for child in spec.children
+    )
+    return f"{spec.description}{children} Source: GET {spec.endpoint}."
+
+
+def child_description(spec: StreamSpec, child: ChildSpec) -> str:
+    return (f"{child.description} Filled with stripe.{spec.table}, from each object's "
+            f"`{'.'.join(child.path)}`; replaced whole when its parent changes.")
+
+
+def stripe_table_docs() -> list[TableDoc]:
+    """Every stripe.* table with its description and columns, as COMMENTs say them."""
+    docs = []
+    for spec in STREAMS:
+        docs.append(TableDoc(f"stripe.{spec.table}", stream_description(spec),
+                             stream_columns(spec)))
+        docs += [TableDoc(f"stripe.{child.table}", child_description(spec, child),
+                          child_columns(child)) for child in spec.children]
+    return [*docs, TableDoc("stripe.balance", BALANCE_DESCRIPTION, BALANCE_COLUMNS)]
+
+
+def create_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """The stripe.* and meta.* tables created (or grown), and their comments written."""
+    for statement in schema_statements():
+        conn.execute(statement)
+    apply_comments(conn, stripe_table_docs())
 
 
 def schema_statements() -> list[str]:

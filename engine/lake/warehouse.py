@@ -18,7 +18,7 @@ from engine.lake.target import catalog_dsn, masked
 from engine.lake.turns import CommitTurn
 from engine.settings import load_settings
 from engine.user_errors import FAILED, USAGE, CommandError
-from engine.warehouse import Warehouse, schema_statements
+from engine.warehouse import Warehouse, create_schema
 
 
 class LakeWarehouse(Warehouse):
@@ -113,6 +113,5 @@ class LakeWarehouse(Warehouse):
 def _create_schema(conn: RetryingConnection) -> None:
     # One transaction, one catalog commit: statement by statement took seconds.
     conn.begin()
-    for statement in schema_statements():
-        conn.execute(statement)
+    create_schema(conn)  # type: ignore[arg-type]  # a DuckDB connection in all it uses
     conn.commit()

@@ -20,6 +20,7 @@ from engine.client_config import client_config
 from engine.currencies import exponent_macro_sql
 from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from engine.sql import bound
+from engine.table_comments import apply_comments, comment_statements
 from engine.warehouse import in_transaction, schema_statements
 
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
@@ -73,7 +74,9 @@ def ensure_reporting_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conflicted with every other build committing at the same time.
     """
     statements = [*schema_statements(), *reporting_schema_statements()]
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    docs = [table.doc for table in REPORTING_TABLES]
+    comments = [s for doc in docs for s in comment_statements(doc)]  # new text: applied again
+    digest = hashlib.sha256("\n".join([*statements, *comments]).encode()).hexdigest()
     conn.execute("CREATE SCHEMA IF NOT EXISTS meta")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_DIGESTS} (name VARCHAR, digest VARCHAR)")
     recorded = conn.execute(
@@ -82,6 +85,7 @@ def ensure_reporting_schema(conn: duckdb.DuckDBPyConnection) -> None:
         return
     for statement in statements:
         conn.execute(statement)
+    apply_comments(conn, docs)
     conn.execute(f"DELETE FROM {SCHEMA_DIGESTS} WHERE name = 'reporting'")
     conn.execute(f"INSERT INTO {SCHEMA_DIGESTS} VALUES ('reporting', ?)", [digest])
 
@@ -139,6 +143,7 @@ def build_reporting_tables(
     *,
     now: datetime | None = None,
     tables: tuple[ReportingTable, ...] = REPORTING_TABLES,
+    state: str | None = None,
 ) -> BuildResult:
     """Replace one client's rows in every reporting table, in a single transaction.
 
@@ -146,12 +151,15 @@ def build_reporting_tables(
     deletes and inserts. Readers see the old build or the new one, and on DuckLake a
     transaction that lost a commit race re-runs just those writes, not the whole build.
     `conn` is a read-write connection (Warehouse.writer()) outside a transaction. `now`
-    fixes the build time (the last day of the daily tables); tests pass it.
+    fixes the build time (the last day of the daily tables); tests pass it. `state` is the
+    client's connection state, for reporting.clients.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    timezone = client_config(client_id).timezone  # the client's calendar days
+    config = client_config(client_id)
+    timezone = config.timezone  # the client's calendar days
     values: dict[str, object] = {"client_id": client_id, "now": now, "timezone": timezone,
-                                 "today": now.astimezone(ZoneInfo(timezone)).date()}
+                                 "today": now.astimezone(ZoneInfo(timezone)).date(),
+                                 "name": config.name or client_id, "state": state}
     # Out of memory, each transaction runs again with a larger target (never a failure).
     in_transaction(conn, lambda: ensure_reporting_schema(conn))
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from engine.streams import Column
+from engine.table_comments import TableDoc
 from engine.warehouse import table_ddl
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -45,6 +46,11 @@ class ReportingTable:
 
     def ddl(self) -> str:
         return table_ddl(self.qualified, self.columns)
+
+    @property
+    def doc(self) -> TableDoc:
+        """What its COMMENTs say: the description and columns its Dagster asset shows."""
+        return TableDoc(self.qualified, self.description, self.columns)
 
     def added_columns(self) -> list[str]:
         """Columns added since a warehouse was created, added to it (its rows are rebuilt)."""
@@ -322,6 +328,24 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         reads=("charges", "refunds", "customers", "subscriptions", "balance_transactions",
                "payouts", "balance"),
     ),
+    ReportingTable(
+        name="clients",
+        description="One row per client: its name, time zone, main currency, connection "
+        "state and last successful sync. Start here, then join on client_id.",
+        columns=(
+            CLIENT,
+            _c("name", "VARCHAR", "The client's display name (clients.yaml name, else its id)"),
+            _c("timezone", "VARCHAR", "IANA time zone whose calendar days every day column "
+               "of reporting.* uses"),
+            _c("currency", "VARCHAR", "Main currency (reporting.currencies is_main), lower "
+               "case; null before any payment, subscription or balance"),
+            _c("state", "VARCHAR", "Connection state when the tables were built: connected, "
+               "failed, disconnected or waiting for first sync (null when built outside a sync)"),
+            _c("last_sync_at", "TIMESTAMPTZ", "When the client's last successful sync "
+               "finished (its reporting tables were built then)"),
+        ),
+        reads=("charges", "subscriptions", "balance", "payouts"),
+    ),
 )
 
 REPORTING_TABLES_BY_NAME = {table.name: table for table in REPORTING_TABLES}
@@ -340,3 +364,4 @@ BALANCE = REPORTING_TABLES_BY_NAME["balance"]
 PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
 CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
 FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
+CLIENTS = REPORTING_TABLES_BY_NAME["clients"]
