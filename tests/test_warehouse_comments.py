@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from apps.launch import sync_clients
+from engine.connection_store import ConnectionStore
+from engine.credentials import connect_client
 from engine.lake.database import close_databases, extension_path
 from engine.reporting import REPORTING_TABLES, build_reporting_tables
 from engine.table_comments import apply_comments
@@ -111,3 +114,17 @@ def test_reporting_clients_says_who_the_client_is(synced):
         main = conn.execute("SELECT currency FROM reporting.currencies WHERE is_main"
                             ).fetchone()[0]
     assert rows == [("acme", "acme", "UTC", main, "connected", NOW)]
+
+
+def test_a_dagster_sync_run_records_the_client_as_it_stands(home, sandbox_factory):
+    """Through the real run: reporting.clients says `connected` and the store's last sync."""
+    server = sandbox_factory([AccountSpec("acme", charges=60, customers=10)], seed=4)
+    connect_client("acme", server.world.accounts["acme"].secret_key)
+    outcomes = sync_clients(["acme"])
+    assert [o.success for o in outcomes] == [True], [o.message for o in outcomes]
+    with ConnectionStore.from_settings() as store:
+        last_sync = store.get("acme").last_sync_at
+    with warehouse_from_settings().reader() as conn:
+        rows = conn.execute("SELECT client_id, name, state, last_sync_at FROM reporting.clients"
+                            ).fetchall()
+    assert rows == [("acme", "acme", "connected", last_sync)]
