@@ -14,7 +14,7 @@ from engine.currencies import currency_exponent
 from engine.reporting import build_reporting_tables
 from engine.streams import STREAMS
 from engine.warehouse_factory import open_warehouse
-from sandbox import AccountSpec
+from sandbox import AccountSpec, SandboxServer, SandboxWorld
 from tests.sync_helpers import run_sync, source_objects
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -39,8 +39,6 @@ def answers(tmp_path_factory) -> tuple[list[list[tuple]], dict[str, Decimal]]:
     clients.write_text("clients:\n  acme: {name: Acme GmbH, timezone: Europe/Berlin, "
                        "key_env: ACME_KEY}\n  umbrella: {key_env: UMBRELLA_KEY}\n")
     monkeypatch.setenv("STRIPE_REPORTS_CLIENTS_FILE", str(clients))
-    from sandbox import SandboxServer, SandboxWorld  # as conftest does: the server is heavy
-
     world = SandboxWorld.generate(seed=11, specs=[
         AccountSpec("acme", charges=150, customers=25),
         AccountSpec("umbrella", charges=90, customers=15, currency="jpy")])
