@@ -41,6 +41,9 @@ def _serve_clients(conn: Connection, sync_one: SyncOne, with_progress: bool) -> 
         send(("progress", update))
 
     try:
+        # Out of the terminal's process group: Ctrl-C there would also reach the helper
+        # processes Dagster starts here (they print tracebacks); the parent passes it on.
+        os.setpgrp()
         # Started with Ctrl-C held back (see _interrupts_held): from here it interrupts.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         while (client := conn.recv()) is not None:
@@ -149,17 +152,13 @@ def _receive(worker: _Worker, progress: ProgressSink | None) -> ClientSyncOutcom
 
 
 def _interrupt(busy: list[_Worker]) -> None:
-    """Ctrl-C reached this process, and the workers too if it came from the terminal. Those
-    it missed get it now, so each sync records that it was interrupted; then they end."""
+    """Ctrl-C reached this process (a worker has a process group of its own, so the terminal's
+    Ctrl-C reaches neither it nor the helper processes Dagster starts in it): each busy worker
+    gets it now, so its sync records that it was interrupted; then it ends."""
     for worker in busy:
         with suppress(OSError):
             worker.conn.send(None)  # read once the interrupted sync has ended
-    for worker in busy:
-        worker.process.join(timeout=2)
-    for worker in busy:
-        if worker.process.is_alive():
-            with suppress(OSError):
-                os.kill(worker.process.pid, signal.SIGINT)
+            os.kill(worker.process.pid, signal.SIGINT)
     for worker in busy:
         worker.process.join(timeout=INTERRUPT_GRACE_SECONDS)
 
