@@ -31,8 +31,9 @@ _LOST_DATABASE = ("connection refused", "server closed the connection", "termina
                   "no connection to the server", "could not receive data from server",
                   "could not send data to server", "ssl connection has been closed",
                   "connection to server at")
+# DuckDB's postgres extension raises its base `Error` for a dropped catalog connection.
 _DATABASE_CLASSES = ("OperationalError", "InterfaceError", "IOException",
-                     "ConnectionException", "DatabaseError")
+                     "ConnectionException", "DatabaseError", "Error")
 LOST_DATABASE = ("Lost the connection to PostgreSQL: the server stopped, restarted or cannot be "
                  "reached. Check that it is running and accepts connections, then run the "
                  "command again; what was stored is intact, and a sync resumes where it stopped.")

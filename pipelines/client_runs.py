@@ -134,6 +134,12 @@ def _lost_database(error: Exception) -> bool:
     return problem is not None and problem.message == LOST_DATABASE
 
 
+def _lost_database_text(text: str) -> bool:
+    """A run's failure that says PostgreSQL went away (ours, or the lake's own one line)."""
+    return text == LOST_DATABASE or ("postgres" in text.lower()
+                                     and lost_database("Error", text))
+
+
 def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
     """A run that lost PostgreSQL (a restart of the connection store's, the DuckLake catalog's
     or the Dagster storage's server) runs again a few times, after growing waits: each new run
@@ -145,7 +151,7 @@ def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
             if not _lost_database(error):
                 raise
         else:
-            if result.success or _failure_text(result) != LOST_DATABASE:
+            if result.success or not _lost_database_text(_failure_text(result)):
                 return result
         time.sleep(wait)
     return run()
