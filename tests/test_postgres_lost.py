@@ -25,17 +25,18 @@ def test_postgres_stopped_mid_sync_is_one_clear_line(lake, postgres_server,  # n
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     assert run_cli("connect", "acme",
                    stdin=server.world.accounts["acme"].secret_key).returncode == 0
-    server.latency_ms = 150
+    server.latency_ms = 400
     sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy(), cwd=os.environ["STRIPE_REPORTS_HOME"])
-    time.sleep(12)
+    time.sleep(8)
     postgres_server.stop()
     try:
         out, err = sync.communicate(timeout=240)
     finally:
         postgres_server.start()
     assert sync.returncode == 1, out + err
+    assert "acme: FAILED" in out, out + err
     failure = out.split("acme: FAILED", 1)[1].splitlines()[1:]
     said = [line.strip() for line in failure if line.strip()]
     # Ours, or the DuckLake warehouse's own line when the catalog cannot even be opened.
