@@ -17,8 +17,10 @@ from engine.streams import resolve_streams, stream_names
 EXIT_CODES = ("\b\nExit codes:\n  0  success\n  1  a client, key or check failed "
               "(each failure says what to do)\n  2  bad usage or an unknown client, widget or "
               "stream name (nothing was changed)")
-INTERRUPTED = ("Interrupted: stopped before finishing. What was stored is intact; a sync that "
-               "was cut short resumes where it stopped the next time it runs.")
+INTERRUPTED = ("Interrupted: stopped before finishing. What was stored is intact; run the "
+               "command again to finish (a sync that was cut short resumes where it stopped).")
+# Ctrl-C ends like any unfinished work (exit 1, as EXIT_CODES documents), not with 130.
+INTERRUPTED_EXIT = 1
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -552,7 +554,7 @@ def _run(argv: list[str]) -> int:
         return error.exit_code
     except (click.Abort, KeyboardInterrupt):
         click.echo(INTERRUPTED, err=True)
-        return 130
+        return INTERRUPTED_EXIT
     except BrokenPipeError:
         raise
     except Exception as error:
