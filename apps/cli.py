@@ -188,14 +188,14 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
 
     check_dagster_storage()
     # Dagster and the process pool: loaded only when a sync runs.
-    from apps.launch import sync_clients
+    from apps.launch import run_client_syncs
     from apps.terminal import SyncProgressView, plural, print_outcome
     from engine.warehouse_factory import warehouse_from_settings
 
     warehouse_from_settings().ensure_schema()  # an unusable warehouse: one line, and no run
 
     view = SyncProgressView(names, sys.stderr)
-    outcomes = sync_clients(names, full_refresh=full_refresh, streams=chosen,
+    outcomes = run_client_syncs(names, full_refresh=full_refresh, streams=chosen,
                             parallel=parallel, progress=view.update, on_done=view.done)
     view.close()
     for outcome in outcomes:

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TextIO
 
-from apps.launch import sync_clients
+from apps.launch import run_client_syncs
 from apps.terminal import SyncProgressView, print_outcome
 from engine.demo_sandbox import remember_demo_sandbox
 from engine.settings import load_settings
@@ -57,7 +57,7 @@ def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
 
         clients = list(DEMO_CLIENTS)
         view = SyncProgressView(clients, sys.stderr)
-        outcomes = sync_clients(clients, progress=view.update, on_done=view.done,
+        outcomes = run_client_syncs(clients, progress=view.update, on_done=view.done,
                                 launched_by="demo")
         view.close()
     for outcome in outcomes:

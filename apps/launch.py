@@ -48,7 +48,7 @@ def materialize_client(
         launched_by=launched_by or default_launcher(), progress=progress)
 
 
-def sync_clients(
+def run_client_syncs(
     client_ids: list[str],
     *,
     full_refresh: bool = False,

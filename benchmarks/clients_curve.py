@@ -7,7 +7,7 @@ For each deployment, number of clients N and number of run workers W (the queue'
 `max_concurrent_runs` in the instance's dagster.yaml):
 - `file`: Dagster on SQLite files under DAGSTER_HOME, the warehouse one DuckDB file.
 - `lake`: Dagster on PostgreSQL, the warehouse DuckLake (PostgreSQL catalog, a data folder),
-  the connection store in PostgreSQL too. PostgreSQL comes from tests/postgres_server.py.
+  the connection store in PostgreSQL too. PostgreSQL comes from support/postgres_server.py.
 
 1. `python -m sandbox --accounts N --charges 30` serves N generated accounts in a process of
    its own; `connect --bulk` connects all N (timed).
@@ -433,7 +433,7 @@ def _serve(stack: ExitStack, work: Path, instance: Any) -> tuple[list[str], list
 
 def measure(deployment: str, clients: int, workers: int, first_only: bool,
             timeout_s: float, maintain: bool = False) -> dict:
-    from tests.postgres_server import running_postgres
+    from support.postgres_server import running_postgres
 
     work = Path(tempfile.mkdtemp(prefix=f"curve-{deployment}-{clients}-{workers}-",
                                  dir=os.environ.get("BENCH_WORK_DIR")))

@@ -6,7 +6,7 @@ A client's run writes ~100 events (run start, step events, materializations, log
 Dagster's PostgreSQL storage opens a connection for each unless the process asks it to keep
 them (`optimize_for_webserver`, what its webserver does and what `prepare_instance` does in
 our run workers). The instance here is a throwaway PostgreSQL server
-(tests/postgres_server.py); the events are runless materializations. Prints one markdown
+(support/postgres_server.py); the events are runless materializations. Prints one markdown
 table; results in benchmarks/README.md ("Dagster's storage connections").
 """
 
@@ -36,7 +36,7 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tests.postgres_server import running_postgres  # the suite's server, not a feature
+    from support.postgres_server import running_postgres  # the suite's server, not a feature
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200)

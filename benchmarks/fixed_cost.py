@@ -29,7 +29,7 @@ from benchmarks.sandbox_process import BenchAccount, SandboxProcess
 BATCH_SCRIPT = """
 import sys
 from pipelines.instance import get_instance
-from tests.sync_helpers import run_batch
+from support.batch_runs import run_batch
 result = run_batch(get_instance(), sys.argv[1:], launched_by="cli")
 sys.exit(0 if result.success else 1)
 """

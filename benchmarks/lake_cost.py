@@ -4,7 +4,7 @@
 
 One sandbox account (all streams), synced in a child process (benchmarks/sync_process.py)
 first into a DuckDB file, then into a DuckLake whose catalog is a throwaway PostgreSQL
-server (tests/postgres_server.py) and whose data is a local folder; then a no-change
+server (support/postgres_server.py) and whose data is a local folder; then a no-change
 re-sync of each, and every widget once. `--file-only` measures the file alone: run it
 under two interpreters to price a DuckDB pin (the DuckLake wheels need DuckDB 1.5.5).
 Prints one markdown table; results are in benchmarks/README.md ("DuckLake").
@@ -30,7 +30,7 @@ CLIENT = "bench"
 
 def _lake(stack: ExitStack, root: Path) -> str:
     # The suite's throwaway server: the benchmark needs one, not a product feature.
-    from tests.postgres_server import running_postgres
+    from support.postgres_server import running_postgres
 
     server = stack.enter_context(running_postgres())
     os.environ["PGPASSWORD"] = server.password

@@ -3,7 +3,7 @@
     python -m benchmarks.lake_writers [--clients 16] [--rounds 2] [--workers 1,2] [--maintain]
 
 N small sandbox accounts (30 charges, 10 subscriptions and their invoices) are synced into a
-DuckLake whose catalog is a throwaway PostgreSQL server (tests/postgres_server.py); then for
+DuckLake whose catalog is a throwaway PostgreSQL server (support/postgres_server.py); then for
 each worker count W, W processes rebuild the reporting tables of N/W clients each, `rounds`
 times over. DuckLake refuses a commit to a table another writer changed since the
 transaction began, and every build deletes and inserts in the same ten tables, so builders

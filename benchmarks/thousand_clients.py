@@ -9,7 +9,7 @@
    the syncs. A tick asks for batch runs (pipelines/batches.py), each naming up to 25 clients.
 2. `--ui`: `dagster-webserver` on the same instance; Chromium opens the sync asset's
    partitions page and asset page, and the time until the network is idle is measured.
-PostgreSQL comes from tests/postgres_server.py (Debian's postgresql). Prints a JSON summary.
+PostgreSQL comes from support/postgres_server.py (Debian's postgresql). Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--schedule-timeout", type=int, default=0,
                         help="DAGSTER_SCHEDULE_GRPC_TIMEOUT_SECONDS for the daemon (0: 60 s)")
     args = parser.parse_args()
-    from tests.postgres_server import running_postgres
+    from support.postgres_server import running_postgres
 
     work = Path(tempfile.mkdtemp(prefix="bench-1000-"))
     if args.schedule_timeout:

@@ -1,1 +1,1 @@
-"""The test suite (a package, so helpers such as tests.postgres_server import)."""
+"""The test suite (a package, so helpers such as tests.sync_helpers import)."""

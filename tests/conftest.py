@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.postgres_server"]
+pytest_plugins = ["support.postgres_server"]
 
 TEST_SECRET = "test-master-passphrase-not-a-stripe-key"
 

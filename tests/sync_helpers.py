@@ -14,23 +14,6 @@ from engine.sync import SyncReport, sync_client
 from engine.warehouse import Warehouse
 from engine.warehouse_factory import open_warehouse
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_batch(instance, clients: list[str], launched_by: str = "schedule"):
-    """A batch run executed as the code server executes it: the job loaded from the code
-    location (pipelines.definitions), so its op finds the sync job in its own repository."""
-    # Dagster's loader for a code location's job (internal): what `dagster api grpc` uses.
-    from dagster import execute_job
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-
-    from pipelines.batches import BATCH_JOB_NAME
-
-    repository = ReconstructableRepository.for_module("pipelines.definitions", "defs", str(ROOT))
-    return execute_job(repository.get_reconstructable_job(BATCH_JOB_NAME), instance,
-                       run_config={"ops": {"sync_clients_in_turn": {"config": {
-                           "clients": clients, "launched_by": launched_by}}}})
-
 
 def account_for(server, name: str, client_id: str | None = None, **kwargs) -> StripeAccount:
     key = server.world.accounts[name].secret_key

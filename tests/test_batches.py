@@ -20,7 +20,7 @@ from pipelines.instance import connect_and_register, get_instance, register_clie
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME
 from pipelines.schedules import build_sync_schedules
 from sandbox import AccountSpec
-from tests.sync_helpers import run_batch
+from support.batch_runs import run_batch
 
 TICK = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from apps.launch import sync_clients
+from apps.launch import run_client_syncs
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.credentials import connect_client
 from engine.warehouse_factory import warehouse_from_settings
@@ -21,7 +21,7 @@ def test_two_clients_sync_at_once_and_both_runs_are_recorded(home, sandbox_facto
     for name in ("acme", "globex"):
         connect_client(name, server.world.accounts[name].secret_key)
 
-    outcomes = sync_clients(["acme", "globex"], parallel=2)
+    outcomes = run_client_syncs(["acme", "globex"], parallel=2)
 
     assert [o.success for o in outcomes] == [True, True], [o.message for o in outcomes]
     assert outcomes[0].assets["stripe/charges"]["rows_inserted"] == 1200
@@ -89,8 +89,8 @@ def test_cli_and_demo_syncs_are_stripe_sync_job_runs_tagged_with_their_launcher(
     connect_client("acme", server.world.accounts["acme"].secret_key)
     monkeypatch.delenv(LAUNCHER_ENV, raising=False)
 
-    cli, = sync_clients(["acme"], full_refresh=True)
-    demo, = sync_clients(["acme"], launched_by="demo")
+    cli, = run_client_syncs(["acme"], full_refresh=True)
+    demo, = run_client_syncs(["acme"], launched_by="demo")
 
     assert cli.success and demo.success, (cli.message, demo.message)
     instance = DagsterInstance.get()

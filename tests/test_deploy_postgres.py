@@ -21,7 +21,7 @@ from engine.warehouse_factory import warehouse_from_settings
 from pipelines.instance import STORAGE_URL_ENV, ensure_dagster_home, get_instance
 from pipelines.jobs import SYNC_JOB_NAME
 from sandbox import AccountSpec
-from tests.postgres_server import PostgresServer
+from support.postgres_server import PostgresServer
 from tests.test_daemon import _stop
 
 ROOT = Path(__file__).resolve().parent.parent

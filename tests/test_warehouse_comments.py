@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from apps.launch import sync_clients
+from apps.launch import run_client_syncs
 from engine.connection_store import ConnectionStore
 from engine.credentials import connect_client
 from engine.lake.database import close_databases, extension_path
@@ -123,7 +123,7 @@ def test_a_dagster_sync_run_records_the_client_as_it_stands(home, sandbox_factor
     """Through the real run: reporting.clients says `connected` and the store's last sync."""
     server = sandbox_factory([AccountSpec("acme", charges=60, customers=10)], seed=4)
     connect_client("acme", server.world.accounts["acme"].secret_key)
-    outcomes = sync_clients(["acme"])
+    outcomes = run_client_syncs(["acme"])
     assert [o.success for o in outcomes] == [True], [o.message for o in outcomes]
     with ConnectionStore.from_settings() as store:
         last_sync = store.get("acme").last_sync_at

@@ -5,7 +5,7 @@ Unix socket in that folder, nowhere else), hand out databases, and stop and dele
 all at the end. PostgreSQL refuses to run as root, so as root the server runs as the
 `postgres` system user (`runuser -u postgres --`) in a folder that user owns.
 
-Use from tests/conftest.py: `pytest_plugins = ["tests.postgres_server"]` (or import the
+Use from tests/conftest.py: `pytest_plugins = ["support.postgres_server"]` (or import the
 fixtures) to get the `postgres_server` and `postgres_url` session fixtures. Without
 PostgreSQL binaries they skip, saying how to install them.
 """
