@@ -194,10 +194,9 @@ def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, stream
 
     warehouse_from_settings().ensure_schema()  # an unusable warehouse: one line, and no run
 
-    view = SyncProgressView(names, sys.stderr)
-    outcomes = run_client_syncs(names, full_refresh=full_refresh, streams=chosen,
-                            parallel=parallel, progress=view.update, on_done=view.done)
-    view.close()
+    with SyncProgressView(names, sys.stderr) as view:
+        outcomes = run_client_syncs(names, full_refresh=full_refresh, streams=chosen,
+                                    parallel=parallel, progress=view.update, on_done=view.done)
     for outcome in outcomes:
         print_outcome(outcome, sys.stdout)
     failed = sum(not o.success for o in outcomes)

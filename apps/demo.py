@@ -56,10 +56,9 @@ def run_demo(port: int = 0, seed: int = 7, out: TextIO = sys.stdout) -> int:
                   "a client's admin rolls it)\n\n")
 
         clients = list(DEMO_CLIENTS)
-        view = SyncProgressView(clients, sys.stderr)
-        outcomes = run_client_syncs(clients, progress=view.update, on_done=view.done,
-                                launched_by="demo")
-        view.close()
+        with SyncProgressView(clients, sys.stderr) as view:
+            outcomes = run_client_syncs(clients, progress=view.update, on_done=view.done,
+                                        launched_by="demo")
     for outcome in outcomes:
         print_outcome(outcome, out)
     out.write("\nWidgets (last 30 days):\n")

@@ -111,6 +111,12 @@ class SyncProgressView:
             self.status[outcome.client_id] = "synced" if outcome.success else "FAILED"
             self._draw()
 
+    def __enter__(self) -> SyncProgressView:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()  # an interrupted sync leaves its last row drawn, then a new line
+
     def close(self) -> None:
         with self._lock:
             if self.live:

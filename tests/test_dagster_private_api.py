@@ -49,6 +49,15 @@ def _private_imports() -> set[tuple[str, str]]:
     return found
 
 
+def test_the_instance_templates_compute_log_manager_loads():
+    """dagster.yaml names NoOpComputeLogManager by its (private) module path."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())["compute_logs"]
+    manager = getattr(importlib.import_module(config["module"]), config["class"])
+    assert manager.__name__ == "NoOpComputeLogManager"
+
+
 def test_this_file_lists_every_private_import_of_the_product():
     listed = {(m, n) for table in (PRIVATE_APIS, POSTGRES_INTERNALS)
               for m, names in table.items() for n in names}
