@@ -63,8 +63,8 @@ def page_state(client: str) -> str | None:
     row = page.split(f'data-client="{client}"', 1)
     if len(row) < 2:
         return None
-    badge = row[1].split('<span class="badge', 1)[1]
-    return badge.split(">", 1)[1].split("<", 1)[0]
+    state = row[1].split('<span class="state', 1)[1]
+    return state.split(">", 1)[1].split("<", 1)[0]
 
 
 def synced_by_all() -> tuple[list[str], str, int]:
@@ -105,7 +105,7 @@ def test_a_declared_then_disconnected_client_is_out_everywhere_until_connected(
     names, stderr, code = synced_by_all()
     assert (names, code) == (["globex"], 0)
     assert "acme skipped: disconnected (declared in clients.yaml" in stderr
-    assert page_state("acme") == "disconnected"
+    assert page_state("acme") == "key removed"  # the console's words for disconnected
     listing = run_cli("clients").stdout
     assert "acme: disconnected (declared in clients.yaml, but not synced until connected " \
            "again); run `stripe-reports connect acme` to resume." in listing
@@ -122,7 +122,7 @@ def test_a_declared_then_disconnected_client_is_out_everywhere_until_connected(
     assert scheduled() == ["acme", "globex"]
     names, stderr, code = synced_by_all()
     assert (names, code) == (["acme", "globex"], 0), stderr
-    assert page_state("acme") == "connected"
+    assert page_state("acme") == "up to date"
 
 
 def stored_secrets() -> str:
