@@ -30,7 +30,7 @@ PREFIX = "The reports do not add up with Stripe:"
 
 @dataclass(frozen=True)
 class Mismatch:
-    check: str  # balance, charges or payouts
+    check: str  # available_balance, pending_balance, charges or payouts
     currency: str
     difference: int  # minor units: Stripe's figure minus the warehouse's
     detail: str  # what differs, for the client
@@ -84,7 +84,7 @@ def _balance(conn: duckdb.DuckDBPyConnection, client_id: str, at: datetime) -> l
         for kind, difference in (("available", available), ("pending", pending)):
             if difference:
                 found.append(Mismatch(
-                    "balance", currency, int(difference),
+                    f"{kind}_balance", currency, int(difference),
                     f"The {kind} {currency.upper()} balance Stripe reported at "
                     f"{at:%Y-%m-%d %H:%M} UTC is not the sum of the account's transactions "
                     "in the reports"))
