@@ -11,13 +11,14 @@ The in-flight window: a sync lists objects created up to a couple of seconds bef
 started (engine/sync.py SETTLE_SECONDS), then reads the balance, which already counts
 transactions made since. So a snapshot is judged once the balance transactions have landed
 past it (the latest such snapshot); only when none has yet (a first sync) is the newest one
-judged, and objects created after the transactions' cursor are left for the next sync.
+judged. Objects created after the judged snapshot are left for the next one, and a
+transaction stamped in the very second of the snapshot may be counted in it or not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
@@ -65,7 +66,7 @@ WITH txns AS (
            sum(net) FILTER (WHERE available_on <= $at) AS available,
            sum(net) FILTER (WHERE available_on > $at) AS pending
     FROM stripe.balance_transactions
-    WHERE client_id = $client AND created <= $at AND NOT coalesce(is_deleted, false)
+    WHERE client_id = $client AND created <= $at - $edge AND NOT coalesce(is_deleted, false)
     GROUP BY currency)
 SELECT coalesce(b.currency, t.currency),
        coalesce(b.available, 0) - coalesce(t.available, 0),
@@ -77,14 +78,25 @@ ORDER BY 1
 """
 
 
+def _balance_differences(conn: duckdb.DuckDBPyConnection, client_id: str, at: datetime,
+                         edge: timedelta) -> dict[str, tuple[int, int]]:
+    return {currency: (int(available), int(pending)) for currency, available, pending in
+            conn.execute(BALANCE_SQL, {"client": client_id, "at": at, "edge": edge}).fetchall()}
+
+
 def _balance(conn: duckdb.DuckDBPyConnection, client_id: str, at: datetime) -> list[Mismatch]:
+    """Stripe stamps objects to the second and the snapshot too: a transaction made in the
+    very second the balance was read may be in it or not, so either reading passes."""
+    inclusive = _balance_differences(conn, client_id, at, timedelta(0))
+    strict = _balance_differences(conn, client_id, at, timedelta(seconds=1))
     found = []
-    for currency, available, pending in conn.execute(
-            BALANCE_SQL, {"client": client_id, "at": at}).fetchall():
-        for kind, difference in (("available", available), ("pending", pending)):
+    for currency, differences in inclusive.items():
+        if not any(differences) or not any(strict.get(currency, (0, 0))):
+            continue
+        for kind, difference in zip(("available", "pending"), differences, strict=True):
             if difference:
                 found.append(Mismatch(
-                    f"{kind}_balance", currency, int(difference),
+                    f"{kind}_balance", currency, difference,
                     f"The {kind} {currency.upper()} balance Stripe reported at "
                     f"{at:%Y-%m-%d %H:%M} UTC is not the sum of the account's transactions "
                     "in the reports"))
