@@ -154,6 +154,20 @@ def check(clients: tuple[str, ...]) -> int:
     return cli_connections.check(check_names(clients))
 
 
+@cli.command(short_help="Check the warehouse against Stripe's own arithmetic.",
+             epilog=_examples("stripe-reports reconcile", "stripe-reports reconcile acme"))
+@click.argument("clients", nargs=-1, metavar="[CLIENT]...")
+def reconcile(clients: tuple[str, ...]) -> int:
+    """Run the reconciliation checks now for each CLIENT (default: every client): its
+    balance against its balance transactions per currency (available and pending),
+    succeeded charges and payouts against theirs. One line per failed check, naming the
+    currency and the difference; a failing client's widgets say `stale`. Exits 1 if any
+    check failed."""
+    from apps import cli_reconcile  # Dagster and DuckDB: only when it runs
+
+    return cli_reconcile.reconcile(check_names(clients))
+
+
 # -- syncing ---------------------------------------------------------------------------------
 
 

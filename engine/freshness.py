@@ -10,6 +10,7 @@ import duckdb
 
 from engine.client_config import client_config
 from engine.processes import process_gone
+from engine.reconcile import PREFIX as RECONCILE_PREFIX
 from engine.reporting.tables import FRESHNESS
 from engine.warehouse import FAILURES_TABLE, STARTS_TABLE
 
@@ -35,6 +36,9 @@ def staleness(client_id: str, built_at: datetime, failure: tuple[datetime, str] 
               now: datetime) -> str | None:
     """Why figures built at `built_at` may be wrong now, or None if they are current."""
     if failure is not None and failure[0] > built_at:
+        if failure[1].startswith(RECONCILE_PREFIX):
+            return (f"{failure[1]} Checked {failure[0]:%Y-%m-%d %H:%M} UTC; these figures "
+                    "may be wrong until it adds up again.")
         return (f"The last sync ({failure[0]:%Y-%m-%d %H:%M} UTC) failed: {failure[1]} "
                 f"These figures are from the data synced by {built_at:%Y-%m-%d %H:%M} UTC.")
     config = client_config(client_id)

@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from assets.client_health import health_assets, health_checks
+from assets.reconcile_check import reconciles_with_stripe
 from assets.reporting import reporting_assets
 from assets.stripe_assets import stripe_sync
 from pipelines.alerts import credential_alert_sensor
@@ -25,7 +26,7 @@ ASSETS = [stripe_sync, *reporting_assets, *health_assets]
 
 defs = Definitions(
     assets=ASSETS,
-    asset_checks=health_checks,
+    asset_checks=[*health_checks, reconciles_with_stripe],
     jobs=[stripe_sync_job, stripe_sync_batch_job, check_credentials_job, lake_maintenance_job,
           stripe_delivery_job],
     schedules=[*build_sync_schedules(), check_credentials_schedule, lake_maintenance_schedule],

@@ -520,27 +520,29 @@ def payment_tables(ctx: Ctx, views: PaymentViews) -> dict[str, Table]:
 
 
 def balance(ctx: Ctx, tables: dict[str, Table], p: Payments) -> Obj:
-    """Available and pending funds from every balance transaction, as of now."""
+    """Available and pending funds from every balance transaction, as of now, per currency
+    (a charge made in another currency is held in that currency, as Stripe does when the
+    account settles in it)."""
     now = time.time()
     net = p.tx_amount - p.tx_fee
     ready = p.tx_available_on <= now
-    available = int(net[ready].sum())
-    pending = int(net[~ready].sum())
+    funds = {ctx.currency: {"available": int(net[ready].sum()),
+                            "pending": int(net[~ready].sum())}}
     txns = tables["balance_transactions"]
     for t in range(txns.n_base, len(txns)):
         obj = txns.get(t)
-        if obj["available_on"] <= now:
-            available += obj["net"]
-        else:
-            pending += obj["net"]
+        kind = "available" if obj["available_on"] <= now else "pending"
+        funds.setdefault(obj["currency"], {"available": 0, "pending": 0})[kind] += obj["net"]
+
+    def amounts(kind: str) -> list[Obj]:
+        return [{"amount": f[kind], "currency": c, "source_types": {"card": f[kind]}}
+                for c, f in funds.items()]
+
     obj = dict(shared_template("balance"))
-    currency = ctx.currency
     obj.update(
-        available=[
-            {"amount": available, "currency": currency, "source_types": {"card": available}}
-        ],
-        pending=[{"amount": pending, "currency": currency, "source_types": {"card": pending}}],
-        connect_reserved=[{"amount": 0, "currency": currency}],
+        available=amounts("available"),
+        pending=amounts("pending"),
+        connect_reserved=[{"amount": 0, "currency": c} for c in funds],
         livemode=ctx.livemode,
     )
     return obj
