@@ -191,3 +191,21 @@ def test_ctrl_c_on_a_parallel_sync_stops_every_worker_in_one_line(synced):
         stale = widget(client)
         assert stale["state"] == "stale" and "interrupted" in stale["message"], stale
     assert_whole_after_a_new_sync(server, before)
+
+
+def test_ctrl_c_on_a_lone_sync_at_a_terminal_prints_one_line_and_no_traceback(synced):
+    """The terminal sends SIGINT to the whole foreground group: the CLI and whatever its
+    Dagster run started. Nothing but the one line reaches the screen (per-step stdout capture
+    used to start `tail` and watcher processes that printed KeyboardInterrupt tracebacks)."""
+    server, before = synced
+    since = datetime.now(UTC)
+    sync = start_sync("c1", "--full-refresh")
+    wait_until_syncing("c1", since)
+    os.killpg(sync.pid, signal.SIGINT)
+    out, err = sync.communicate(timeout=120)
+
+    assert sync.returncode == 1, out + err
+    assert err.strip().splitlines()[-1] == INTERRUPTED, err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    assert widget("c1")["state"] == "stale"
+    assert_whole_after_a_new_sync(server, before)

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from apps.web.app import TILES, create_app
+from apps.web.app import TILES
 from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import format_value, run_widget
 from tests.test_reporting_support import seed_report_data
+from tests.web_server import CHROMIUM, AppServer, chromium
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 NEW_KEY = "sk_test_" + "N3wKeyBody" * 3
 
@@ -36,52 +34,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class AppServer:
-    """The report app under uvicorn in a thread, as `stripe-reports serve` runs it."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        config = uvicorn.Config(create_app(host="127.0.0.1"), host="127.0.0.1", port=self.port,
-                                log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> AppServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the report app did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture()

@@ -17,9 +17,8 @@ from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import run_widget
 from tests.test_reporting_support import seed_report_data
-from tests.web_server import AppServer, free_port
+from tests.web_server import CHROMIUM, AppServer, chromium, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "phone staff password"
 
 pytestmark = [
@@ -33,15 +32,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture()

@@ -124,15 +124,23 @@ def _confirmed(form: FormData, client_id: str) -> bool:
     return str(form.get("confirm") or "").strip() == client_id
 
 
-async def remove_key(request: Request) -> Response:
-    state = app_state(request)
+async def _panel_post(request: Request) -> tuple[str, FormData] | Response:
+    """A reconnect panel's form: the URL's client and the form, or the refusal to answer
+    (a form from elsewhere, or a client whose key comes from the environment)."""
     client_id = await known_client(request)
     form = await checked_form(request)
     if form is None:
         return refused_form(request)
     refusal = await run_in_threadpool(_env_refusal, request, client_id)
-    if refusal is not None:
-        return refusal
+    return refusal if refusal is not None else (client_id, form)
+
+
+async def remove_key(request: Request) -> Response:
+    state = app_state(request)
+    posted = await _panel_post(request)
+    if isinstance(posted, Response):
+        return posted
+    client_id, form = posted
     if not _confirmed(form, client_id):
         context = await run_in_threadpool(panel_context, request, client_id, error={
             "message": f"Type {client_id} in the box to confirm removing its key. Nothing "
@@ -174,13 +182,10 @@ async def _try_connect(client_id: str, raw_key: str, replace: bool) -> dict[str,
 
 async def add_key(request: Request) -> Response:
     state = app_state(request)
-    client_id = await known_client(request)
-    form = await checked_form(request)
-    if form is None:
-        return refused_form(request)
-    refusal = await run_in_threadpool(_env_refusal, request, client_id)
-    if refusal is not None:
-        return refusal
+    posted = await _panel_post(request)
+    if isinstance(posted, Response):
+        return posted
+    client_id, form = posted
     replace = form.get("replace_account") == "yes"
     if replace and not _confirmed(form, client_id):
         context = await run_in_threadpool(panel_context, request, client_id, error={
