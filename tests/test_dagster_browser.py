@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_web_browser import CHROMIUM, SCREENSHOTS, _free_port
+from tests.test_web_browser import SCREENSHOTS
+from tests.web_server import CHROMIUM, chromium, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,7 +58,7 @@ def dagster_ui(home: Path, tmp_path: Path) -> Iterator[str]:
     demo = subprocess.run([str(BIN / "stripe-reports"), "demo"], cwd=home,
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stderr[-3000:]
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dagster-webserver.log"
     with log.open("w") as out:
         server = subprocess.Popen(
@@ -79,19 +80,12 @@ def dagster_ui(home: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def ui_page(dagster_ui: str):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-GB")
         # The first visit's community dialog may open at any time: skip it whenever it shows.
         page.add_locator_handler(page.get_by_text("Join the Dagster community"),
                                  lambda: page.get_by_role("button", name="Skip").click())
         yield dagster_ui, page
-        browser.close()
 
 
 def _open(page, url: str) -> None:

@@ -16,7 +16,8 @@ from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import format_value, run_widget
 from tests.test_reporting_support import seed_report_data
-from tests.test_web_browser import AppServer, pytestmark  # noqa: F401 - Chromium needed too
+from tests.test_web_browser import pytestmark  # noqa: F401 - Chromium needed too
+from tests.web_server import AppServer
 
 
 @pytest.fixture()
