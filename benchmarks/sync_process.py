@@ -30,6 +30,7 @@ class SyncJob:
     concurrency: int | None = None  # None: the pipeline's default
     include_balance: bool = False
     profile: Path | None = None  # py-spy's collapsed stacks of every thread, written here
+    chunk_mb: float | None = None  # a chunk's raw-JSON budget; None: the engine's CHUNK_BYTES
 
 
 @dataclass
@@ -58,7 +59,7 @@ def run_sync(job: SyncJob) -> SyncRun:
         "client_id": job.client_id, "secret_key": job.secret_key, "api_base": job.api_base,
         "warehouse": str(job.warehouse), "streams": list(job.streams),
         "requests_per_second": job.requests_per_second, "concurrency": job.concurrency,
-        "include_balance": job.include_balance,
+        "include_balance": job.include_balance, "chunk_mb": job.chunk_mb,
     }
     command = [sys.executable, "-m", "benchmarks.sync_process"]
     if job.profile:
@@ -126,6 +127,10 @@ def _child_main() -> int:
     warehouse = open_warehouse(config["warehouse"])
     warehouse.ensure_schema()
     specs = resolve_streams(config["streams"])
+    if config.get("chunk_mb"):
+        import engine.sync
+
+        engine.sync.CHUNK_BYTES = int(config["chunk_mb"] * 1024 * 1024)
 
     def sync():
         options = {"concurrency": config["concurrency"]} if config["concurrency"] else {}

@@ -55,6 +55,10 @@ EVENT_SAFETY_MARGIN = timedelta(hours=6)
 # Objects created in the last seconds may not be listed yet; the next run takes them.
 SETTLE_SECONDS = 2
 CHUNK_ROWS = 5_000
+# A chunk also ends at this much raw JSON: 5,000 invoices with their lines were ~150 MB of
+# text, and DuckDB staging them (typed columns, unnested lines) took a sync to 1.3 GB. At
+# ~3 KB a charge, 5,000 charges stay under it and still end at the count.
+CHUNK_BYTES = 16 * 1024 * 1024
 FLUSH_SECONDS = 5.0
 # How long the chunk writer may keep the warehouse while chunks keep arriving.
 HOLD_SECONDS = 2.0
@@ -261,6 +265,7 @@ def sync_stream(
     now: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
+    chunk_bytes: int | None = None,  # None: CHUNK_BYTES
 ) -> StreamResult:
     started = time.monotonic()
     account = account.tagged(spec.name)
@@ -277,7 +282,8 @@ def sync_stream(
         lo = min(account_created or EPOCH_START, hi)
     with warehouse.reader() as conn:  # after the events, which may have added rows
         loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
-    _list_created(account, loader, lo, hi, concurrency, chunk_rows, progress)
+    _list_created(account, loader, lo, hi, concurrency, (chunk_rows, chunk_bytes or CHUNK_BYTES),
+                  progress)
     result.requests = account.requests_by_tag.get(spec.name, 0)
     result.seconds = time.monotonic() - started
     if progress:
@@ -307,28 +313,34 @@ def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, h
 
 
 def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: int,
-                  concurrency: int, chunk_rows: int, progress: ProgressSink | None) -> None:
+                  concurrency: int, chunk_limits: tuple[int, int],
+                  progress: ProgressSink | None) -> None:
     """List objects created in [lo, hi) and land them in chunks, the cursor with each.
+
+    A chunk ends at `chunk_limits` = (objects, bytes of raw JSON), whichever comes first.
 
     If the listing fails for good, what it fetched up to the covered frontier still lands.
     """
     spec = loader.spec
     coverage = Coverage(lo)
     writer = _ChunkWriter(loader)
+    chunk_rows, chunk_bytes = chunk_limits
     batches: list[pa.Table] = []
-    buffered, submitted_cursor, last_flush = 0, lo, time.monotonic()
+    buffered, buffered_bytes, submitted_cursor, last_flush = 0, 0, lo, time.monotonic()
     try:
         for page in extract_window(account, spec.endpoint, dict(spec.list_params), lo, hi,
                                    concurrency=concurrency):
             # Pages become Arrow rows of JSON text at once: no dicts are ever built.
             batches.append(loader.rows(page.raw_objects))
             buffered += len(page.raw_objects)
+            buffered_bytes += batches[-1].nbytes
             for done in page.completed:
                 coverage.add(*done)
             due = time.monotonic() - last_flush > FLUSH_SECONDS
-            if buffered >= chunk_rows or (due and coverage.frontier > submitted_cursor):
+            if (buffered >= chunk_rows or buffered_bytes >= chunk_bytes
+                    or (due and coverage.frontier > submitted_cursor)):
                 writer.submit(batches, coverage.frontier)
-                submitted_cursor, batches, buffered = coverage.frontier, [], 0
+                submitted_cursor, batches, buffered, buffered_bytes = coverage.frontier, [], 0, 0
                 last_flush = time.monotonic()
                 if progress:
                     progress(account.client_id, spec.name, loader.result.rows_landed,
