@@ -195,6 +195,11 @@ class Warehouse(ABC):
     def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection that reads committed data only."""
 
+    def client_reader(self, client_id: str) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A reader for one client's widgets: its `reporting.*` rows and sync records at the
+        latest commit (other clients' rows may be missing). The lake serves a copy."""
+        return self.reader()
+
     @abstractmethod
     def client_lock(self, client_id: str, timeout: float = 3600.0,
                     on_wait: Callable[[str], None] = lambda _: None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from engine.lake.client_copy import copies_of
 from engine.lake.client_lock import postgres_client_lock
 from engine.lake.database import LakeDatabase, lake_database
 from engine.lake.maintenance import PURGE_NOTE, LakeMaintenance, erase_history, maintain
@@ -100,6 +101,15 @@ class LakeWarehouse(Warehouse):
             with suppress(duckdb.Error):
                 conn.rollback()
             conn.close()
+
+    def client_reader(self, client_id: str) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """The client's reporting rows and sync records at the latest snapshot, from this
+        process's copy (engine/lake/client_copy.py): a catalog query per table was ~20 ms."""
+        database = self._database()
+        if not database.schema_ready:
+            with self._connection():  # the schema in place, as `reader` does
+                pass
+        return copies_of(database).reader(client_id)
 
     def maintain(self, keep_snapshots: timedelta, keep_unused_files: timedelta
                  ) -> LakeMaintenance:

@@ -406,7 +406,7 @@ def run_widgets(
         return results
 
     warehouse = warehouse or warehouse_from_settings()
-    with warehouse.reader() as conn:
+    with warehouse.client_reader(client_id) as conn:
         if not reporting_ready(conn):
             return [
                 _no_data(_blank(client_id, w, period, currency),
