@@ -121,7 +121,7 @@ class ClientCopies:
         lake = self.database.cursor()
         try:
             rows = lake.execute(f"SELECT * FROM {name} AT (VERSION => {snapshot}){where}",
-                                [client_id] if by_client else []).fetch_arrow_table()
+                                [client_id] if by_client else []).to_arrow_table()
         finally:
             lake.close()
         return name, rows
