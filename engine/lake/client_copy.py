@@ -210,6 +210,15 @@ def copies_of(database: LakeDatabase) -> ClientCopies:
         return _copies[database]
 
 
+def close_copies() -> None:
+    """Every copy this process holds let go (the next read of each client copies again)."""
+    with _copies_lock:
+        held = list(_copies.values())
+        _copies.clear()
+    for copies in held:
+        copies.close()
+
+
 def _forget_after_fork() -> None:
     global _copies
     _inherited.append(_copies)
