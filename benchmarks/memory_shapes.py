@@ -1,7 +1,8 @@
 """Peak RSS of one client's first sync, for the account shapes of issue 21.
 
-    python -m benchmarks.memory_shapes [--shapes charges,subscriptions] [--charges N]
-                                       [--subscription-charges N] [--chunk-mb 0,16]
+    python -m benchmarks.memory_shapes [--shapes charges,subscriptions,wide_invoices]
+        [--charges N] [--subscription-charges N] [--wide-charges N] [--lines N]
+        [--chunk-mb 0,16]
 
 Each shape is one sandbox account, served in this process (benchmarks/lake_cost.py's
 helper), synced into a fresh DuckDB file by `sync_client` in a child process
@@ -11,6 +12,9 @@ helper), synced into a fresh DuckDB file by `sync_client` in a child process
 - `subscriptions`: subscription-heavy, every stream and the balance: one subscription per
   15 charges and invoices every billing period (`--subscription-charges`, default 40,000,
   so 2,666 subscriptions, the size whose reporting build once ran out of memory).
+- `wide_invoices`: the same shape with `--lines` (default 60) items on every subscription,
+  so as many lines on every invoice (~70 KB of JSON an invoice; `--wide-charges`, default
+  20,000).
 
 `--chunk-mb` lists the raw-JSON budgets per chunk to run each shape with (0: chunks end
 at 5,000 objects only, as before issue 21; none given: the engine's default). Prints one
@@ -43,7 +47,12 @@ def _spec(shape: str, args: argparse.Namespace) -> tuple[AccountSpec, tuple[str,
         n = args.subscription_charges
         return (AccountSpec(CLIENT, charges=n, customers=n // 10, subscriptions=n // 15,
                             livemode=True), tuple(s.name for s in STREAMS), True)
-    raise SystemExit(f"unknown shape {shape!r}: use charges or subscriptions")
+    if shape == "wide_invoices":
+        n = args.wide_charges
+        return (AccountSpec(CLIENT, charges=n, customers=n // 10, subscriptions=n // 15,
+                            items_per_subscription=args.lines, livemode=True),
+                tuple(s.name for s in STREAMS), True)
+    raise SystemExit(f"unknown shape {shape!r}: use charges, subscriptions or wide_invoices")
 
 
 def _load() -> str:
@@ -61,9 +70,11 @@ def _row(shape: str, spec: AccountSpec, chunk_mb: float | None, run: SyncRun,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="charges,subscriptions")
+    parser.add_argument("--shapes", default="charges,subscriptions,wide_invoices")
     parser.add_argument("--charges", type=int, default=1_000_000)
     parser.add_argument("--subscription-charges", type=int, default=40_000)
+    parser.add_argument("--wide-charges", type=int, default=20_000)
+    parser.add_argument("--lines", type=int, default=60)
     parser.add_argument("--chunk-mb", default="",
                         help="comma-separated budgets in MB; 0 = by count only")
     args = parser.parse_args(argv)

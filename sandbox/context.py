@@ -54,6 +54,9 @@ class AccountSpec:
     # "quarter", "year"), and the share of failed charges.
     price_intervals: tuple[str, ...] = ("month", "year", "quarter", "week", "day")
     failure_rate: float = 0.08
+    # Items on every subscription (so lines on every invoice); None: one or two, as usual.
+    # Large invoices (50+ lines) are the shape that measures a sync's memory by bytes.
+    items_per_subscription: int | None = None
 
 
 @dataclass
