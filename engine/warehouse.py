@@ -272,9 +272,12 @@ def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    # A commit that runs out of memory fails as a TransactionException saying so.
+    # A commit that runs out of memory fails as a TransactionException saying so: "could
+    # not allocate", or "failed to pin block" when its pages no longer fit (a chunk of
+    # invoices with 60 lines each, writing the lines at the commit).
     return isinstance(error, duckdb.OutOfMemoryException) or (
-        isinstance(error, duckdb.TransactionException) and "could not allocate" in str(error))
+        isinstance(error, duckdb.TransactionException)
+        and any(words in str(error) for words in ("could not allocate", "failed to pin block")))
 
 
 def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:

@@ -7,10 +7,17 @@ be written as a chunk of its own, its cursor with it, and every object land once
 
 from __future__ import annotations
 
+import engine.file_warehouse
 from engine.streams import resolve_streams
 from engine.sync import sync_stream
 from sandbox import AccountSpec
-from tests.sync_helpers import account_for, duplicate_count, new_warehouse
+from tests.sync_helpers import (
+    account_for,
+    compare_with_source,
+    duplicate_count,
+    new_warehouse,
+    run_sync,
+)
 
 ACCOUNT = AccountSpec("chunky", charges=600, customers=20, subscriptions=5)
 PAGES = 6  # 600 charges, 100 a page, one request at a time
@@ -41,3 +48,26 @@ def test_a_chunk_closes_at_the_byte_budget(sandbox_factory, tmp_path):
     assert default_chunks == 0  # 600 charges stay far under 5,000 objects and 16 MB
     assert landed == default_landed == 600
     assert duplicate_count(small, "charges") == 0
+
+
+WIDE = AccountSpec("wide", charges=400, customers=40, subscriptions=30, items_per_subscription=60)
+
+
+def test_subscriptions_and_invoices_with_sixty_lines_land_whole_under_a_tiny_memory_target(
+        sandbox_factory, tmp_path, monkeypatch):
+    # A commit that ran out of its target at "failed to pin block" failed the sync instead of
+    # running again with more memory.
+    monkeypatch.setitem(engine.file_warehouse.FILE_WRITER_CONFIG, "memory_limit", "4MB")
+    server = sandbox_factory([WIDE], seed=6)
+    warehouse = new_warehouse(tmp_path)
+
+    report = run_sync(server, "wide", warehouse)
+
+    assert not report.errors, report.errors
+    assert compare_with_source(server, "wide", warehouse) == []
+    with warehouse.reader() as conn:
+        items = conn.execute("SELECT count(*) FROM stripe.subscription_items").fetchone()[0]
+        lines = conn.execute("SELECT min(json_array_length(raw, '$.lines.data')) "
+                             "FROM stripe.invoices").fetchone()[0]
+    assert items == 60 * report.streams["subscriptions"].inserted
+    assert lines == 60

@@ -114,7 +114,7 @@ def _report_context(state: AppState, client_id: str, start: str | None, end: str
                           warehouse=state.warehouse, store=state.store)
     by_name = {r.widget: r for r in results}
     first = results[0]
-    with state.warehouse.reader() as conn:
+    with state.warehouse.client_reader(client_id) as conn:  # the lake serves a copy
         currencies = client_currencies(conn, client_id)
     reconnect = next((r for r in results if r.state == RECONNECT), None)
     stale = next((r for r in results if r.state == "stale"), None)
