@@ -35,7 +35,7 @@ from engine.reporting.build import build_reporting_tables
 from engine.streams import STREAMS
 from engine.stripe_api import StripeAccount
 from engine.sync import sync_client
-from engine.warehouse import Warehouse
+from engine.warehouse import Warehouse, in_transaction
 from engine.warehouse_factory import open_warehouse
 from reports.widgets import run_widgets
 from sandbox import AccountSpec, SandboxWorld
@@ -62,11 +62,9 @@ def _clone(warehouse: Warehouse, clients: int) -> float:
             "AND table_catalog = current_database() "
             "AND table_name NOT IN (SELECT view_name FROM duckdb_views())").fetchall()]
         for n in range(1, clients):
-            conn.begin()
-            for table in tables:
-                conn.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS client_id) "
-                             f"FROM {table} WHERE client_id = ?", [f"c{n:04d}", SOURCE])
-            conn.commit()
+            in_transaction(conn, lambda n=n: [conn.execute(
+                f"INSERT INTO {table} SELECT * REPLACE (? AS client_id) "
+                f"FROM {table} WHERE client_id = ?", [f"c{n:04d}", SOURCE]) for table in tables])
             if n % 100 == 0:
                 print(f"  {warehouse!r}: {n} clients", flush=True)
     return time.perf_counter() - started

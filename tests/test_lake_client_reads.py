@@ -52,7 +52,10 @@ def test_a_cached_reader_sees_every_change_to_the_lake(lake, sandbox_factory):  
     succeeded = sum(1 for charge in made if charge["status"] == "succeeded")
     assert succeeded > 0
     _sync_and_build(server, warehouse)
-    assert _successful_payments(warehouse).value == first.value + succeeded
+    with warehouse.reader() as conn:  # what a reader of the lake itself sees
+        stored = conn.execute("SELECT count(*) FROM reporting.payments WHERE client_id = "
+                              "'acme' AND status = 'succeeded'").fetchone()[0]
+    assert _successful_payments(warehouse).value == first.value + succeeded, stored
 
     # A failed sync recorded after the build: the figures say they may be out of date.
     warehouse.record_failure("acme", "Stripe said no.")

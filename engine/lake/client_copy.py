@@ -32,8 +32,10 @@ from engine.warehouse import FAILURES_TABLE, STARTS_TABLE
 # Not meta.sync_state: it changes with every chunk of every client's sync.
 COPIED_SCHEMAS = ("reporting",)
 COPIED_TABLES = (FAILURES_TABLE, STARTS_TABLE)
-# Clients whose copies a process keeps (the least recently read goes first).
+# Clients whose copies a process keeps, and their rows' size in all (Arrow bytes; the least
+# recently read go first; the copy just read always stays, however large).
 MAX_CLIENTS = 16
+MAX_BYTES = 256 * 1024 * 1024
 # Tables copied side by side: each copy waits on catalog round trips, not on the CPU.
 COPY_THREADS = 4
 _METADATA = f"__ducklake_metadata_{ALIAS}.public"
@@ -44,6 +46,7 @@ class _Copy:
     db: duckdb.DuckDBPyConnection = field(default_factory=duckdb.connect)
     snapshot: int | None = None
     tables: dict[int, tuple[str, bool]] = field(default_factory=dict)  # id: (name, by client)
+    sizes: dict[str, int] = field(default_factory=dict)  # table: bytes of its rows
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,6 +67,7 @@ class ClientCopies:
         with copy.lock:
             self._refresh(copy, client_id)
             cursor = copy.db.cursor()
+        self._evict(keep=client_id)
         try:
             cursor.begin()  # a refresh by another thread meanwhile is not seen half-done
             yield cursor
@@ -83,11 +87,18 @@ class ClientCopies:
         with self._lock:
             copy = self._copies.pop(client_id, None) or _Copy()
             self._copies[client_id] = copy
-            while len(self._copies) > MAX_CLIENTS:
-                # A reader still on it keeps its own cursor; closing the database would end
-                # that read, so the evicted copy is left to the garbage collector.
-                self._copies.popitem(last=False)
             return copy
+
+    def _evict(self, keep: str) -> None:
+        # A reader still on an evicted copy keeps its own cursor; closing the database would
+        # end that read, so the copy is left to the garbage collector.
+        with self._lock:
+            for client in list(self._copies):
+                held = sum(sum(c.sizes.values()) for c in self._copies.values())
+                if len(self._copies) <= MAX_CLIENTS and held <= MAX_BYTES:
+                    return
+                if client != keep:
+                    del self._copies[client]
 
     def _refresh(self, copy: _Copy, client_id: str) -> None:
         lake = self.database.cursor()
@@ -112,6 +123,9 @@ class ClientCopies:
         else:
             fetched = [self._fetch(job, client_id, current) for job in jobs]
         _replace(copy, fetched, rebuild)
+        if rebuild:
+            copy.sizes.clear()
+        copy.sizes.update((name, rows.nbytes) for name, rows in fetched)
         copy.snapshot = current
         self.tables_copied += len(jobs)
 
