@@ -14,5 +14,7 @@ client at a time is a PostgreSQL advisory lock on the catalog database too
 The modules, by concern: `target` (the catalog setting, parsed and masked), `database` (one
 process's DuckDB with the lake attached, extensions loaded by path: DuckDB never downloads
 anything here), `turns`, `retrying`, `client_lock`, `maintenance` (the nightly pass, and
-what makes a purge final), and `warehouse` (`LakeWarehouse`, the Warehouse interface on it).
+what makes a purge final), `client_copy` (widgets read a per-process copy of the client's
+reporting rows: a catalog round trip per query made them ~15× slower than the file), and
+`warehouse` (`LakeWarehouse`, the Warehouse interface on it).
 """
