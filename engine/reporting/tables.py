@@ -72,6 +72,12 @@ def _money(name: str, description: str) -> Column:
     return _c(name, MONEY, f"{description}, in major units of the currency (12.34 USD, 1234 JPY)")
 
 
+def _minor(name: str, major: str) -> Column:
+    """The integer Stripe sent, beside its major-unit column `major` (docs/metrics.md)."""
+    return _c(name, "BIGINT", f"{major} in the currency's minor unit, as Stripe sends it "
+              "(1234 = 12.34 USD; 1234 = 1234 JPY)")
+
+
 REPORTING_TABLES: tuple[ReportingTable, ...] = (
     ReportingTable(
         name="daily_revenue",
@@ -272,6 +278,32 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         reads=("subscriptions", "subscription_items"),
         order_by="client_id, currency, day",
     ),
+    # -- failed subscription payments (issue 22): delinquent churn, MRR recovered --------
+    ReportingTable(
+        name="delinquency",
+        description="Failed subscription payments and how they ended: recovered (a recurring "
+        "invoice paid after a failed first attempt) or churned (the subscription canceled "
+        "because payment failed, or marked unpaid). See docs/metrics.md.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("customer", "VARCHAR", "Customer id"),
+            CURRENCY,
+            _c("outcome", "VARCHAR", "recovered or churned"),
+            _c("day", "DATE", "Day (client's time zone) of the outcome: the invoice paid, the "
+               "subscription ended, or first seen unpaid"),
+            _c("invoice_id", "VARCHAR", "The recovered invoice; for a churn, the subscription's "
+               "latest unpaid invoice (null when none was synced)"),
+            _c("attempts", "BIGINT", "Payment attempts of that invoice (Stripe's attempt_count)"),
+            _c("reason", "VARCHAR", "payment_recovered; payment_failed (Stripe's "
+               "cancellation_details.reason) or unpaid (status) for a churn"),
+            _money("amount", "The invoice's amount paid (recovered) or due (churned)"),
+            _minor("amount_minor", "amount"),
+            _money("mrr", "The subscription's MRR (after forever discounts)"),
+        ),
+        reads=("subscriptions", "subscription_items", "invoices"),
+        order_by="client_id, currency, day",
+    ),
     ReportingTable(
         name="balance",
         description="The Stripe balance per currency at every sync: available and pending.",
@@ -365,3 +397,4 @@ PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
 CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
 FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
 CLIENTS = REPORTING_TABLES_BY_NAME["clients"]
+DELINQUENCY = REPORTING_TABLES_BY_NAME["delinquency"]
