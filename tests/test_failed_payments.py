@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from engine.connection_store import ConnectionStore
+from reports.widgets import run_widgets
 from tests.test_reporting_support import build, land, price, subscription, ts
 from tests.test_subscription_metrics import (
     CLIENT,
@@ -152,3 +154,50 @@ def test_annual_plan_recovery_counts_its_monthly_value(warehouse, store):
     assert date.fromisoformat(got.rows[0]["day"]) == date(2024, 6, 18)
     build(warehouse, CLIENT, NOW)  # a rebuild gives the same rows, not twice as many
     assert len(figures(warehouse, store, "2024-06-01")["mrr_recovered"].rows) == 1
+
+
+# -- through the sandbox: Stripe-shaped failed payments, synced ------------------------------
+
+
+def test_a_synced_sandbox_has_both_and_the_widgets_find_exactly_them(sandbox_factory, home):
+    from datetime import UTC, datetime
+
+    from engine.streams import STREAMS_BY_NAME
+    from engine.warehouse_factory import warehouse_from_settings
+    from sandbox import AccountSpec
+    from tests.sync_helpers import run_sync, source_objects
+
+    server = sandbox_factory([AccountSpec("acme", charges=50, customers=60, subscriptions=120)])
+    warehouse = warehouse_from_settings()
+    assert not run_sync(server, "acme", warehouse).errors
+    build(warehouse, "acme", datetime.now(UTC))
+    subs = source_objects(server, "acme", STREAMS_BY_NAME["subscriptions"])
+    invoices = source_objects(server, "acme", STREAMS_BY_NAME["invoices"])
+    failed_out = {i for i, s in subs.items() if s["status"] == "canceled"
+                  and (s.get("cancellation_details") or {}).get("reason") == "payment_failed"}
+    recovered = {i for i, inv in invoices.items() if inv["status"] == "paid"
+                 and inv["attempt_count"] > 1 and inv["billing_reason"] != "subscription_create"}
+    assert failed_out and recovered  # the sandbox produces both
+    # Stripe's shapes: the latest invoice of a subscription canceled for failed payment is
+    # unpaid after its retries; a recovered one was paid days after it was created.
+    for sub_id in failed_out:
+        latest = invoices[subs[sub_id]["latest_invoice"]]
+        assert (latest["status"], latest["amount_paid"]) == ("open", 0)
+    for inv_id in recovered:
+        inv = invoices[inv_id]
+        assert inv["status_transitions"]["paid_at"] > inv["created"] + 86_400
+    with warehouse.reader() as conn:
+        rows = conn.execute("SELECT outcome, subscription_id, invoice_id FROM "
+                            "reporting.delinquency WHERE client_id = 'acme'").fetchall()
+    assert {s for o, s, _ in rows if o == "churned"} == failed_out
+    assert {i for o, _, i in rows if o == "recovered"} == recovered
+    with ConnectionStore.from_settings() as opened:
+        opened.save_connection("acme", secret_key="sk_test_" + "a" * 24, account_id="acct_1",
+                               livemode=False)
+        opened.record_sync("acme", datetime.now(UTC))
+        results = {r.widget: r for r in run_widgets(
+            "acme", ["delinquent_churn", "mrr_recovered"], "2020-01-01", None,
+            warehouse=warehouse, store=opened)}
+    assert results["delinquent_churn"].value > 0 and results["mrr_recovered"].value > 0
+    assert len({r["subscription_id"] for r in results["delinquent_churn"].rows}) == len(
+        failed_out)

@@ -101,7 +101,8 @@ def test_connect_warns_which_widgets_will_not_be_shown(synced):
     out = " ".join(synced.stdout.split())
     assert ("cannot read balance_transactions (rak_balance_transaction_source_read); these "
             "widgets will say they cannot be shown: net_volume, revenue_over_time.") in out
-    assert "cannot read invoices (rak_invoice_read); no widget reads it." in out
+    assert ("cannot read invoices (rak_invoice_read); these widgets will say they cannot be "
+            "shown: delinquent_churn, mrr_recovered.") in out
 
 
 @pytest.mark.parametrize("client", list(VARIANTS))
