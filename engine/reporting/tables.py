@@ -73,7 +73,8 @@ def _money(name: str, description: str) -> Column:
 
 
 def _minor(name: str, major: str) -> Column:
-    """The integer Stripe sent, beside its major-unit column `major` (docs/metrics.md)."""
+    """The integer Stripe sent, beside its major-unit column `major`: the convention of
+    reporting.* (docs/metrics.md, Conventions) where a row is one Stripe object."""
     return _c(name, "BIGINT", f"{major} in the currency's minor unit, as Stripe sends it "
               "(1234 = 12.34 USD; 1234 = 1234 JPY)")
 
@@ -108,7 +109,9 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("created", "TIMESTAMPTZ", "When the charge was created (UTC)"),
             DAY, CURRENCY,
             _money("amount", "Amount charged"),
+            _minor("amount_minor", "amount"),
             _money("amount_refunded", "Amount refunded so far"),
+            _minor("amount_refunded_minor", "amount_refunded"),
             _c("status", "VARCHAR", "succeeded, pending or failed"),
             _c("refunded", "BOOLEAN", "Fully refunded"),
             _c("disputed", "BOOLEAN", "Disputed"),
@@ -312,7 +315,9 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("captured_at", "TIMESTAMPTZ", "When the balance was read"),
             DAY, CURRENCY,
             _money("available", "Available balance"),
+            _minor("available_minor", "available"),
             _money("pending", "Pending balance"),
+            _minor("pending_minor", "pending"),
         ),
         reads=("balance",),
         order_by="client_id, currency, captured_at",
@@ -328,6 +333,7 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
                "in every time zone)"),
             CURRENCY,
             _money("amount", "Amount paid out"),
+            _minor("amount_minor", "amount"),
             _c("status", "VARCHAR", "paid, pending, in_transit, canceled or failed"),
             _c("method", "VARCHAR", "standard or instant"),
         ),
