@@ -303,7 +303,8 @@ _COMPARE_HELP = ("What figures are compared with: previous_period (default), pre
 @click.argument("widget")
 @click.option("--start", metavar="YYYY-MM-DD",
               help="First day (default: 30 days before the end).")
-@click.option("--end", metavar="YYYY-MM-DD", help="Last day (default: today, UTC).")
+@click.option("--end", metavar="YYYY-MM-DD",
+              help="Last day (default: today in the client's time zone).")
 @click.option("--currency", metavar="CUR",
               help="Three-letter code (default: the client's main currency).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
