@@ -96,6 +96,7 @@ SUBSCRIPTION_WIDGETS = ("mrr", "arr", "active_subscriptions", "new_subscriptions
                         "mrr_movements", "subscription_churn_rate", "customer_churn",
                         "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "arpa", "ltv",
                         "quick_ratio", "new_trials", "trial_conversion_rate", "mrr_by_plan",
+                        "nrr_12m", "grr_12m",
                         "cohort_retention")
 
 STREAMS: tuple[StreamSpec, ...] = (
