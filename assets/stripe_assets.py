@@ -34,6 +34,7 @@ from assets.client_health import (
     refresh_reconnect_list,
     report_freshness,
 )
+from assets.known_failure import KnownFailure
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
@@ -155,7 +156,7 @@ def explained_errors() -> Iterator[None]:
         problem = explain(error)
         if problem is None:
             raise
-        raise Failure(description=problem.message, allow_retries=False,
+        raise KnownFailure(description=problem.message, allow_retries=False,
                       metadata={"error_type": MetadataValue.text(type(error).__name__)}) from None
 
 
@@ -173,13 +174,13 @@ def _record_key_works(store: ConnectionStore, account: StripeAccount, report: Sy
 
 
 def _credential_failure(context: AssetExecutionContext, stripe: StripeResource,
-                        warehouse: WarehouseResource, failure: CredentialFailure) -> Failure:
+                        warehouse: WarehouseResource, failure: CredentialFailure) -> KnownFailure:
     # A client never synced from the environment has no row to mark; the run still fails.
     with stripe.store() as store, contextlib.suppress(ClientNotConnected):
         record_check_outcome(store, failure.client_id or context.partition_key, failure)
     context.log.error(f"Credential check failed: {failure.message}")
     _publish_health(context, stripe, warehouse)
-    return Failure(
+    return KnownFailure(
         description=f"{failure.guidance()}",
         metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
         allow_retries=False,
@@ -211,9 +212,9 @@ def _chosen_specs(context: AssetExecutionContext, config: SyncConfig) -> list[St
     try:
         named = resolve_streams(config.streams or None)
     except ValueError as error:
-        raise Failure(description=str(error), allow_retries=False) from None
+        raise KnownFailure(description=str(error), allow_retries=False) from None
     if config.streams and {s.name for s in named} != {s.name for s in chosen}:
-        raise Failure(
+        raise KnownFailure(
             description=f"The run's config names the streams {', '.join(config.streams)} but "
             f"the run selects {', '.join(s.name for s in chosen) or 'no stream'}. Select "
             "just those assets (Materialize selected) or leave `streams` empty.",
@@ -243,7 +244,7 @@ def stripe_sync(
     try:
         account, connection = stripe.account_for(client_id)
     except ClientNotConnected as missing:
-        raise Failure(description=str(missing), allow_retries=False) from None
+        raise KnownFailure(description=str(missing), allow_retries=False) from None
     try:
         report = _sync(context, stripe, warehouse, account, connection, specs, config)
     except CredentialFailure as failure:
@@ -298,9 +299,9 @@ def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: War
         )
 
 
-def _access_failure(error: StripeAccessError) -> Failure:
+def _access_failure(error: StripeAccessError) -> KnownFailure:
     facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
-    return Failure(description=error.guidance(),
+    return KnownFailure(description=error.guidance(),
                    metadata={k: MetadataValue.text(v) for k, v in facts.items()},
                    allow_retries=True)
 
@@ -343,9 +344,9 @@ def _materializations(context: AssetExecutionContext, specs: list[StreamSpec],
                                         metadata={"parent_rows_written": result.rows_landed})
 
 
-def _stream_errors_failure(errors: list[StripeAccessError]) -> Failure:
+def _stream_errors_failure(errors: list[StripeAccessError]) -> KnownFailure:
     lines = [f"- {error.message}" for error in errors]
-    return Failure(
+    return KnownFailure(
         description="Some streams could not be synced; the others landed:\n" + "\n".join(lines),
         metadata={"failed_streams": len(errors)},
         allow_retries=True,
