@@ -266,6 +266,17 @@ def refresh_reconnect_list(instance: DagsterInstance, store: ConnectionStore) ->
     return True
 
 
+def judge_unjudged_list(instance: DagsterInstance, store: ConnectionStore) -> bool:
+    """A list published before its check existed (an upgrade) gets its verdict now: the
+    client_health sensor asks each tick (one query), not every client's run."""
+    if instance.get_latest_asset_check_evaluation_record(RECONNECT_CHECK_KEY) is not None:
+        return False
+    if _published_table(instance) is None:
+        return False  # no list yet: its first refresh judges it
+    report_reconnect_check(instance, reconnect_metadata(store))
+    return True
+
+
 def reconnect_verdict(metadata: dict[str, MetadataValue]) -> dict[str, Any]:
     """The check on the list: fails (ERROR) naming every client that needs a new key."""
     count, clients = metadata["count"].value, metadata["clients"].value

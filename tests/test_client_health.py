@@ -209,3 +209,21 @@ def test_the_health_sensor_follows_a_reconnect_made_without_a_sync(synced):
     assert reconnect_list(instance)[0] == 0
     assert reconnect_check(instance).passed  # again and again: one runless verdict kept
     assert statuses(instance, FRESHNESS_CHECK_KEY)["acme"] == "FAILED"  # until a sync succeeds
+
+
+def test_a_list_published_before_its_check_existed_is_judged_by_the_next_health_tick(synced):
+    """After an upgrade the list is unchanged, so no refresh judges it: the sensor does."""
+    from apps.launch import materialize_client
+    from assets.client_health import _forget_runless_verdict
+
+    server, instance = synced
+    server.world.revoke_key("acme")
+    assert not materialize_client("acme").success  # the list now names acme
+    _forget_runless_verdict(instance, RECONNECT_CHECK_KEY, None)  # as an older version left it
+    assert instance.get_latest_asset_check_evaluation_record(RECONNECT_CHECK_KEY) is None
+
+    tick = client_health_sensor.evaluate_tick(build_sensor_context(instance=instance))
+
+    assert tick.skip_message.endswith("reconnect list unchanged.")
+    check = reconnect_check(instance)
+    assert not check.passed and "need a new Stripe key: acme." in check.description
