@@ -94,8 +94,11 @@ def run_sync_job(job: JobDefinition, client_id: str, instance: Any, *,
         instance=instance,
         partition_key=client_id,
         asset_selection=asset_selection(streams),
-        tags={"client": client_id, ".dagster/repository": REPOSITORY_LABEL,
-              **launcher_tags(launched_by), **(tags or {})},
+        # Shown in the run list: Dagster's partition (the client), who launched it and, in a
+        # batch, its batch run; the rest is hidden (`.dagster/`). No `client` tag: it would
+        # repeat the partition.
+        tags={".dagster/repository": REPOSITORY_LABEL, **launcher_tags(launched_by),
+              **(tags or {})},
         raise_on_error=False,
     )
 
