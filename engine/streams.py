@@ -132,7 +132,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded",
             "charge.updated", "charge.expired", "charge.pending",
         ),
-        widgets=PAYMENT_WIDGETS,
+        widgets=(*PAYMENT_WIDGETS, "disputes"),  # the dispute rate's denominator
     ),
     StreamSpec(
         name="refunds",
