@@ -99,8 +99,7 @@ PAYMENT_WIDGETS = ("gross_volume", "net_volume", "successful_payments", "failed_
 SUBSCRIPTION_WIDGETS = ("mrr", "arr", "active_subscriptions", "new_subscriptions",
                         "churned_subscriptions", "churn_rate", "arpu", "mrr_over_time",
                         "mrr_movements", "subscription_churn_rate", "customer_churn",
-                        "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "nrr_12m",
-                        "grr_12m", "arpa", "ltv",
+                        "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "arpa", "ltv",
                         "quick_ratio", "new_trials", "trial_conversion_rate", "mrr_by_plan",
                         "nrr_12m", "grr_12m",
                         "cohort_retention")
