@@ -73,7 +73,8 @@ class SyncConfig(Config):
         default_factory=list,
         description="The streams this run syncs (e.g. ['charges', 'subscriptions']), as the "
         "CLI's --streams; empty: the selected ones. Must match the selected assets; a stream "
-        "brings its child tables (subscriptions: subscription_items).")
+        "brings its child tables (subscriptions: subscription_items; invoices: "
+        "invoice_line_items).")
 
 
 def stream_asset_key(spec: StreamSpec) -> AssetKey:

@@ -25,6 +25,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from engine.child_pages import complete_objects, complete_raw
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
@@ -106,9 +107,11 @@ class _StreamLoader:
 
     def __init__(
         self, spec: StreamSpec, client_id: str, warehouse: Warehouse, state: StreamState,
-        result: StreamResult, synced_at: datetime,
+        result: StreamResult, synced_at: datetime, account: StripeAccount | None = None,
     ) -> None:
         self.spec = spec
+        # Pages the lists a parent embeds only in part (engine/child_pages.py).
+        self.account = account
         self.client_id = client_id
         self.warehouse = warehouse
         self.state = state
@@ -152,10 +155,15 @@ class _StreamLoader:
 
     # Rows are stamped when their page arrived: a full listing flags as deleted only rows
     # stamped before it began, never one written meanwhile (by any run).
+    # Lists a parent embeds only in part are paged to their end first (engine/child_pages.py).
     def rows(self, raw_objects: list[bytes]) -> pa.Table:
+        if self.account is not None and raw_objects:
+            raw_objects = complete_raw(self.account, self.spec, raw_objects)
         return to_arrow(self.client_id, raw_objects, datetime.now(UTC))
 
     def rows_of_objects(self, objects: list[dict], deleted_ids: frozenset[str]) -> pa.Table:
+        if self.account is not None:
+            complete_objects(self.account, self.spec, objects, deleted_ids)
         return objects_to_arrow(self.client_id, objects, datetime.now(UTC), deleted_ids)
 
 
@@ -270,7 +278,7 @@ def sync_stream(
     result = StreamResult(spec.name, created_cursor=state.created_cursor,
                           events_cursor=state.events_cursor)
     loader = _StreamLoader(spec, account.client_id, warehouse, state, result,
-                           datetime.now(UTC))
+                           datetime.now(UTC), account)
     _catch_up(account, spec, loader, hi, full_refresh, accepted_missing)
     lo = state.created_cursor
     if lo is None:

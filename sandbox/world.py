@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import orjson
 
 from sandbox.account import SandboxAccount
+from sandbox.commerce import payment_intent_obj
 from sandbox.context import AccountSpec
 from sandbox.errors import ApiError, resource_missing
 from sandbox.events import event_obj
 from sandbox.payments import CHARGE, REFUND, fee_for, midnight_after_arr
 from sandbox.tables import Obj, Table
+from sandbox.world_commerce import CommerceChanges
 
 _CUSTOMER_FIELDS = {
     "email",
@@ -44,7 +46,7 @@ class KeyInfo:
     denied: frozenset[str] = frozenset()
 
 
-class SandboxWorld:
+class SandboxWorld(CommerceChanges):
     def __init__(self, seed: int, now: int) -> None:
         self.seed = seed
         self.now = now
@@ -196,7 +198,12 @@ class SandboxWorld:
                 currency=currency,
             )
             charges.append(charge)
+            intent = payment_intent_obj(charge)  # charge i was paid through pi i
+            account.tables["payment_intents"].append(intent)
+            self._emit(account, "payment_intent.created", intent)
             self._emit(account, f"charge.{status}", charge)
+            self._emit(account, "payment_intent.succeeded" if status == "succeeded"
+                       else "payment_intent.payment_failed", intent)
             return charge
 
     def add_charges(self, name: str, n: int) -> list[Obj]:

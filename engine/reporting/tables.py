@@ -341,6 +341,26 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         order_by="client_id, currency, arrival_day",
     ),
     ReportingTable(
+        name="disputes",
+        description="One row per dispute (chargebacks and inquiries) of the client's charges, "
+        "on the day it was opened: the disputes widget.",
+        columns=(
+            CLIENT,
+            _c("id", "VARCHAR", "Dispute id"),
+            _c("charge", "VARCHAR", "Disputed charge id"),
+            _c("created", "TIMESTAMPTZ", "When the dispute was opened (UTC)"),
+            DAY, CURRENCY,
+            _money("amount", "Amount disputed"),
+            _c("status", "VARCHAR", "warning_needs_response, needs_response, under_review, "
+               "won, lost, ..."),
+            _c("reason", "VARCHAR", "fraudulent, duplicate, product_not_received, ..."),
+            _c("inquiry", "BOOLEAN", "An inquiry (status warning_*), not a chargeback: left "
+               "out of the dispute rate"),
+        ),
+        reads=("disputes",),
+        order_by="client_id, currency, day",
+    ),
+    ReportingTable(
         name="currencies",
         description="The client's currencies with their decimals; the main currency (most "
         "successful payments, then most active subscriptions) is what widgets default to.",
@@ -400,6 +420,7 @@ TRIALS = REPORTING_TABLES_BY_NAME["trials"]
 PLAN_MRR = REPORTING_TABLES_BY_NAME["plan_mrr"]
 BALANCE = REPORTING_TABLES_BY_NAME["balance"]
 PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
+DISPUTES = REPORTING_TABLES_BY_NAME["disputes"]
 CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
 FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
 CLIENTS = REPORTING_TABLES_BY_NAME["clients"]

@@ -17,6 +17,7 @@ from engine.reporting.tables import (
     CUSTOMER_MRR,
     DAILY_REVENUE,
     DELINQUENCY,
+    DISPUTES,
     MRR_DAILY,
     PAYMENTS,
     PAYOUTS,
@@ -546,7 +547,30 @@ FAILED_PAYMENTS: tuple[Widget, ...] = (
     ),
 )
 
-WIDGETS = WIDGETS + SUBSCRIPTION_ANALYTICS + FAILED_PAYMENTS
+
+# -- disputes (issue 22): Stripe's dispute rate ----------------------------------------------
+_CHARGEBACKS = (f"FROM {DISPUTES.qualified} WHERE {_CLIENT_CURRENCY} AND NOT inquiry "
+                "AND day BETWEEN $start AND $end")
+_SUCCEEDED = f"({_sum(DAILY_REVENUE, 'successful_payments')})"
+DISPUTE_WIDGETS: tuple[Widget, ...] = (
+    Widget(
+        "disputes", "Disputes", "table", "percent",
+        "Dispute rate: charges disputed in the period (chargebacks opened in it; inquiries "
+        "left out) / successful charges created in the period. The row gives the disputes' "
+        "count and amount, and both charge counts.",
+        DAILY_REVENUE,
+        f"SELECT 100.0 * (SELECT count(DISTINCT charge) {_CHARGEBACKS}) "
+        f"/ nullif({_SUCCEEDED}, 0)",
+        rows_sql=f"SELECT count(*) AS disputes, coalesce(sum(amount), 0) AS amount, "
+        f"count(DISTINCT charge) AS disputed_charges, {_SUCCEEDED} AS successful_payments "
+        f"{_CHARGEBACKS}",
+        higher_is_better=False, needs=("disputes", "charges"),
+        definition="Stripe, dispute rate: disputes received in a period / successful "
+        "charges in the same period (inquiries are not disputes yet and are left out).",
+    ),
+)
+
+WIDGETS = WIDGETS + SUBSCRIPTION_ANALYTICS + FAILED_PAYMENTS + DISPUTE_WIDGETS
 WIDGETS_BY_NAME: dict[str, Widget] = {widget.name: widget for widget in WIDGETS}
 
 
