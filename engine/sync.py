@@ -30,7 +30,7 @@ from engine.failures import (
     PermissionMissing,
     StripeAccessError,
 )
-from engine.pager import Coverage, extract_events, extract_window
+from engine.pager import Coverage, extract_events_of, extract_window
 from engine.processes import this_process
 from engine.progress import ProgressSink
 from engine.raw_rows import objects_to_arrow, to_arrow
@@ -249,61 +249,143 @@ def _plan(spec: StreamSpec, state: StreamState, hi: int, requested: bool
     return None, has_events
 
 
-def sync_stream(
-    account: StripeAccount,
-    warehouse: Warehouse,
-    spec: StreamSpec,
-    *,
-    full_refresh: bool = False,
-    account_created: int | None = None,
-    concurrency: int = 24,
-    progress: ProgressSink | None = None,
-    now: float | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-    accepted_missing: frozenset[str] = frozenset(),
-) -> StreamResult:
-    started = time.monotonic()
-    account = account.tagged(spec.name)
-    hi = int(now if now is not None else time.time()) - SETTLE_SECONDS
+@dataclass
+class _Stream:
+    """One stream in a client's run: its loader, and how this run brings it up to date."""
+
+    spec: StreamSpec
+    loader: _StreamLoader
+    reason: str | None  # why it is listed in full; None: incremental
+    apply_events: bool
+    events_lo: int = 0  # its events cursor: events before it were applied by an earlier run
+    # Events applied but not yet landed: newest snapshot first, per object.
+    seen: set[str] = field(default_factory=set)
+    changed: list[dict] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+
+    @property
+    def needs_listing(self) -> bool:
+        """Whether objects created since the cursor must be listed: events carry every new
+        object of a stream that has them, unless they cannot be trusted this run (first,
+        resumed or requested full listing, events too old or unreadable)."""
+        return self.reason is not None or not self.spec.event_types
+
+    def take(self, event: dict) -> None:
+        obj = (event.get("data") or {}).get("object") or {}
+        if obj.get("object") != self.spec.object_type or obj.get("id") in self.seen \
+                or int(event.get("created") or 0) < self.events_lo:
+            return
+        self.seen.add(obj["id"])
+        self.changed.append(obj)
+        if event.get("type") in self.spec.deleted_event_types:
+            self.deleted.add(obj["id"])
+
+    def land_changed(self) -> None:
+        """Land the events' objects taken so far, with the stream's state."""
+        if self.changed:
+            self.loader.flush(self.loader.rows_of_objects(self.changed, frozenset(self.deleted)))
+            self.loader.result.deleted += len(self.deleted)
+            self.changed, self.deleted = [], set()
+
+
+def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
+             hi: int, full_refresh: bool) -> list[_Stream]:
+    """Every stream's state, read at once, and its plan for this run."""
+    streams = []
+    synced_at = datetime.now(UTC)
     with warehouse.reader() as conn:
-        state = read_state(conn, account.client_id, spec.name)
-    result = StreamResult(spec.name, created_cursor=state.created_cursor,
-                          events_cursor=state.events_cursor)
-    loader = _StreamLoader(spec, account.client_id, warehouse, state, result,
-                           datetime.now(UTC))
-    _catch_up(account, spec, loader, hi, full_refresh, accepted_missing)
-    lo = state.created_cursor
-    if lo is None:
-        lo = min(account_created or EPOCH_START, hi)
-    with warehouse.reader() as conn:  # after the events, which may have added rows
-        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
-    _list_created(account, loader, lo, hi, concurrency, chunk_rows, progress)
-    result.requests = account.requests_by_tag.get(spec.name, 0)
-    result.seconds = time.monotonic() - started
-    if progress:
-        progress(account.client_id, spec.name, result.rows_landed, result.requests)
-    return result
+        states = [read_state(conn, account.client_id, spec.name) for spec in specs]
+    for spec, state in zip(specs, states, strict=True):
+        result = StreamResult(spec.name, created_cursor=state.created_cursor,
+                              events_cursor=state.events_cursor)
+        loader = _StreamLoader(spec, account.client_id, warehouse, state, result, synced_at)
+        reason, apply_events = _plan(spec, state, hi, full_refresh)
+        streams.append(_Stream(spec, loader, reason, apply_events,
+                               events_lo=state.events_cursor or hi))
+    return streams
 
 
-def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, hi: int,
-              full_refresh: bool, accepted_missing: frozenset[str]) -> None:
-    """Apply the events since the last run where they can be, and decide the listing."""
-    state = loader.state
-    reason, apply_events = _plan(spec, state, hi, full_refresh)
-    if apply_events:
-        try:
-            _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
-        except PermissionMissing as gap:
-            if not gap.accepted(accepted_missing):
-                raise
-            reason = NO_EVENTS
-    if reason not in (None, RESUMING):
-        # A new full listing covers objects created before `hi`: rows stamped earlier that
-        # it does not see again are gone from Stripe. Events from `hi` on carry the rest.
+def _apply_events(account: StripeAccount, streams: list[_Stream], hi: int,
+                  accepted_missing: frozenset[str]) -> StripeAccessError | None:
+    """One events listing for every stream that applies events (newest snapshot of every
+    object changed since its cursor, deletions flagged), landed in chunks. Returns the
+    failure that stopped it, if any; a key without event access lists in full instead."""
+    applying = [stream for stream in streams if stream.apply_events]
+    if not applying:
+        return None
+    by_type: dict[str, list[_Stream]] = {}
+    for stream in applying:
+        for type_ in stream.spec.event_types:
+            by_type.setdefault(type_, []).append(stream)
+    lo = min(stream.events_lo for stream in applying)
+    try:
+        for page in extract_events_of(account.tagged("events"),
+                                      [s.spec.event_types for s in applying], lo, hi):
+            for event in page:
+                for stream in by_type.get(event.get("type") or "", ()):
+                    stream.take(event)
+            for stream in applying:
+                if len(stream.changed) >= CHUNK_ROWS:
+                    stream.land_changed()
+    except PermissionMissing as gap:
+        if not gap.accepted(accepted_missing):
+            raise
+        for stream in applying:
+            stream.reason = NO_EVENTS
+    except CredentialFailure:
+        raise
+    except StripeAccessError as error:
+        return error
+    for stream in applying:
+        stream.loader.result.events_applied = len(stream.seen)
+    return None
+
+
+def _start_listing(stream: _Stream, hi: int) -> None:
+    """A new full listing covers objects created before `hi`: rows stamped earlier that it
+    does not see again are gone from Stripe. Events from `hi` on carry the rest."""
+    state = stream.loader.state
+    if stream.reason not in (None, RESUMING):
         state.full_started_at = datetime.fromtimestamp(hi, UTC)
         state.created_cursor = None
     state.events_cursor = hi
-    loader.result.full_refresh_reason = reason
+    stream.loader.result.full_refresh_reason = stream.reason
+
+
+def _land_without_listing(warehouse: Warehouse, streams: list[_Stream], hi: int) -> None:
+    """Streams whose events carried everything new: their cursors move to `hi`, with the
+    rows where there are any. Those with nothing new save their cursors together, in one
+    transaction: a client with nothing new commits once, not once per stream."""
+    quiet = []
+    for stream in streams:
+        stream.loader.state.created_cursor = hi
+        if stream.changed:
+            stream.land_changed()
+        else:
+            quiet.append(stream)
+    if quiet:
+        with warehouse.writer() as conn:
+            in_transaction(conn, lambda: [save_state(conn, s.loader.state) for s in quiet])
+    for stream in streams:
+        stream.loader.result.created_cursor = hi
+        stream.loader.result.events_cursor = hi
+
+
+def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions
+                 ) -> StreamResult:
+    """Land the events' objects still waiting, then list objects created since the cursor."""
+    spec, loader = stream.spec, stream.loader
+    account = account.tagged(spec.name)
+    stream.land_changed()  # else the listing's flush saves the moved events cursor
+    state = loader.state
+    lo = state.created_cursor
+    if lo is None:
+        lo = min(options.account_created or EPOCH_START, hi)
+    with loader.warehouse.reader() as conn:  # after the events, which may have added rows
+        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
+    _list_created(account, loader, lo, hi, options.concurrency, options.chunk_rows,
+                  options.progress)
+    return loader.result
 
 
 def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: int,
@@ -341,33 +423,6 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
         writer.submit(batches, hi, final=True)
     finally:
         writer.close()
-
-
-def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader,
-                  lo: int, hi: int) -> None:
-    """Newest snapshot of every object changed in [lo, hi), deletions flagged."""
-    seen: set[str] = set()
-    changed: list[dict] = []
-    deleted: set[str] = set()
-    for page in extract_events(account, spec.event_types, lo, hi):
-        for event in page:
-            obj = (event.get("data") or {}).get("object") or {}
-            if obj.get("object") != spec.object_type or obj.get("id") in seen:
-                continue
-            seen.add(obj["id"])
-            changed.append(obj)
-            if event.get("type") in spec.deleted_event_types:
-                deleted.add(obj["id"])
-        if len(changed) >= CHUNK_ROWS:
-            loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
-            changed = []
-    loader.state.events_cursor = hi
-    # With nothing left to land, the listing's flush that follows saves the moved cursor:
-    # a sync without changes commits once per stream, not twice (each a DuckLake snapshot).
-    if changed:
-        loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
-    loader.result.events_applied = len(seen)
-    loader.result.deleted += len(deleted)
 
 
 def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
@@ -470,36 +525,64 @@ class _StreamOptions:
     progress: ProgressSink | None
     chunk_rows: int
     accepted_missing: frozenset[str]
+    now: float | None = None
 
 
 def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
                   options: _StreamOptions) -> dict[str, StreamResult]:
+    """The events of every stream in one listing, then the created-listings that are still
+    needed side by side (balance transactions have no events; a stream whose events cannot
+    be trusted this run is listed in full)."""
+    hi = int(options.now if options.now is not None else time.time()) - SETTLE_SECONDS
+    streams = _prepare(account, warehouse, specs, hi, options.full_refresh)
+    started = time.monotonic()
+    failure = _apply_events(account, streams, hi, options.accepted_missing)
+    results: dict[str, StreamResult] = {}
+    if failure is not None:  # those streams wait for the next run; the others go on
+        for stream in streams:
+            if stream.apply_events:
+                results[stream.spec.name] = StreamResult(stream.spec.name, error=failure)
+        streams = [stream for stream in streams if not stream.apply_events]
+    for stream in streams:
+        _start_listing(stream, hi)
+    _land_without_listing(warehouse, [s for s in streams if not s.needs_listing], hi)
+    events_seconds = time.monotonic() - started
+    for stream in streams:
+        if not stream.needs_listing:
+            stream.loader.result.seconds = events_seconds
+            results[stream.spec.name] = stream.loader.result
+    listed = [stream for stream in streams if stream.needs_listing]
     failed = threading.Event()
 
-    def run(spec: StreamSpec) -> StreamResult:
+    def run(stream: _Stream) -> StreamResult:
+        name = stream.spec.name
         if failed.is_set():
-            return StreamResult(spec.name)
+            return StreamResult(name)
+        started = time.monotonic()
         try:
-            return sync_stream(
-                account, warehouse, spec, full_refresh=options.full_refresh,
-                account_created=options.account_created, concurrency=options.concurrency,
-                progress=options.progress, chunk_rows=options.chunk_rows,
-                accepted_missing=options.accepted_missing)
+            result = _list_stream(account, stream, hi, options)
         except PermissionMissing as gap:
             if gap.accepted(options.accepted_missing):
-                return StreamResult(spec.name, skipped=gap.message)
+                return StreamResult(name, skipped=gap.message)
             failed.set()
             raise
         except CredentialFailure:
             failed.set()
             raise
         except StripeAccessError as error:
-            return StreamResult(spec.name, error=error)
+            return StreamResult(name, error=error)
+        result.requests = account.requests_by_tag.get(name, 0)
+        result.seconds = time.monotonic() - started
+        if options.progress:
+            options.progress(account.client_id, name, result.rows_landed, result.requests)
+        return result
 
-    with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
-        futures = [pool.submit(run, spec) for spec in specs]
-        return {spec.name: future.result()
-                for spec, future in zip(specs, futures, strict=True)}
+    if listed:
+        with ThreadPoolExecutor(max_workers=len(listed)) as pool:
+            futures = [pool.submit(run, stream) for stream in listed]
+            for stream, future in zip(listed, futures, strict=True):
+                results[stream.spec.name] = future.result()
+    return {spec.name: results[spec.name] for spec in specs}
 
 
 def _balance_unless_accepted_missing(account: StripeAccount, warehouse: Warehouse,
