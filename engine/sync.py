@@ -85,6 +85,12 @@ class StreamResult:
     def rows_landed(self) -> int:
         return self.inserted + self.updated
 
+    @property
+    def nothing_new(self) -> bool:
+        """Checked, and nothing to land: no row written, no full listing, no failure."""
+        return (self.rows_landed == 0 and self.deleted == 0 and self.error is None
+                and self.skipped is None and self.full_refresh_reason is None)
+
 
 @dataclass
 class SyncReport:
@@ -99,6 +105,11 @@ class SyncReport:
     @property
     def errors(self) -> list[StripeAccessError]:
         return [r.error for r in self.streams.values() if r.error is not None]
+
+    @property
+    def nothing_new(self) -> bool:
+        """No stream and not the balance had anything new: nothing was written."""
+        return self.balance_rows == 0 and all(r.nothing_new for r in self.streams.values())
 
 
 class _StreamLoader:
@@ -426,7 +437,8 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
 
 
 def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
-    """One row per currency: what is available and pending right now."""
+    """One row per currency: what is available and pending right now; nothing written when
+    it is what the latest snapshot already says (a client with nothing new writes nothing)."""
     balance = account.tagged("balance").get("/v1/balance")
     captured_at = datetime.now(UTC).replace(microsecond=0)
     totals: dict[str, dict[str, int]] = {}
@@ -434,8 +446,8 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
         for entry in balance.get(kind) or []:
             currency = entry["currency"]
             totals.setdefault(currency, {"available": 0, "pending": 0})[kind] += entry["amount"]
-    if not totals:
-        return 0
+    if not totals or totals == _latest_balance(warehouse, account.client_id):
+        return 0  # nothing new: the latest snapshot still says it all
     currencies = sorted(totals)
     names = [c.name for c in BALANCE_COLUMNS]
     rows = pa.table({
@@ -450,6 +462,17 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
     with warehouse.writer() as conn:
         insert_rows(conn, "balance", rows)
     return len(currencies)
+
+
+def _latest_balance(warehouse: Warehouse, client_id: str) -> dict[str, dict[str, int]]:
+    """The client's latest balance snapshot, as snapshot_balance totals it."""
+    with warehouse.reader() as conn:
+        rows = conn.execute(
+            "SELECT currency, available, pending FROM stripe.balance WHERE client_id = ? "
+            "AND captured_at = (SELECT max(captured_at) FROM stripe.balance "
+            "WHERE client_id = ?)", [client_id, client_id]).fetchall()
+    return {currency: {"available": available, "pending": pending}
+            for currency, available, pending in rows}
 
 
 def sync_client(

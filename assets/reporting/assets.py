@@ -17,10 +17,9 @@ from dagster import (
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
 from assets.stripe_assets import explained_errors
-from engine.client_config import client_config
-from engine.clients import client_status
 from engine.connection_store import ClientNotConnected
 from engine.reporting.build import build_reporting_tables
+from engine.reporting.checked import client_state
 from engine.reporting.tables import REPORTING_TABLES, ReportingTable
 from resources.dagster_resources import StripeResource, WarehouseResource
 
@@ -56,11 +55,11 @@ def reporting_tables(context: AssetExecutionContext, warehouse: WarehouseResourc
                      stripe: StripeResource):
     client_id = context.partition_key
     with stripe.store() as store:  # reporting.clients says how the client stands
-        state = client_status(client_id, store.get(client_id), client_config(client_id)).standing
+        state = client_state(store, client_id)
     target = warehouse.open()
     try:
         with explained_errors(), target.writer() as conn:
-            result = build_reporting_tables(conn, client_id, state=state.value)
+            result = build_reporting_tables(conn, client_id, state=state)
     except Exception as error:
         with contextlib.suppress(Exception):  # the failure itself may not be recordable
             target.record_failure(client_id, f"Building the reporting tables failed: {error}")
