@@ -75,6 +75,10 @@ def test_a_client_with_nothing_new_is_observed_and_its_tables_are_not_rebuilt(
     assert changed.assets["stripe/charges"]["rows_inserted"] == 3
     assert instance.get_latest_materialization_event(charges).run_id == changed.run_id
     assert _steps(instance, changed.run_id)["reporting_tables"] == "STEP_SUCCESS"
+    # Only the tables new charges feed: subscriptions did not change, nor their MRR.
+    built = {key for key in changed.assets if key.startswith("reporting/")}
+    assert {"reporting/payments", "reporting/daily_revenue", "reporting/freshness"} <= built
+    assert "reporting/subscription_mrr" not in built and "reporting/mrr_daily" not in built
     with warehouse.reader() as conn:
         assert _payments(conn) == payments + 3
 
@@ -92,4 +96,7 @@ def test_a_turned_calendar_day_rebuilds_even_without_changes(home, sandbox_facto
 
     assert outcome.success, outcome.message
     assert _steps(DagsterInstance.get(), outcome.run_id)["reporting_tables"] == "STEP_SUCCESS"
-    assert any(key.startswith("reporting/") for key in outcome.assets)
+    from engine.reporting.tables import REPORTING_TABLES  # every table: the day moved on
+
+    assert {key for key in outcome.assets if key.startswith("reporting/")} == {
+        f"reporting/{table.name}" for table in REPORTING_TABLES}

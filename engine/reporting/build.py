@@ -147,6 +147,7 @@ def build_reporting_tables(
     now: datetime | None = None,
     tables: tuple[ReportingTable, ...] = REPORTING_TABLES,
     state: str | None = None,
+    record_inputs: bool | None = None,
 ) -> BuildResult:
     """Replace one client's rows in every reporting table, in a single transaction.
 
@@ -155,7 +156,9 @@ def build_reporting_tables(
     transaction that lost a commit race re-runs just those writes, not the whole build.
     `conn` is a read-write connection (Warehouse.writer()) outside a transaction. `now`
     fixes the build time (the last day of the daily tables); tests pass it. `state` is the
-    client's connection state, for reporting.clients.
+    client's connection state, for reporting.clients. `record_inputs` (default: when every
+    table is built) records what the build read, for tables_due; a build of the tables
+    tables_due chose records it too.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     config = client_config(client_id)
@@ -172,7 +175,7 @@ def build_reporting_tables(
 
         def replace_all() -> dict[str, int]:
             rows = {table.name: _replace(conn, table, values) for table in tables}
-            if tables == REPORTING_TABLES:  # a partial build leaves the others as they were
+            if record_inputs or (record_inputs is None and tables == REPORTING_TABLES):
                 _record_watermarks(conn, client_id, marks)
             return rows
 
@@ -214,28 +217,51 @@ def _record_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str,
                      [[client_id, name, at] for name, at in marks.items()])
 
 
-def build_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
-              now: datetime | None = None) -> bool:
-    """Whether the client's reporting tables must be built: never built, rows written since
-    the last build (by this run or by one that failed after landing some), the connection
-    state changed, or the client's calendar day has turned since (daily figures move on)."""
+def tables_fed_by(inputs: set[str]) -> tuple[ReportingTable, ...]:
+    """The reporting tables to build when `inputs` (stripe.* tables) changed: those reading
+    them, those reading a table rebuilt (in build order), and freshness and clients, which
+    say when and how the client was built."""
+    chosen = {table.name for table in REPORTING_TABLES if set(table.reads) & inputs}
+    chosen |= {FRESHNESS.name, "clients"}
+    for table in REPORTING_TABLES:  # build order: a table comes after those it reads
+        if set(_TABLE_REF.findall(table.select_sql())) & (chosen - {table.name}):
+            chosen.add(table.name)
+    return tuple(table for table in REPORTING_TABLES if table.name in chosen)
+
+
+def tables_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
+               now: datetime | None = None) -> tuple[ReportingTable, ...]:
+    """The client's reporting tables to build now: all of them when never built or when the
+    client's calendar day has turned since (daily figures move on); those fed by inputs
+    written since the last build (by this run, or by one that failed after landing some)
+    or by a changed connection state; none when nothing changed."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     tables = {name for (name,) in conn.execute(
         "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
         "WHERE schema_name IN ('reporting', 'meta')").fetchall()}
     if not {FRESHNESS.qualified, INPUTS_TABLE, "reporting.clients"} <= tables:
-        return True
+        return REPORTING_TABLES
     recorded = conn.execute(
         f"SELECT f.built_at, c.state FROM {FRESHNESS.qualified} f JOIN reporting.clients c "
         "USING (client_id) WHERE client_id = ?", [client_id]).fetchone()
-    if recorded is None or recorded[0] is None or recorded[1] != state:
-        return True
+    if recorded is None or recorded[0] is None:
+        return REPORTING_TABLES
     timezone = ZoneInfo(client_config(client_id).timezone)
     if recorded[0].astimezone(timezone).date() != now.astimezone(timezone).date():
-        return True
+        return REPORTING_TABLES
     marks = dict(conn.execute(f"SELECT input, synced_at FROM {INPUTS_TABLE} "
                               "WHERE client_id = ?", [client_id]).fetchall())
-    return marks != _input_watermarks(conn, client_id)
+    current = _input_watermarks(conn, client_id)
+    changed = {name for name, at in current.items() if name not in marks or marks[name] != at}
+    if changed or recorded[1] != state:
+        return tables_fed_by(changed)
+    return ()
+
+
+def build_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
+              now: datetime | None = None) -> bool:
+    """Whether any of the client's reporting tables must be built (tables_due)."""
+    return bool(tables_due(conn, client_id, state=state, now=now))
 
 
 def mark_checked(conn: duckdb.DuckDBPyConnection, client_id: str, now: datetime) -> None:
