@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -506,10 +506,12 @@ def sync_client(
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
                                  chunk_rows, accepted_missing)
-        report.streams = _sync_streams(account, warehouse, list(streams), options)
-        if include_balance:
-            report.balance_rows, report.balance_skipped = _balance_unless_accepted_missing(
-                account, warehouse, accepted_missing)
+        with ThreadPoolExecutor(max_workers=1) as beside:  # the balance beside the streams
+            balance = beside.submit(_balance_unless_accepted_missing, account, warehouse,
+                                    accepted_missing) if include_balance else None
+            report.streams = _sync_streams(account, warehouse, list(streams), options)
+            if balance is not None:
+                report.balance_rows, report.balance_skipped = balance.result()
         if report.errors:
             warehouse.record_failure(account.client_id, "; ".join(
                 error.message for error in report.errors))
@@ -553,28 +555,11 @@ class _StreamOptions:
 
 def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
                   options: _StreamOptions) -> dict[str, StreamResult]:
-    """The events of every stream in one listing, then the created-listings that are still
-    needed side by side (balance transactions have no events; a stream whose events cannot
-    be trusted this run is listed in full)."""
+    """The events of every stream in one listing, and the created-listings that are needed,
+    side by side: balance transactions (no events) and streams listed in full start at
+    once, beside the events; a stream resuming a full listing lists after its events."""
     hi = int(options.now if options.now is not None else time.time()) - SETTLE_SECONDS
     streams = _prepare(account, warehouse, specs, hi, options.full_refresh)
-    started = time.monotonic()
-    failure = _apply_events(account, streams, hi, options.accepted_missing)
-    results: dict[str, StreamResult] = {}
-    if failure is not None:  # those streams wait for the next run; the others go on
-        for stream in streams:
-            if stream.apply_events:
-                results[stream.spec.name] = StreamResult(stream.spec.name, error=failure)
-        streams = [stream for stream in streams if not stream.apply_events]
-    for stream in streams:
-        _start_listing(stream, hi)
-    _land_without_listing(warehouse, [s for s in streams if not s.needs_listing], hi)
-    events_seconds = time.monotonic() - started
-    for stream in streams:
-        if not stream.needs_listing:
-            stream.loader.result.seconds = events_seconds
-            results[stream.spec.name] = stream.loader.result
-    listed = [stream for stream in streams if stream.needs_listing]
     failed = threading.Event()
 
     def run(stream: _Stream) -> StreamResult:
@@ -600,11 +585,35 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
             options.progress(account.client_id, name, result.rows_landed, result.requests)
         return result
 
-    if listed:
-        with ThreadPoolExecutor(max_workers=len(listed)) as pool:
-            futures = [pool.submit(run, stream) for stream in listed]
-            for stream, future in zip(listed, futures, strict=True):
-                results[stream.spec.name] = future.result()
+    results: dict[str, StreamResult] = {}
+    futures: dict[str, Future[StreamResult]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(streams))) as pool:
+        for stream in streams:
+            if not stream.apply_events:  # needs no events: lists at once
+                _start_listing(stream, hi)
+                futures[stream.spec.name] = pool.submit(run, stream)
+        applying = [stream for stream in streams if stream.apply_events]
+        started = time.monotonic()
+        try:
+            failure = _apply_events(account, applying, hi, options.accepted_missing)
+        except BaseException:
+            failed.set()
+            raise
+        if failure is not None:  # those streams wait for the next run; the others go on
+            results.update({s.spec.name: StreamResult(s.spec.name, error=failure)
+                            for s in applying})
+            applying = []
+        for stream in applying:
+            _start_listing(stream, hi)
+        _land_without_listing(warehouse, [s for s in applying if not s.needs_listing], hi)
+        for stream in applying:
+            if stream.needs_listing:
+                futures[stream.spec.name] = pool.submit(run, stream)
+            else:
+                stream.loader.result.seconds = time.monotonic() - started
+                results[stream.spec.name] = stream.loader.result
+        for name, future in futures.items():
+            results[name] = future.result()
     return {spec.name: results[spec.name] for spec in specs}
 
 
