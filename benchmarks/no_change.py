@@ -5,9 +5,10 @@
 One live-mode account (20,000 charges, all streams) in the sandbox's own process, connected
 and synced once; then the sandbox answers at 150 ms a request (100 requests/s, as Stripe)
 and each figure is a no-change `stripe-reports sync CLIENT` in a fresh process: wall time
-end to end (interpreter start, imports, the Dagster run, the sync), and the requests the
-sandbox served for the account (its own count). `--code DIR` runs the CLI of another
-checkout (to measure before and after on the same machine). Prints a JSON summary.
+end to end (interpreter start, imports, the Dagster run, the sync), the requests the
+sandbox served for the account (its own count) and the events the run stored in Dagster.
+`--code DIR` runs the CLI of another checkout (to measure before and after on the same
+machine). Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def _cli(code: Path, *args: str, stdin: str = "") -> float:
     return seconds
 
 
+def _events_of_last_run() -> int:
+    """Events the latest run stored in the Dagster instance (DAGSTER_HOME)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        return len(instance.all_logs(run.run_id))
+
+
 def measure(charges: int, repeat: int, code: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix="no-change-"))
     os.environ.update({"STRIPE_REPORTS_HOME": str(work / "home"),
@@ -54,12 +64,14 @@ def measure(charges: int, repeat: int, code: Path) -> dict:
         first = _cli(code, "sync", name)
         sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)
         time.sleep(3)  # past the sync's settle window: nothing is new
-        walls, requests = [], []
+        walls, requests, events = [], [], []
         for _ in range(repeat):
             sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
             walls.append(_cli(code, "sync", name))
             requests.append(sandbox.requests_served(name))
-            say(f"  no-change sync: {walls[-1]:.2f} s, {requests[-1]} requests")
+            events.append(_events_of_last_run())
+            say(f"  no-change sync: {walls[-1]:.2f} s, {requests[-1]} requests, "
+                f"{events[-1]} Dagster events")
     return {
         "charges": charges, "latency_ms": LATENCY_MS, "repeat": repeat,
         "code": str(code),
@@ -67,6 +79,7 @@ def measure(charges: int, repeat: int, code: Path) -> dict:
         "no_change_wall_s_median": round(statistics.median(walls), 2),
         "no_change_wall_s_min": round(min(walls), 2),
         "requests_per_no_change_sync": sorted(set(requests)),
+        "dagster_events_per_no_change_run": sorted(set(events)),
         "load_average_1min_at_end": os.getloadavg()[0],
     }
 
