@@ -268,8 +268,9 @@ def stripe_sync(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
-    # A sync that fails skips the reporting tables and their freshness check: say it here.
-    _publish_health(context, stripe, warehouse if report.errors else None)
+    # A sync that fails, or finds nothing new, skips the reporting tables and their
+    # freshness check: say it here (reported only where the verdict changed).
+    _publish_health(context, stripe, warehouse if report.errors or quiet else None)
     if report.errors:
         raise _stream_errors_failure(report.errors)
 
