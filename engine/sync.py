@@ -1,11 +1,19 @@
-"""One client's sync: for each stream, events then new objects, landed in short transactions.
+"""One client's sync: one events listing for every stream, new objects listed only where
+events cannot carry them, landed in short transactions.
 
-Per stream, a run
-1. applies the events since the last run (updates and deletions of older objects),
-   newest snapshot per object;
-2. lists objects created since the cursor, in parallel time slices;
+A run
+1. lists the events since the last run once, for every stream's event types (in as few
+   requests as Stripe allows), and lands the newest snapshot of each object changed or
+   created, deletions flagged: events carry every new object of a stream that has them;
+2. lists objects created since the cursor, in parallel time slices, only where events
+   cannot be trusted this run (a first, resumed or requested full listing, a cursor older
+   than the 30 days of events Stripe keeps, a key that cannot read events) or do not
+   exist (balance transactions);
 3. merges rows in chunks; the cursor moves in the same transaction as the rows,
-   only over time ranges that have completely landed.
+   only over time ranges that have completely landed. Streams with nothing new save their
+   cursors together in one transaction; an unchanged balance is not written again.
+A client with nothing new costs four requests: the key check, the events, the balance
+transactions since the cursor and the balance.
 A run that dies resumes from the last committed cursor: rows are upserted by
 (client_id, id), so nothing is lost and nothing is duplicated.
 """
