@@ -561,6 +561,33 @@ class _StreamOptions:
     now: float | None = None
 
 
+def _run_listing(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions,
+                 failed: threading.Event) -> StreamResult:
+    """One stream's listing in a worker: a credential failure stops the others (`failed`);
+    any other Stripe failure is the stream's result, the others land."""
+    name = stream.spec.name
+    if failed.is_set():
+        return StreamResult(name)
+    started = time.monotonic()
+    try:
+        result = _list_stream(account, stream, hi, options)
+    except PermissionMissing as gap:
+        if gap.accepted(options.accepted_missing):
+            return StreamResult(name, skipped=gap.message)
+        failed.set()
+        raise
+    except CredentialFailure:
+        failed.set()
+        raise
+    except StripeAccessError as error:
+        return StreamResult(name, error=error)
+    result.requests = account.requests_by_tag.get(name, 0)
+    result.seconds = time.monotonic() - started
+    if options.progress:
+        options.progress(account.client_id, name, result.rows_landed, result.requests)
+    return result
+
+
 def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
                   options: _StreamOptions) -> dict[str, StreamResult]:
     """The events of every stream in one listing, and the created-listings that are needed,
@@ -571,27 +598,7 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
     failed = threading.Event()
 
     def run(stream: _Stream) -> StreamResult:
-        name = stream.spec.name
-        if failed.is_set():
-            return StreamResult(name)
-        started = time.monotonic()
-        try:
-            result = _list_stream(account, stream, hi, options)
-        except PermissionMissing as gap:
-            if gap.accepted(options.accepted_missing):
-                return StreamResult(name, skipped=gap.message)
-            failed.set()
-            raise
-        except CredentialFailure:
-            failed.set()
-            raise
-        except StripeAccessError as error:
-            return StreamResult(name, error=error)
-        result.requests = account.requests_by_tag.get(name, 0)
-        result.seconds = time.monotonic() - started
-        if options.progress:
-            options.progress(account.client_id, name, result.rows_landed, result.requests)
-        return result
+        return _run_listing(account, stream, hi, options, failed)
 
     results: dict[str, StreamResult] = {}
     futures: dict[str, Future[StreamResult]] = {}
