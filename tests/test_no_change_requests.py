@@ -150,3 +150,20 @@ def test_a_busy_window_is_listed_by_groups_of_event_types(sandbox_factory, tmp_p
     # the probe, then per group a page or two: never a listing per stream
     assert events <= 1 + 2 * 3
     assert compare_with_source(server, "acme", warehouse) == []
+
+
+def test_the_sandbox_takes_up_to_20_event_types_like_stripe(sandbox_factory):
+    import stripe
+
+    server = sandbox_factory([AccountSpec("acme", charges=20)])
+    client = stripe.StripeClient(server.world.accounts["acme"].secret_key,
+                                 base_addresses={"api": server.base_url})
+    types = sorted({t for spec in STREAMS for t in spec.event_types})
+    listed = client.raw_request("get", "/v1/events", types=types[:20], limit=100).data
+    assert {event["type"] for event in listed["data"]} <= set(types[:20])
+    try:
+        client.raw_request("get", "/v1/events", types=types[:21])
+    except stripe.InvalidRequestError as error:
+        assert error.param == "types"
+    else:
+        raise AssertionError("21 event types were accepted")
