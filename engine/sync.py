@@ -281,13 +281,19 @@ class _Stream:
     seen: set[str] = field(default_factory=set)
     changed: list[dict] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
+    always_list: bool = False
 
     @property
     def needs_listing(self) -> bool:
-        """Whether objects created since the cursor must be listed: events carry every new
-        object of a stream that has them, unless they cannot be trusted this run (first,
-        resumed or requested full listing, events too old or unreadable)."""
-        return self.reason is not None or not self.spec.event_types
+        """Whether objects created since the cursor must be listed: always where events
+        cannot be trusted this run (first, resumed or requested full listing, events too
+        old or unreadable) or do not exist (balance transactions); else only when the
+        stream had events since the last run. A stream with nothing new costs no request
+        of its own; one with changes lists its new objects as they are now, so an object
+        created with an event but changed without one (a card attached to a new customer)
+        lands whole, as before the events listing was shared."""
+        return (self.reason is not None or not self.spec.event_types or bool(self.seen)
+                or self.always_list)
 
     def take(self, event: dict) -> None:
         obj = (event.get("data") or {}).get("object") or {}
@@ -496,6 +502,7 @@ def sync_client(
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
     on_wait: Callable[[str], None] = lambda _: None,
+    list_created: bool = False,
 ) -> SyncReport:
     """Check the key, then sync every stream side by side under the account's one pacer.
 
@@ -503,7 +510,8 @@ def sync_client(
     waits for the first, then runs incrementally on what it landed. A credential failure
     stops everything at once; any other stream failure lets the others finish and land,
     and is reported in `errors`. Permissions the key was knowingly connected without
-    (`accepted_missing`) skip their stream instead of failing.
+    (`accepted_missing`) skip their stream instead of failing. `list_created`: every stream
+    lists its new objects, for a Stripe imitation without creation events.
     """
     started = time.monotonic()
     with warehouse.client_lock(account.client_id, on_wait=on_wait), \
@@ -513,7 +521,7 @@ def sync_client(
         info = verify_account(account, expected_account_id)
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
-                                 chunk_rows, accepted_missing)
+                                 chunk_rows, accepted_missing, list_created=list_created)
         with ThreadPoolExecutor(max_workers=1) as beside:  # the balance beside the streams
             balance = beside.submit(_balance_unless_accepted_missing, account, warehouse,
                                     accepted_missing) if include_balance else None
@@ -559,6 +567,9 @@ class _StreamOptions:
     chunk_rows: int
     accepted_missing: frozenset[str]
     now: float | None = None
+    # Every stream lists what was created since its cursor, events or not: for a Stripe
+    # implementation that emits no creation events (localstripe's charges and refunds).
+    list_created: bool = False
 
 
 def _run_listing(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions,
@@ -595,6 +606,8 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
     once, beside the events; a stream resuming a full listing lists after its events."""
     hi = int(options.now if options.now is not None else time.time()) - SETTLE_SECONDS
     streams = _prepare(account, warehouse, specs, hi, options.full_refresh)
+    for stream in streams:
+        stream.always_list = options.list_created
     failed = threading.Event()
 
     def run(stream: _Stream) -> StreamResult:
