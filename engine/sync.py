@@ -378,22 +378,16 @@ def _start_listing(stream: _Stream, hi: int) -> None:
 
 
 def _land_without_listing(warehouse: Warehouse, streams: list[_Stream], hi: int) -> None:
-    """Streams whose events carried everything new: their cursors move to `hi`, with the
-    rows where there are any. Those with nothing new save their cursors together, in one
-    transaction: a client with nothing new commits once, not once per stream."""
-    quiet = []
+    """Streams with nothing new since their cursors (no event, no listing needed): the
+    cursors move to `hi` together, in one transaction, and nothing else is written: a
+    client with nothing new commits once, not once per stream."""
     for stream in streams:
         stream.loader.state.created_cursor = hi
-        if stream.changed:
-            stream.land_changed()
-        else:
-            quiet.append(stream)
-    if quiet:
-        with warehouse.writer() as conn:
-            in_transaction(conn, lambda: [save_state(conn, s.loader.state) for s in quiet])
-    for stream in streams:
         stream.loader.result.created_cursor = hi
         stream.loader.result.events_cursor = hi
+    if streams:
+        with warehouse.writer() as conn:
+            in_transaction(conn, lambda: [save_state(conn, s.loader.state) for s in streams])
 
 
 def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions
