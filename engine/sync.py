@@ -4,11 +4,11 @@ events cannot carry them, landed in short transactions.
 A run
 1. lists the events since the last run once, for every stream's event types (in as few
    requests as Stripe allows), and lands the newest snapshot of each object changed or
-   created, deletions flagged: events carry every new object of a stream that has them;
-2. lists objects created since the cursor, in parallel time slices, only where events
-   cannot be trusted this run (a first, resumed or requested full listing, a cursor older
-   than the 30 days of events Stripe keeps, a key that cannot read events) or do not
-   exist (balance transactions);
+   created, deletions flagged: a stream without events has nothing new;
+2. lists objects created since the cursor, in parallel time slices, only for the streams
+   that had events, and where events cannot be trusted this run (a first, resumed or
+   requested full listing, a cursor older than the 30 days of events Stripe keeps, a key
+   that cannot read events) or do not exist (balance transactions);
 3. merges rows in chunks; the cursor moves in the same transaction as the rows,
    only over time ranges that have completely landed. Streams with nothing new save their
    cursors together in one transaction; an unchanged balance is not written again.
