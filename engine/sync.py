@@ -282,6 +282,8 @@ class _Stream:
     changed: list[dict] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
     always_list: bool = False
+    # An event of another object said a new object of this stream may exist (new_with).
+    hinted: bool = False
 
     @property
     def needs_listing(self) -> bool:
@@ -293,7 +295,7 @@ class _Stream:
         created with an event but changed without one (a card attached to a new customer)
         lands whole, as before the events listing was shared."""
         return (self.reason is not None or not self.spec.event_types or bool(self.seen)
-                or self.always_list)
+                or self.hinted or self.always_list)
 
     def take(self, event: dict) -> None:
         obj = (event.get("data") or {}).get("object") or {}
@@ -339,16 +341,21 @@ def _apply_events(account: StripeAccount, streams: list[_Stream], hi: int,
     if not applying:
         return None
     by_type: dict[str, list[_Stream]] = {}
+    hints: dict[str, list[_Stream]] = {}
     for stream in applying:
         for type_ in stream.spec.event_types:
             by_type.setdefault(type_, []).append(stream)
+        for type_ in stream.spec.new_with:
+            hints.setdefault(type_, []).append(stream)
     lo = min(stream.events_lo for stream in applying)
+    type_sets = [(*s.spec.event_types, *s.spec.new_with) for s in applying]
     try:
-        for page in extract_events_of(account.tagged("events"),
-                                      [s.spec.event_types for s in applying], lo, hi):
+        for page in extract_events_of(account.tagged("events"), type_sets, lo, hi):
             for event in page:
                 for stream in by_type.get(event.get("type") or "", ()):
                     stream.take(event)
+                for stream in hints.get(event.get("type") or "", ()):
+                    stream.hinted = True
             for stream in applying:
                 if len(stream.changed) >= CHUNK_ROWS:
                     stream.land_changed()

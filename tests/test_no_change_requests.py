@@ -169,3 +169,19 @@ def test_the_sandbox_takes_up_to_20_event_types_like_stripe(sandbox_factory):
         assert error.param == "types"
     else:
         raise AssertionError("21 event types were accepted")
+
+
+def test_a_refund_told_only_by_its_charge_is_listed(sandbox_factory, tmp_path):
+    """Accounts on API versions before `refund.created` tell a new refund by the charge's
+    `charge.refunded`: seeing one, the refunds stream lists what was created since."""
+    server = sandbox_factory([AccountSpec("acme", charges=60, customers=10)])
+    warehouse = new_warehouse(tmp_path)
+    run_sync(server, "acme", warehouse)
+    # A refund whose only event is charge.refunded (its object here is the refund itself:
+    # the charges stream takes none of it, only the hint remains).
+    refund = server.world.create_object("acme", "refunds", "charge.refunded")
+    time.sleep(SETTLE_SECONDS + 1)
+    report = run_sync(server, "acme", warehouse)
+    assert report.streams["refunds"].inserted == 1
+    assert refund["id"] in source_objects(server, "acme", STREAMS_BY_NAME["refunds"])
+    assert compare_with_source(server, "acme", warehouse) == []
