@@ -299,6 +299,30 @@ def report_reconnect_check(instance: DagsterInstance,
         **reconnect_verdict(metadata)))
 
 
+def refresh_reconnect_entry(instance: DagsterInstance, store: ConnectionStore,
+                            client_id: str) -> bool:
+    """After one client's run: the list again only if that client's place on it may have
+    changed (it is failing, or it was listed). A healthy client that was not listed costs
+    one look at the published list, not a pass over every client (which made a cycle of
+    runs grow with the square of the clients)."""
+    published = _published_clients(instance)
+    connection = store.get(client_id)
+    failing = connection is not None and connection.state is ConnectionState.FAILED
+    if published is not None and not failing and client_id not in published:
+        return False
+    return refresh_reconnect_list(instance, store)
+
+
+def _published_clients(instance: DagsterInstance) -> set[str] | None:
+    """The clients on the published list (None: never published)."""
+    event = instance.get_latest_materialization_event(RECONNECT_KEY)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = getattr(materialization.metadata.get("clients"), "value", "") or ""
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
 @asset(
     key=RECONNECT_KEY,
     group_name=HEALTH_GROUP,

@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetSpec,
     Config,
     Failure,
@@ -31,7 +32,7 @@ from assets.client_health import (
     BALANCE_KEY,
     CREDENTIAL_CHECK,
     CREDENTIAL_CHECK_KEY,
-    refresh_reconnect_list,
+    refresh_reconnect_entry,
     report_freshness,
 )
 from assets.known_failure import KnownFailure
@@ -41,6 +42,7 @@ from engine.connection_store import ClientConnection, ClientNotConnected, Connec
 from engine.credentials import record_check_outcome
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
+from engine.reporting.checked import checked_without_build
 from engine.streams import (
     BALANCE_COLUMNS,
     STREAMS,
@@ -269,14 +271,20 @@ def stripe_sync(
         raise _access_failure(error) from None
     with stripe.store() as store:
         _record_key_works(store, account, report, connection)
-    yield from _materializations(context, specs, report)
+        quiet = _checked_without_build(context, config, store, warehouse, report)
+    if quiet:  # observed, not materialized: Dagster skips the reporting step
+        for key, metadata in _observations(context, specs, report):
+            context.log_event(AssetObservation(asset_key=key, metadata=metadata))
+    else:
+        yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
-    # A sync that fails skips the reporting tables and their freshness check: say it here.
-    _publish_health(context, stripe, warehouse if report.errors else None)
+    # A sync that fails, or finds nothing new, skips the reporting tables and their
+    # freshness check: say it here (reported only where the verdict changed).
+    _publish_health(context, stripe, warehouse if report.errors or quiet else None)
     if report.errors:
         raise _stream_errors_failure(report.errors)
 
@@ -287,7 +295,7 @@ def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
     given. Health reporting never turns a sync's outcome into another one."""
     try:
         with stripe.store() as store:
-            refresh_reconnect_list(context.instance, store)
+            refresh_reconnect_entry(context.instance, store, context.partition_key)
         if warehouse is not None:
             report_freshness(context.instance, [context.partition_key], warehouse.open())
     except Exception as error:  # noqa: BLE001 (the next client_health tick tries again)
@@ -310,6 +318,35 @@ def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: War
             concurrency=stripe.concurrency, progress=progress,
             accepted_missing=frozenset(connection.missing_permissions if connection else ()),
         )
+
+
+def _checked_without_build(context: AssetExecutionContext, config: SyncConfig,
+                           store: ConnectionStore, warehouse: WarehouseResource,
+                           report: SyncReport) -> bool:
+    """Nothing new for the client and no reporting build due (the day has not turned):
+    recorded as checked now, and nothing is materialized."""
+    if config.full_refresh or not report.nothing_new:
+        return False
+    with explained_errors():
+        return checked_without_build(store, warehouse.open(), context.partition_key)
+
+
+def _observations(context: AssetExecutionContext, specs: list[StreamSpec],
+                  report: SyncReport) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
+    """What a check that found nothing new says of each selected asset: when it was
+    checked, the requests it cost, the cursor (the Dagster UI shows it as an observation)."""
+    checked = datetime.now(UTC).isoformat(timespec="seconds")
+    selected = context.selected_asset_keys
+    if BALANCE_KEY in selected:
+        yield BALANCE_KEY, {"checked_at": checked, "changed": False,
+                            "api_requests": report.requests}
+    for spec in specs:
+        result = report.streams[spec.name]
+        keys = [stream_asset_key(spec), *(AssetKey(["stripe", c.table]) for c in spec.children)]
+        for key in keys:
+            if key in selected:
+                yield key, {"checked_at": checked, "changed": False,
+                            **_stream_metadata(result)}
 
 
 def _access_failure(error: StripeAccessError) -> KnownFailure:

@@ -59,6 +59,9 @@ class StreamSpec:
     deleted_event_types: tuple[str, ...] = ()
     # Objects that can disappear from lists; a full refresh flags rows it did not see.
     deletable: bool = False
+    # Events of other objects that may come with a new object of this stream and no event
+    # of its own: the stream lists what was created since its cursor when one is seen.
+    new_with: tuple[str, ...] = ()
     list_params: dict[str, str] = field(default_factory=dict)
     children: tuple[ChildSpec, ...] = ()
     # Widgets that read this stream: named in permission warnings. The widget catalog
@@ -151,6 +154,8 @@ STREAMS: tuple[StreamSpec, ...] = (
             Column("balance_transaction", "VARCHAR", "Balance transaction id", ref=True),
         ),
         event_types=("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"),
+        # Accounts on API versions before refund.created tell a new refund by the charge.
+        new_with=("charge.refunded",),
         widgets=("net_volume", "refunds", "revenue_over_time"),
     ),
     StreamSpec(

@@ -126,6 +126,11 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
         assets[materialization.asset_key.to_user_string()] = {
             key: value.value for key, value in materialization.metadata.items()
         }
+    for event in result.all_events:  # a check that found nothing new observes, and says so
+        if event.is_asset_observation:
+            observation = event.asset_observation_data.asset_observation
+            assets.setdefault(observation.asset_key.to_user_string(), {
+                key: value.value for key, value in observation.metadata.items()})
     return ClientSyncOutcome(
         client_id=client_id, success=result.success, run_id=result.run_id, assets=assets,
         message=None if result.success else _failure_text(result),

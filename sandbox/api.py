@@ -179,6 +179,9 @@ class Api:
             extra.append((table.filters["status"], NOT_ENDED))
         if resource == "events":
             patterns = params.many("types") or params.many("type")
+            if len(params.many("types")) > 20:  # as Stripe answers
+                raise errors.invalid_param("types", "Invalid array: types must have at most "
+                                           "20 elements", code="parameter_invalid_array")
             params = Params({k: v for k, v in params.items() if k not in ("type", "types")})
             if patterns:
                 extra.append((table.filters["type"], "\n".join(patterns)))
