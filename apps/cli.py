@@ -78,9 +78,13 @@ def _port(_ctx: click.Context | None, _param: click.Parameter | None, port: int)
              epilog=_examples(
     'stripe-reports connect acme --name "Acme Corp"     # hidden prompt for the key',
     "pass show stripe/acme | stripe-reports connect acme",
+    "stripe-reports connect acme --timezone Europe/Berlin",
     "stripe-reports connect --bulk < clients.tsv        # CLIENT<TAB>KEY[<TAB>NAME] lines"))
 @click.argument("client", required=False)
 @click.option("--name", metavar="NAME", help="Display name of the client (default: the id).")
+@click.option("--timezone", metavar="ZONE",
+              help="The client's time zone, an IANA name such as Europe/Berlin: its calendar "
+              "days in every figure, from the next sync (written to clients.yaml; default UTC).")
 @click.option("--strict", is_flag=True,
               help="Refuse a restricted key that lacks any read permission.")
 @click.option("--replace-account", is_flag=True,
@@ -91,8 +95,8 @@ def _port(_ctx: click.Context | None, _param: click.Parameter | None, port: int)
               "line, and validate them in parallel; exit 1 if any line failed.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=8, show_default=True,
               help="With --bulk: keys checked at once.")
-def connect(client: str | None, name: str | None, strict: bool, replace_account: bool,
-            bulk: bool, parallel: int) -> int:
+def connect(client: str | None, name: str | None, timezone: str | None, strict: bool,
+            replace_account: bool, bulk: bool, parallel: int) -> int:
     """Store a client's Stripe secret key and make CLIENT a Dagster partition.
 
     CLIENT is the client's id: lower-case letters, digits, '-' or '_'. The key is read
@@ -103,14 +107,22 @@ def connect(client: str | None, name: str | None, strict: bool, replace_account:
     from apps import cli_connections
 
     if bulk:
-        if client or name:
+        if client or name or timezone:
             raise click.UsageError("--bulk reads the clients from standard input: give no "
-                                   "CLIENT or --name.")
+                                   "CLIENT, --name or --timezone.")
         return cli_connections.connect_bulk(strict, replace_account, parallel)
     if not client:
         raise click.UsageError("Missing CLIENT: `stripe-reports connect CLIENT` (or --bulk).")
     check_names([client], must_exist=False)
-    return cli_connections.connect(client, name, strict, replace_account)
+    if timezone is not None:  # refused before the key is asked for: nothing is changed
+        from engine.client_config import check_timezone
+        from engine.user_errors import CommandError
+
+        try:
+            timezone = check_timezone(timezone.strip())
+        except ValueError as error:
+            raise CommandError(f"--timezone {error}: nothing was changed.") from None
+    return cli_connections.connect(client, name, strict, replace_account, timezone)
 
 
 @cli.command(short_help="Delete a client's key and partition (--purge: its data).",
@@ -276,6 +288,11 @@ def widgets(as_json: bool) -> int:
     return cli_widgets.print_catalog(as_json)
 
 
+_COMPARE_HELP = ("What figures are compared with: previous_period (default), previous_year "
+                 "(the same period last year), previous_quarter or previous_month (the same "
+                 "days of it: for quarter or month to date).")
+
+
 @cli.command(short_help="One widget's data for a client and period.",
              epilog=_examples(
     "stripe-reports widget acme mrr",
@@ -286,15 +303,13 @@ def widgets(as_json: bool) -> int:
 @click.argument("widget")
 @click.option("--start", metavar="YYYY-MM-DD",
               help="First day (default: 30 days before the end).")
-@click.option("--end", metavar="YYYY-MM-DD", help="Last day (default: today, UTC).")
+@click.option("--end", metavar="YYYY-MM-DD",
+              help="Last day (default: today in the client's time zone).")
 @click.option("--currency", metavar="CUR",
               help="Three-letter code (default: the client's main currency).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format.")
-@click.option("--compare", metavar="WITH",
-              help="What the figure is compared with: previous_period (default), previous_year "
-              "(the same period last year), previous_quarter or previous_month (the same days "
-              "of it: for quarter or month to date).")
+@click.option("--compare", metavar="WITH", help=_COMPARE_HELP)
 def widget(client: str, widget: str, start: str | None, end: str | None,
            currency: str | None, fmt: str, compare: str | None) -> int:
     """One WIDGET's data for CLIENT over a period (see `stripe-reports widgets`).
@@ -311,30 +326,36 @@ def widget(client: str, widget: str, start: str | None, end: str | None,
              epilog=_examples(
     "stripe-reports report acme --pdf acme.pdf",
     "stripe-reports report acme --pdf acme-may.pdf --start 2025-05-01 --end 2025-05-31",
+    "stripe-reports report acme --pdf acme.pdf --start 2025-01-01 --compare previous_year",
     "stripe-reports report acme --pdf acme.pdf --paper Letter"))
 @click.argument("client")
 @click.option("--pdf", "pdf", required=True, metavar="FILE",
               type=click.Path(dir_okay=False, writable=True),
               help="Where to write the PDF.")
 @click.option("--start", metavar="YYYY-MM-DD", help="First day (default: 30 days before the end).")
-@click.option("--end", metavar="YYYY-MM-DD", help="Last day (default: today, UTC).")
+@click.option("--end", metavar="YYYY-MM-DD",
+              help="Last day (default: today in the client's time zone).")
 @click.option("--paper", type=click.Choice(["A4", "Letter"]), default="A4", show_default=True,
               help="Paper size.")
-def report(client: str, pdf: str, start: str | None, end: str | None, paper: str) -> int:
+@click.option("--compare", metavar="WITH", help=_COMPARE_HELP)
+def report(client: str, pdf: str, start: str | None, end: str | None, paper: str,
+           compare: str | None) -> int:
     """Write CLIENT's report for a period as a PDF: the report page with its charts, printed
     by headless Chromium (tiles and table rows are never cut by a page break)."""
     # The widgets, the page and Playwright: only when a report is printed.
     from datetime import UTC, datetime
 
     from apps.report_pdf import render_pdf
-    from reports.widgets import resolve_period
+    from engine.client_config import client_config
+    from reports.widgets import resolve_compare, resolve_period
 
     check_names([client])
     try:
-        period = resolve_period(start, end, datetime.now(UTC))
+        period = resolve_period(start, end, datetime.now(UTC), client_config(client).timezone)
+        compare = resolve_compare(compare)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    written = render_pdf(client, period.start, period.end, pdf, paper=paper)
+    written = render_pdf(client, period.start, period.end, pdf, paper=paper, compare=compare)
     click.echo(f"Wrote {written} ({client}, {period.start} to {period.end}, {paper}).")
     return 0
 
@@ -457,12 +478,15 @@ def _print_password_hash() -> int:
 @cli.command(short_help="A signed link to a client's report (no sign-in, until it expires).",
              epilog=_examples("stripe-reports share acme",
                               "stripe-reports share acme --expires 7d",
+                              "stripe-reports share acme --compare previous_year",
                               "stripe-reports share --revoke acme   # ends every link of acme"))
 @click.argument("client")
 @click.option("--expires", default="30d", show_default=True, metavar="DURATION",
               help="How long the link works: 12h, 30d, 2w (at most 366d).")
+@click.option("--compare", metavar="WITH", help=_COMPARE_HELP + " The link carries it "
+              "(?compare=...) and the page opens with it.")
 @click.option("--revoke", is_flag=True, help="End every link of CLIENT made so far.")
-def share(client: str, expires: str, revoke: bool) -> int:
+def share(client: str, expires: str, compare: str | None, revoke: bool) -> int:
     """Prints a link to CLIENT's report, at STRIPE_REPORTS_PUBLIC_URL (default
     http://127.0.0.1:8050): that client's report only, no sign-in, until it expires or is
     revoked. Anyone with the link can read the report: send it to the client alone."""
@@ -471,14 +495,19 @@ def share(client: str, expires: str, revoke: bool) -> int:
     from apps.web.share import parse_expiry, revoke_links, share_url
     from engine.connection_store import ConnectionStore
     from engine.settings import load_settings
+    from reports.widgets.run import resolve_compare
 
+    try:
+        compare = resolve_compare(compare)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
     settings = load_settings()
     with ConnectionStore.from_settings(settings) as store:
         if revoke:
             revoke_links(store, client)
             click.echo(f"Every share link of {client} made so far now ends in 404.")
             return 0
-        click.echo(share_url(settings, store, client, parse_expiry(expires)))
+        click.echo(share_url(settings, store, client, parse_expiry(expires), compare))
     return 0
 
 

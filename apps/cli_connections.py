@@ -11,9 +11,11 @@ import threading
 from rich.text import Text
 
 from apps.terminal import console, plural, print_steps, print_table, state_text
+from engine.client_config import set_client_field
 from engine.clients import ClientStatus, Standing, roster_or_error
 from engine.connection_store import ClientNotConnected, ConnectionStore
 from engine.failures import StripeAccessError
+from engine.user_errors import CommandError
 
 
 def _read_key(client_id: str) -> str:
@@ -31,12 +33,15 @@ def _print_refusal(error: StripeAccessError | Exception) -> None:
     print(f"error: {text}", file=sys.stderr)
 
 
-def connect(client_id: str, name: str | None, strict: bool, replace_account: bool) -> int:
+def connect(client_id: str, name: str | None, strict: bool, replace_account: bool,
+            timezone: str | None = None) -> int:
     # Dagster's import costs a second: only the commands that register partitions pay it.
     from pipelines.instance import connect_and_register
 
     with ConnectionStore.from_settings() as store:
         store.verify_master_key(client_id)  # refused before the key is even asked for
+    if timezone is not None:
+        _check_clients_file(client_id, timezone)  # a broken file: refused before the key too
     raw_key = _read_key(client_id)
     try:
         outcome = connect_and_register(client_id, raw_key, name=name, strict=strict,
@@ -52,8 +57,23 @@ def connect(client_id: str, name: str | None, strict: bool, replace_account: boo
           f"{mode} mode.")
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if timezone is not None:
+        set_client_field(client_id, "timezone", timezone)
+        print(f"Time zone of {client_id}: {timezone} (its calendar days from the next sync).")
     print(f"Next: stripe-reports sync {client_id}")
     return 0
+
+
+def _check_clients_file(client_id: str, timezone: str) -> None:
+    """clients.yaml can take the time zone (readable as a whole, a valid entry after)."""
+    from engine.client_config import ClientsFileError, read_clients_file
+
+    try:
+        problem = read_clients_file().problems.get(client_id)
+    except ClientsFileError as error:
+        raise CommandError(f"{error} Nothing was changed.", 1) from None
+    if problem:
+        raise CommandError(f"{problem} Fix that entry first: nothing was changed.", 1)
 
 
 def connect_bulk(strict: bool, replace_account: bool, parallel: int) -> int:

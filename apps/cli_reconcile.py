@@ -13,17 +13,18 @@ from pipelines.instance import get_instance, register_clients
 
 def reconcile(names: list[str]) -> int:
     """Check each named client (default: every known one); 1 if any check failed."""
-    if not names:
-        with ConnectionStore.from_settings() as store:
-            names = sorted(client_roster(store).clients)
     warehouse = warehouse_from_settings()
     warehouse.ensure_schema()  # an unusable warehouse: one line, and nothing checked
-    instance = get_instance()
-    register_clients(instance, names)
+    with ConnectionStore.from_settings() as store:
+        names = names or sorted(client_roster(store).clients)
+        instance = get_instance()
+        register_clients(instance, names)
+        found = reconcile_now(instance, warehouse, store, names)
     failed = 0
-    for client, mismatches in reconcile_now(instance, warehouse, names).items():
+    for client, mismatches in found.items():
         if mismatches is None:
-            click.echo(f"{client}: nothing to check yet (no balance synced).")
+            click.echo(f"{client}: nothing to check (no balance synced yet, or the key may "
+                       "not read the balance transactions).")
         elif not mismatches:
             click.echo(f"{client}: reconciles with Stripe.")
         for mismatch in mismatches or []:

@@ -37,12 +37,13 @@ a { color: inherit; text-decoration: none; }
 """
 
 
-def report_path(client_id: str, start: date | str | None, end: date | str | None) -> str:
-    """The client report's path for a client and period: a short-lived share path, so the
-    printer needs no session whether or not a staff password is set, and prints what the
-    client reads (the agency's brand, no operator text)."""
+def report_path(client_id: str, start: date | str | None, end: date | str | None,
+                compare: str | None = None) -> str:
+    """The client report's path for a client, period and comparison: a short-lived share
+    path, so the printer needs no session whether or not a staff password is set, and
+    prints what the client reads (the agency's brand, no operator text)."""
     with ConnectionStore.from_settings() as store:
-        return client_report_path(store, client_id, start, end)
+        return client_report_path(store, client_id, start, end, compare=compare)
 
 
 def _free_port() -> int:
@@ -74,8 +75,9 @@ def _report_server() -> Iterator[str]:
 
 
 def render_pdf(client_id: str, start: date | str | None, end: date | str | None,
-               path: Path | str, paper: str = "A4") -> Path:
-    """Print CLIENT's report for the period to `path` (A4 or Letter); returns the path."""
+               path: Path | str, paper: str = "A4", compare: str | None = None) -> Path:
+    """Print CLIENT's report for the period to `path` (A4 or Letter), its figures compared
+    as `compare` says (COMPARISONS; default the previous period); returns the path."""
     if paper not in PAPERS:
         raise CommandError(f"Paper {paper!r} is not offered: use A4 or Letter.", 2)
     chromium = load_settings().chromium
@@ -86,7 +88,7 @@ def render_pdf(client_id: str, start: date | str | None, end: date | str | None,
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _report_server() as base:
-        _print(chromium, base + report_path(client_id, start, end), target, paper)
+        _print(chromium, base + report_path(client_id, start, end, compare), target, paper)
     return target
 
 

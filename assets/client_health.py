@@ -51,14 +51,19 @@ FRESHNESS_CHECK = "figures_fresh"
 FRESHNESS_CHECK_KEY = AssetCheckKey(FRESHNESS_KEY, FRESHNESS_CHECK)
 RECONNECT_KEY = AssetKey(["stripe", "clients_needing_reconnect"])
 RECONNECT_TABLE = "clients_needing_reconnect"
+# Fails naming the clients: the list's asset stays green (it was built), its check does not.
+RECONNECT_CHECK = "every_client_key_accepted"
+RECONNECT_CHECK_KEY = AssetCheckKey(RECONNECT_KEY, RECONNECT_CHECK)
 HISTORY_LIMIT = 1000  # checks read back to find when a client's failing run began
 
 
 def latest_target(instance: DagsterInstance, key: AssetKey,
-                  client_id: str) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The client's latest materialization of `key`: a verdict aimed at it is current."""
+                  client_id: str | None) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The client's (None: the unpartitioned asset's) latest materialization of `key`: a
+    verdict aimed at it is current."""
+    partitions = [client_id] if client_id is not None else None
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[client_id]), limit=1).records
+        AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1).records
     if not records:
         return None
     return AssetCheckEvaluationTargetMaterializationData(
@@ -77,7 +82,7 @@ def report_check(instance: DagsterInstance, key: AssetCheckKey, client_id: str,
 
 
 def _forget_runless_verdict(instance: DagsterInstance, key: AssetCheckKey,
-                            client_id: str) -> None:
+                            client_id: str | None) -> None:
     """Drop the client's previous verdict recorded without a run, if any.
 
     Dagster 1.13 files a runless verdict under (check, run id "", partition), a key its unique
@@ -257,7 +262,65 @@ def refresh_reconnect_list(instance: DagsterInstance, store: ConnectionStore) ->
     instance.report_runless_asset_event(AssetMaterialization(
         asset_key=RECONNECT_KEY, metadata=metadata,
         description=f"{metadata['count'].value} client(s) need a new Stripe key."))
+    report_reconnect_check(instance, metadata)
     return True
+
+
+def judge_unjudged_list(instance: DagsterInstance, store: ConnectionStore) -> bool:
+    """A list published before its check existed (an upgrade) gets its verdict now: the
+    client_health sensor asks each tick (one query), not every client's run."""
+    if instance.get_latest_asset_check_evaluation_record(RECONNECT_CHECK_KEY) is not None:
+        return False
+    if _published_table(instance) is None:
+        return False  # no list yet: its first refresh judges it
+    report_reconnect_check(instance, reconnect_metadata(store))
+    return True
+
+
+def reconnect_verdict(metadata: dict[str, MetadataValue]) -> dict[str, Any]:
+    """The check on the list: fails (ERROR) naming every client that needs a new key."""
+    count, clients = metadata["count"].value, metadata["clients"].value
+    facts = {"count": metadata["count"], "clients": metadata["clients"]}
+    if not count:
+        return {"passed": True, "metadata": facts,
+                "description": "Every stored key was accepted at its last check."}
+    return {"passed": False, "severity": AssetCheckSeverity.ERROR, "metadata": facts,
+            "description": f"{count} client(s) need a new Stripe key: {clients}. Run "
+            "`stripe-reports connect CLIENT` for each (this list's metadata has the steps)."}
+
+
+def report_reconnect_check(instance: DagsterInstance,
+                           metadata: dict[str, MetadataValue]) -> None:
+    """The verdict on the list just published, aimed at it (no run)."""
+    _forget_runless_verdict(instance, RECONNECT_CHECK_KEY, None)
+    instance.report_runless_asset_event(AssetCheckEvaluation(
+        asset_key=RECONNECT_KEY, check_name=RECONNECT_CHECK,
+        target_materialization_data=latest_target(instance, RECONNECT_KEY, None),
+        **reconnect_verdict(metadata)))
+
+
+def refresh_reconnect_entry(instance: DagsterInstance, store: ConnectionStore,
+                            client_id: str) -> bool:
+    """After one client's run: the list again only if that client's place on it may have
+    changed (it is failing, or it was listed). A healthy client that was not listed costs
+    one look at the published list, not a pass over every client (which made a cycle of
+    runs grow with the square of the clients)."""
+    published = _published_clients(instance)
+    connection = store.get(client_id)
+    failing = connection is not None and connection.state is ConnectionState.FAILED
+    if published is not None and not failing and client_id not in published:
+        return False
+    return refresh_reconnect_list(instance, store)
+
+
+def _published_clients(instance: DagsterInstance) -> set[str] | None:
+    """The clients on the published list (None: never published)."""
+    event = instance.get_latest_materialization_event(RECONNECT_KEY)
+    materialization = event.asset_materialization if event else None
+    if materialization is None:
+        return None
+    value = getattr(materialization.metadata.get("clients"), "value", "") or ""
+    return {name.strip() for name in value.split(",") if name.strip()}
 
 
 @asset(
@@ -273,5 +336,13 @@ def clients_needing_reconnect(stripe: StripeResource) -> MaterializeResult:
         return MaterializeResult(metadata=reconnect_metadata(store))
 
 
+@asset_check(asset=RECONNECT_KEY, name=RECONNECT_CHECK,
+             description="No client needs a reconnect: fails (ERROR) naming every client whose "
+             "Stripe key was refused. Judged with each refresh of the list.")
+def every_client_key_accepted(stripe: StripeResource) -> AssetCheckResult:
+    with stripe.store() as store:
+        return AssetCheckResult(**reconnect_verdict(reconnect_metadata(store)))
+
+
 health_assets: list = [clients_needing_reconnect]
-health_checks: list = [figures_fresh]
+health_checks: list = [figures_fresh, every_client_key_accepted]

@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetSpec,
     Config,
     Failure,
@@ -31,15 +32,17 @@ from assets.client_health import (
     BALANCE_KEY,
     CREDENTIAL_CHECK,
     CREDENTIAL_CHECK_KEY,
-    refresh_reconnect_list,
+    refresh_reconnect_entry,
     report_freshness,
 )
+from assets.known_failure import KnownFailure
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
 from engine.connection_store import ClientConnection, ClientNotConnected, ConnectionStore
 from engine.credentials import record_check_outcome
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
+from engine.reporting.checked import checked_without_build
 from engine.streams import (
     BALANCE_COLUMNS,
     STREAMS,
@@ -72,18 +75,29 @@ class SyncConfig(Config):
         default_factory=list,
         description="The streams this run syncs (e.g. ['charges', 'subscriptions']), as the "
         "CLI's --streams; empty: the selected ones. Must match the selected assets; a stream "
-        "brings its child tables (subscriptions: subscription_items).")
+        "brings its child tables (subscriptions: subscription_items; invoices: "
+        "invoice_line_items).")
 
 
 def stream_asset_key(spec: StreamSpec) -> AssetKey:
     return AssetKey(["stripe", spec.table])
 
 
+# The credential check hangs on stripe/balance alone: one verdict per client run. A copy on
+# each of the 13 Stripe assets would add 36 Dagster events (planned, output, evaluation) to
+# every client run (102 today), the bookkeeping that dominates a no-change run. Each other
+# Stripe asset says where its key's verdict is, with a link to it.
+CREDENTIAL_CHECK_NOTE = (f" Its client's key is checked first in every sync: see the "
+                         f"{CREDENTIAL_CHECK} check on stripe/balance (one result per client).")
+CREDENTIAL_CHECK_LINK = {"credential_check": MetadataValue.url(
+    f"/assets/stripe/balance?view=checks&checkDetail={CREDENTIAL_CHECK}")}
+
+
 def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
     columns = stream_columns(spec)
     return AssetSpec(
         key=stream_asset_key(spec),
-        description=stream_description(spec),
+        description=stream_description(spec) + CREDENTIAL_CHECK_NOTE,
         group_name=STRIPE_GROUP,
         kinds={"stripe", "duckdb"},
         skippable=True,
@@ -92,6 +106,7 @@ def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
             "dagster/table_name": f"stripe.{spec.table}",
             "stripe_endpoint": spec.endpoint,
             "event_types": ", ".join(spec.event_types) or "(none: immutable objects)",
+            **CREDENTIAL_CHECK_LINK,
         },
     )
 
@@ -99,13 +114,14 @@ def _stream_asset_spec(spec: StreamSpec) -> AssetSpec:
 def _child_asset_spec(spec: StreamSpec, child: ChildSpec) -> AssetSpec:
     return AssetSpec(
         key=AssetKey(["stripe", child.table]),
-        description=child_description(spec, child),
+        description=child_description(spec, child) + CREDENTIAL_CHECK_NOTE,
         group_name=STRIPE_GROUP,
         kinds={"stripe", "duckdb"},
         skippable=True,
         metadata={
             "dagster/column_schema": column_schema(child_columns(child)),
             "dagster/table_name": f"stripe.{child.table}",
+            **CREDENTIAL_CHECK_LINK,
         },
     )
 
@@ -155,7 +171,7 @@ def explained_errors() -> Iterator[None]:
         problem = explain(error)
         if problem is None:
             raise
-        raise Failure(description=problem.message, allow_retries=False,
+        raise KnownFailure(description=problem.message, allow_retries=False,
                       metadata={"error_type": MetadataValue.text(type(error).__name__)}) from None
 
 
@@ -173,13 +189,13 @@ def _record_key_works(store: ConnectionStore, account: StripeAccount, report: Sy
 
 
 def _credential_failure(context: AssetExecutionContext, stripe: StripeResource,
-                        warehouse: WarehouseResource, failure: CredentialFailure) -> Failure:
+                        warehouse: WarehouseResource, failure: CredentialFailure) -> KnownFailure:
     # A client never synced from the environment has no row to mark; the run still fails.
     with stripe.store() as store, contextlib.suppress(ClientNotConnected):
         record_check_outcome(store, failure.client_id or context.partition_key, failure)
     context.log.error(f"Credential check failed: {failure.message}")
     _publish_health(context, stripe, warehouse)
-    return Failure(
+    return KnownFailure(
         description=f"{failure.guidance()}",
         metadata={k: MetadataValue.text(v) for k, v in failure.metadata().items()},
         allow_retries=False,
@@ -211,9 +227,9 @@ def _chosen_specs(context: AssetExecutionContext, config: SyncConfig) -> list[St
     try:
         named = resolve_streams(config.streams or None)
     except ValueError as error:
-        raise Failure(description=str(error), allow_retries=False) from None
+        raise KnownFailure(description=str(error), allow_retries=False) from None
     if config.streams and {s.name for s in named} != {s.name for s in chosen}:
-        raise Failure(
+        raise KnownFailure(
             description=f"The run's config names the streams {', '.join(config.streams)} but "
             f"the run selects {', '.join(s.name for s in chosen) or 'no stream'}. Select "
             "just those assets (Materialize selected) or leave `streams` empty.",
@@ -243,7 +259,7 @@ def stripe_sync(
     try:
         account, connection = stripe.account_for(client_id)
     except ClientNotConnected as missing:
-        raise Failure(description=str(missing), allow_retries=False) from None
+        raise KnownFailure(description=str(missing), allow_retries=False) from None
     try:
         report = _sync(context, stripe, warehouse, account, connection, specs, config)
     except CredentialFailure as failure:
@@ -255,14 +271,20 @@ def stripe_sync(
         raise _access_failure(error) from None
     with stripe.store() as store:
         _record_key_works(store, account, report, connection)
-    yield from _materializations(context, specs, report)
+        quiet = _checked_without_build(context, config, store, warehouse, report)
+    if quiet:  # observed, not materialized: Dagster skips the reporting step
+        for key, metadata in _observations(context, specs, report):
+            context.log_event(AssetObservation(asset_key=key, metadata=metadata))
+    else:
+        yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
             metadata={"account": report.account_id or "", "masked_key": account.masked_key},
         )
-    # A sync that fails skips the reporting tables and their freshness check: say it here.
-    _publish_health(context, stripe, warehouse if report.errors else None)
+    # A sync that fails, or finds nothing new, skips the reporting tables and their
+    # freshness check: say it here (reported only where the verdict changed).
+    _publish_health(context, stripe, warehouse if report.errors or quiet else None)
     if report.errors:
         raise _stream_errors_failure(report.errors)
 
@@ -273,7 +295,7 @@ def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
     given. Health reporting never turns a sync's outcome into another one."""
     try:
         with stripe.store() as store:
-            refresh_reconnect_list(context.instance, store)
+            refresh_reconnect_entry(context.instance, store, context.partition_key)
         if warehouse is not None:
             report_freshness(context.instance, [context.partition_key], warehouse.open())
     except Exception as error:  # noqa: BLE001 (the next client_health tick tries again)
@@ -298,9 +320,38 @@ def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: War
         )
 
 
-def _access_failure(error: StripeAccessError) -> Failure:
+def _checked_without_build(context: AssetExecutionContext, config: SyncConfig,
+                           store: ConnectionStore, warehouse: WarehouseResource,
+                           report: SyncReport) -> bool:
+    """Nothing new for the client and no reporting build due (the day has not turned):
+    recorded as checked now, and nothing is materialized."""
+    if config.full_refresh or not report.nothing_new:
+        return False
+    with explained_errors():
+        return checked_without_build(store, warehouse.open(), context.partition_key)
+
+
+def _observations(context: AssetExecutionContext, specs: list[StreamSpec],
+                  report: SyncReport) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
+    """What a check that found nothing new says of each selected asset: when it was
+    checked, the requests it cost, the cursor (the Dagster UI shows it as an observation)."""
+    checked = datetime.now(UTC).isoformat(timespec="seconds")
+    selected = context.selected_asset_keys
+    if BALANCE_KEY in selected:
+        yield BALANCE_KEY, {"checked_at": checked, "changed": False,
+                            "api_requests": report.requests}
+    for spec in specs:
+        result = report.streams[spec.name]
+        keys = [stream_asset_key(spec), *(AssetKey(["stripe", c.table]) for c in spec.children)]
+        for key in keys:
+            if key in selected:
+                yield key, {"checked_at": checked, "changed": False,
+                            **_stream_metadata(result)}
+
+
+def _access_failure(error: StripeAccessError) -> KnownFailure:
     facts = {k: v for k, v in error.metadata().items() if k != "masked_key"}
-    return Failure(description=error.guidance(),
+    return KnownFailure(description=error.guidance(),
                    metadata={k: MetadataValue.text(v) for k, v in facts.items()},
                    allow_retries=True)
 
@@ -343,9 +394,9 @@ def _materializations(context: AssetExecutionContext, specs: list[StreamSpec],
                                         metadata={"parent_rows_written": result.rows_landed})
 
 
-def _stream_errors_failure(errors: list[StripeAccessError]) -> Failure:
+def _stream_errors_failure(errors: list[StripeAccessError]) -> KnownFailure:
     lines = [f"- {error.message}" for error in errors]
-    return Failure(
+    return KnownFailure(
         description="Some streams could not be synced; the others landed:\n" + "\n".join(lines),
         metadata={"failed_streams": len(errors)},
         allow_retries=True,

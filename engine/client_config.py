@@ -9,6 +9,7 @@ other clients keep their settings and their schedules.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -77,6 +78,16 @@ class Delivery(_Entry):
         return self
 
 
+def check_timezone(value: str) -> str:
+    """An IANA time zone name, or a ValueError saying what one looks like."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (like Europe/Berlin or "
+                         "America/New_York)") from None
+    return value
+
+
 class ClientConfig(_Entry):
     client_id: str
     name: Text | None = None
@@ -108,12 +119,7 @@ class ClientConfig(_Entry):
     @field_validator("timezone")
     @classmethod
     def _an_iana_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (like Europe/Berlin or "
-                             "America/New_York)") from None
-        return value
+        return check_timezone(value)
 
     @field_validator("locale")
     @classmethod
@@ -267,3 +273,33 @@ def load_client_configs(path: Path | None = None) -> dict[str, ClientConfig]:
 
 def client_config(client_id: str) -> ClientConfig:
     return load_client_configs().get(client_id) or ClientConfig(client_id=client_id)
+
+
+def set_client_field(client_id: str, field: str, value: Any, path: Path | None = None) -> None:
+    """Set one field of a client's clients.yaml entry (`connect --timezone`), creating the
+    entry or the file if needed. The comment lines at the top of the file are kept; the
+    rest is written back as YAML. Refused, with the file untouched, when the file cannot be
+    read as a whole or the entry would not be valid (ClientsFileError says why)."""
+    path = path or load_settings().clients_file
+    clients = _document(path) if path.exists() else {}
+    entry = dict(clients.get(client_id) or {})
+    entry[field] = value
+    checked = _entry(client_id, entry)
+    if not isinstance(checked, ClientConfig):
+        raise ClientsFileError(f"{path}: not changed: {checked.rstrip('.')}.")
+    clients[client_id] = entry
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    header = "".join(line for line in _leading_comments(text))
+    body = yaml.safe_dump({"clients": clients}, sort_keys=False, allow_unicode=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(header + body, encoding="utf-8")
+    os.replace(temporary, path)  # readers see the old file or the new one, never half
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        lines.append(line)
+    return lines

@@ -13,10 +13,14 @@ transactions made since. So a snapshot is judged once the balance transactions h
 past it (the latest such snapshot); only when none has yet (a first sync) is the newest one
 judged. Objects created after the judged snapshot are left for the next one, and a
 transaction stamped in the very second of the snapshot may be counted in it or not.
+
+A key connected without permission to read one of a check's inputs skips that check: the
+table is empty by the client's choice, and judging it would turn every figure `stale`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -141,14 +145,24 @@ def _payouts(conn: duckdb.DuckDBPyConnection, client_id: str, at: datetime) -> l
                 PAYOUTS_SQL, {"client": client_id, "at": at}).fetchall()]
 
 
-def reconcile(conn: duckdb.DuckDBPyConnection, client_id: str) -> list[Mismatch] | None:
-    """What does not add up for the client; None when there is nothing to judge yet (no
-    balance snapshot, or a key without access to the balance)."""
+# Each check and what it reads: a key connected without one of these cannot be judged by
+# it (its table is empty by design, not by a missed page).
+CHECKS = (
+    (_balance, {"balance", "balance_transactions"}),
+    (_charges, {"charges", "balance_transactions"}),
+    (_payouts, {"payouts", "balance_transactions"}),
+)
+
+
+def reconcile(conn: duckdb.DuckDBPyConnection, client_id: str,
+              cannot_read: Collection[str] = ()) -> list[Mismatch] | None:
+    """What does not add up for the client; None when there is nothing to judge (no balance
+    snapshot yet, or a key that may not read what every check needs)."""
+    checks = [check for check, reads in CHECKS if not reads & set(cannot_read)]
     at = _snapshot_time(conn, client_id, _cursor(conn, client_id))
-    if at is None:
+    if at is None or not checks:
         return None
-    return [*_balance(conn, client_id, at), *_charges(conn, client_id, at),
-            *_payouts(conn, client_id, at)]
+    return [mismatch for check in checks for mismatch in check(conn, client_id, at)]
 
 
 def failure_message(mismatches: list[Mismatch]) -> str:
@@ -167,10 +181,13 @@ def record_outcome(warehouse: Warehouse, client_id: str, mismatches: list[Mismat
                      "message, ?)", [client_id, PREFIX])
 
 
-def reconcile_client(warehouse: Warehouse, client_id: str) -> list[Mismatch] | None:
-    """Run the checks on committed data and record the outcome where widgets read it."""
+def reconcile_client(warehouse: Warehouse, client_id: str,
+                     cannot_read: Collection[str] = ()) -> list[Mismatch] | None:
+    """Run the checks on committed data and record the outcome where widgets read it;
+    `cannot_read` names what the client's key was connected without (see
+    engine.permissions.unreadable)."""
     with warehouse.reader() as conn:
-        mismatches = reconcile(conn, client_id)
+        mismatches = reconcile(conn, client_id, cannot_read)
     if mismatches is not None:
         record_outcome(warehouse, client_id, mismatches)
     return mismatches

@@ -23,9 +23,10 @@ class RenderError(Exception):
 
 
 def print_report(client_id: str, start: date, end: date, path: Path,
-                 paper: str = "A4") -> Path:
+                 paper: str = "A4", compare: str | None = None) -> Path:
     command = [sys.executable, "-m", "apps.cli", "report", client_id, "--pdf", str(path),
-               "--start", start.isoformat(), "--end", end.isoformat(), "--paper", paper]
+               "--start", start.isoformat(), "--end", end.isoformat(), "--paper", paper,
+               *(("--compare", compare) if compare else ())]
     try:
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                               timeout=PRINT_TIMEOUT_SECONDS, check=False)

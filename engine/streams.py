@@ -33,13 +33,18 @@ class Column:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """A list inside each object that gets its own table (subscription items)."""
+    """A list inside each object that gets its own table (subscription items, invoice
+    lines)."""
 
     table: str
     path: tuple[str, ...]
     parent_column: str
     columns: tuple[Column, ...]
     description: str
+    # Where the rest of the list is paged when the parent embeds only its first items
+    # (`has_more`): `{id}` is the parent's id, in the path or in a parameter.
+    more_endpoint: str = ""
+    more_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class StreamSpec:
     deleted_event_types: tuple[str, ...] = ()
     # Objects that can disappear from lists; a full refresh flags rows it did not see.
     deletable: bool = False
+    # Events of other objects that may come with a new object of this stream and no event
+    # of its own: the stream lists what was created since its cursor when one is seen.
+    new_with: tuple[str, ...] = ()
     list_params: dict[str, str] = field(default_factory=dict)
     children: tuple[ChildSpec, ...] = ()
     # Widgets that read this stream: named in permission warnings. The widget catalog
@@ -96,7 +104,9 @@ SUBSCRIPTION_WIDGETS = ("mrr", "arr", "active_subscriptions", "new_subscriptions
                         "mrr_movements", "subscription_churn_rate", "customer_churn",
                         "customer_churn_rate", "mrr_churn_rate", "nrr", "grr", "arpa", "ltv",
                         "quick_ratio", "new_trials", "trial_conversion_rate", "mrr_by_plan",
-                        "cohort_retention")
+                        "nrr_12m", "grr_12m",
+                        "cohort_retention",
+                        "delinquent_churn", "mrr_recovered")
 
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(
@@ -126,7 +136,7 @@ STREAMS: tuple[StreamSpec, ...] = (
             "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded",
             "charge.updated", "charge.expired", "charge.pending",
         ),
-        widgets=PAYMENT_WIDGETS,
+        widgets=(*PAYMENT_WIDGETS, "disputes"),  # the dispute rate's denominator
     ),
     StreamSpec(
         name="refunds",
@@ -144,6 +154,8 @@ STREAMS: tuple[StreamSpec, ...] = (
             Column("balance_transaction", "VARCHAR", "Balance transaction id", ref=True),
         ),
         event_types=("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"),
+        # Accounts on API versions before refund.created tell a new refund by the charge.
+        new_with=("charge.refunded",),
         widgets=("net_volume", "refunds", "revenue_over_time"),
     ),
     StreamSpec(
@@ -214,6 +226,9 @@ STREAMS: tuple[StreamSpec, ...] = (
                     Column("current_period_end", "TIMESTAMPTZ", "Current period end"),
                     Column("discounts", "JSON", "Item-level discounts"),
                 ),
+                # A subscription embeds its first 10 items; the rest are paged.
+                more_endpoint="/v1/subscription_items",
+                more_params={"subscription": "{id}"},
             ),
         ),
         widgets=SUBSCRIPTION_WIDGETS,
@@ -244,7 +259,42 @@ STREAMS: tuple[StreamSpec, ...] = (
             "invoice.voided", "invoice.marked_uncollectible", "invoice.sent",
         ),
         deleted_event_types=("invoice.deleted",),
-        deletable=True,  # no widget reads invoices: MRR comes from subscriptions' items
+        deletable=True,
+        widgets=("delinquent_churn", "mrr_recovered"),  # failed and recovered payments
+        children=(
+            ChildSpec(
+                table="invoice_line_items",
+                path=("lines", "data"),
+                parent_column="invoice",
+                description="Lines of each invoice (subscription items billed, invoice items).",
+                columns=(
+                    _id(),
+                    _amount("amount", "Line amount before discounts and taxes"),
+                    _currency(),
+                    Column("description", "VARCHAR", "What the line bills"),
+                    Column("quantity", "BIGINT", "Quantity"),
+                    Column("period_start", "TIMESTAMPTZ", "Start of the period billed",
+                           path=("period", "start")),
+                    Column("period_end", "TIMESTAMPTZ", "End of the period billed",
+                           path=("period", "end")),
+                    Column("price", "VARCHAR", "Price id (newer API versions)",
+                           path=("pricing", "price_details", "price"), ref=True),
+                    Column("product", "VARCHAR", "Product id (newer API versions)",
+                           path=("pricing", "price_details", "product"), ref=True),
+                    Column("subscription", "VARCHAR", "Subscription id (older API versions)",
+                           ref=True),
+                    Column("subscription_item", "VARCHAR", "Subscription item billed",
+                           path=("parent", "subscription_item_details", "subscription_item"),
+                           ref=True),
+                    Column("proration", "BOOLEAN", "Whether the line is a proration",
+                           path=("parent", "subscription_item_details", "proration")),
+                    Column("discountable", "BOOLEAN", "Whether discounts apply to it"),
+                    Column("discount_amounts", "JSON", "Discount amounts on the line"),
+                ),
+                # An invoice embeds its first lines; the rest are paged.
+                more_endpoint="/v1/invoices/{id}/lines",
+            ),
+        ),
     ),
     StreamSpec(
         name="balance_transactions",
@@ -323,6 +373,106 @@ STREAMS: tuple[StreamSpec, ...] = (
         event_types=("price.created", "price.updated", "price.deleted"),
         deleted_event_types=("price.deleted",),
         deletable=True,
+    ),
+    StreamSpec(
+        name="disputes",
+        endpoint="/v1/disputes",
+        object_type="dispute",
+        description="Disputes (chargebacks and inquiries) of charges.",
+        columns=(
+            _id(), _created(),
+            Column("charge", "VARCHAR", "Disputed charge id", ref=True),
+            Column("payment_intent", "VARCHAR", "PaymentIntent id", ref=True),
+            _amount("amount", "Amount disputed"),
+            _currency(),
+            Column("status", "VARCHAR", "warning_needs_response, needs_response, "
+                   "under_review, won, lost, ..."),
+            Column("reason", "VARCHAR", "fraudulent, duplicate, product_not_received, ..."),
+            Column("is_charge_refundable", "BOOLEAN", "Whether the charge can still be "
+                   "refunded"),
+            Column("evidence_due_by", "TIMESTAMPTZ", "When evidence must be submitted",
+                   path=("evidence_details", "due_by")),
+        ),
+        event_types=(
+            "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+            "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
+        ),
+        widgets=("disputes",),
+    ),
+    StreamSpec(
+        name="coupons",
+        endpoint="/v1/coupons",
+        object_type="coupon",
+        description="Coupons (discount definitions); deleted ones keep their row flagged.",
+        columns=(
+            _id(), _created(),
+            Column("name", "VARCHAR", "Coupon name shown to customers"),
+            Column("percent_off", "DOUBLE", "Percentage off (or null)"),
+            _amount("amount_off", "Amount off (or null)"),
+            _currency(),
+            Column("duration", "VARCHAR", "forever, once or repeating"),
+            Column("duration_in_months", "BIGINT", "Months a repeating coupon lasts"),
+            Column("max_redemptions", "BIGINT", "Times it can be redeemed at most"),
+            Column("times_redeemed", "BIGINT", "Times it has been redeemed"),
+            Column("redeem_by", "TIMESTAMPTZ", "Last moment it can be redeemed"),
+            Column("valid", "BOOLEAN", "Whether it can still be applied"),
+        ),
+        event_types=("coupon.created", "coupon.updated", "coupon.deleted"),
+        deleted_event_types=("coupon.deleted",),
+        deletable=True,
+    ),
+    StreamSpec(
+        name="credit_notes",
+        endpoint="/v1/credit_notes",
+        object_type="credit_note",
+        description="Credit notes that reduce finalized invoices.",
+        columns=(
+            _id(), _created(),
+            Column("invoice", "VARCHAR", "Invoice credited", ref=True),
+            Column("customer", "VARCHAR", "Customer id", ref=True),
+            Column("number", "VARCHAR", "Credit note number"),
+            _amount("amount", "Total credited, taxes included"),
+            _amount("subtotal", "Amount credited before taxes and discounts"),
+            _amount("out_of_band_amount", "Amount credited outside Stripe"),
+            _currency(),
+            Column("status", "VARCHAR", "issued or void"),
+            Column("type", "VARCHAR", "pre_payment or post_payment"),
+            Column("reason", "VARCHAR", "duplicate, fraudulent, order_change, "
+                   "product_unsatisfactory or null"),
+            Column("effective_at", "TIMESTAMPTZ", "When it takes effect"),
+            Column("voided_at", "TIMESTAMPTZ", "When it was voided"),
+        ),
+        event_types=("credit_note.created", "credit_note.updated", "credit_note.voided"),
+    ),
+    StreamSpec(
+        name="payment_intents",
+        endpoint="/v1/payment_intents",
+        object_type="payment_intent",
+        description="PaymentIntents: each payment's whole lifecycle, attempts included.",
+        columns=(
+            _id(), _created(),
+            _amount("amount", "Amount intended to be collected"),
+            _amount("amount_received", "Amount received"),
+            _amount("amount_capturable", "Amount that can still be captured"),
+            _currency(),
+            Column("status", "VARCHAR", "requires_payment_method, requires_action, "
+                   "processing, succeeded, canceled, ..."),
+            Column("customer", "VARCHAR", "Customer id", ref=True),
+            Column("latest_charge", "VARCHAR", "Latest charge id", ref=True),
+            Column("payment_method", "VARCHAR", "PaymentMethod id", ref=True),
+            Column("capture_method", "VARCHAR", "automatic, automatic_async or manual"),
+            Column("canceled_at", "TIMESTAMPTZ", "When it was canceled"),
+            Column("cancellation_reason", "VARCHAR", "Why it was canceled"),
+            Column("last_payment_error_code", "VARCHAR", "Why the last attempt failed",
+                   path=("last_payment_error", "code")),
+            Column("description", "VARCHAR", "Free-form description"),
+        ),
+        event_types=(
+            "payment_intent.created", "payment_intent.succeeded",
+            "payment_intent.payment_failed", "payment_intent.canceled",
+            "payment_intent.processing", "payment_intent.requires_action",
+            "payment_intent.amount_capturable_updated", "payment_intent.partially_funded",
+        ),
     ),
 )
 

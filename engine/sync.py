@@ -1,11 +1,19 @@
-"""One client's sync: for each stream, events then new objects, landed in short transactions.
+"""One client's sync: one events listing for every stream, new objects listed only where
+events cannot carry them, landed in short transactions.
 
-Per stream, a run
-1. applies the events since the last run (updates and deletions of older objects),
-   newest snapshot per object;
-2. lists objects created since the cursor, in parallel time slices;
+A run
+1. lists the events since the last run once, for every stream's event types (in as few
+   requests as Stripe allows), and lands the newest snapshot of each object changed or
+   created, deletions flagged: a stream without events has nothing new;
+2. lists objects created since the cursor, in parallel time slices, only for the streams
+   that had events, and where events cannot be trusted this run (a first, resumed or
+   requested full listing, a cursor older than the 30 days of events Stripe keeps, a key
+   that cannot read events) or do not exist (balance transactions);
 3. merges rows in chunks; the cursor moves in the same transaction as the rows,
-   only over time ranges that have completely landed.
+   only over time ranges that have completely landed. Streams with nothing new save their
+   cursors together in one transaction; an unchanged balance is not written again.
+A client with nothing new costs four requests: the key check, the events, the balance
+transactions since the cursor and the balance.
 A run that dies resumes from the last committed cursor: rows are upserted by
 (client_id, id), so nothing is lost and nothing is duplicated.
 """
@@ -16,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -25,12 +33,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from engine.child_pages import complete_objects, complete_raw
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
     StripeAccessError,
 )
-from engine.pager import Coverage, extract_events, extract_window
+from engine.pager import Coverage, extract_events_of, extract_window
 from engine.processes import this_process
 from engine.progress import ProgressSink
 from engine.raw_rows import objects_to_arrow, to_arrow
@@ -89,6 +98,12 @@ class StreamResult:
     def rows_landed(self) -> int:
         return self.inserted + self.updated
 
+    @property
+    def nothing_new(self) -> bool:
+        """Checked, and nothing to land: no row written, no full listing, no failure."""
+        return (self.rows_landed == 0 and self.deleted == 0 and self.error is None
+                and self.skipped is None and self.full_refresh_reason is None)
+
 
 @dataclass
 class SyncReport:
@@ -104,15 +119,22 @@ class SyncReport:
     def errors(self) -> list[StripeAccessError]:
         return [r.error for r in self.streams.values() if r.error is not None]
 
+    @property
+    def nothing_new(self) -> bool:
+        """No stream and not the balance had anything new: nothing was written."""
+        return self.balance_rows == 0 and all(r.nothing_new for r in self.streams.values())
+
 
 class _StreamLoader:
     """Lands one stream's objects for one client, chunk by chunk."""
 
     def __init__(
         self, spec: StreamSpec, client_id: str, warehouse: Warehouse, state: StreamState,
-        result: StreamResult, synced_at: datetime,
+        result: StreamResult, synced_at: datetime, account: StripeAccount | None = None,
     ) -> None:
         self.spec = spec
+        # Pages the lists a parent embeds only in part (engine/child_pages.py).
+        self.account = account
         self.client_id = client_id
         self.warehouse = warehouse
         self.state = state
@@ -156,10 +178,15 @@ class _StreamLoader:
 
     # Rows are stamped when their page arrived: a full listing flags as deleted only rows
     # stamped before it began, never one written meanwhile (by any run).
+    # Lists a parent embeds only in part are paged to their end first (engine/child_pages.py).
     def rows(self, raw_objects: list[bytes]) -> pa.Table:
+        if self.account is not None and raw_objects:
+            raw_objects = complete_raw(self.account, self.spec, raw_objects)
         return to_arrow(self.client_id, raw_objects, datetime.now(UTC))
 
     def rows_of_objects(self, objects: list[dict], deleted_ids: frozenset[str]) -> pa.Table:
+        if self.account is not None:
+            complete_objects(self.account, self.spec, objects, deleted_ids)
         return objects_to_arrow(self.client_id, objects, datetime.now(UTC), deleted_ids)
 
 
@@ -253,63 +280,151 @@ def _plan(spec: StreamSpec, state: StreamState, hi: int, requested: bool
     return None, has_events
 
 
-def sync_stream(
-    account: StripeAccount,
-    warehouse: Warehouse,
-    spec: StreamSpec,
-    *,
-    full_refresh: bool = False,
-    account_created: int | None = None,
-    concurrency: int = 24,
-    progress: ProgressSink | None = None,
-    now: float | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-    accepted_missing: frozenset[str] = frozenset(),
-    chunk_bytes: int | None = None,  # None: CHUNK_BYTES
-) -> StreamResult:
-    started = time.monotonic()
-    account = account.tagged(spec.name)
-    hi = int(now if now is not None else time.time()) - SETTLE_SECONDS
+@dataclass
+class _Stream:
+    """One stream in a client's run: its loader, and how this run brings it up to date."""
+
+    spec: StreamSpec
+    loader: _StreamLoader
+    reason: str | None  # why it is listed in full; None: incremental
+    apply_events: bool
+    events_lo: int = 0  # its events cursor: events before it were applied by an earlier run
+    # Events applied but not yet landed: newest snapshot first, per object.
+    seen: set[str] = field(default_factory=set)
+    changed: list[dict] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)
+    always_list: bool = False
+    # An event of another object said a new object of this stream may exist (new_with).
+    hinted: bool = False
+
+    @property
+    def needs_listing(self) -> bool:
+        """Whether objects created since the cursor must be listed: always where events
+        cannot be trusted this run (first, resumed or requested full listing, events too
+        old or unreadable) or do not exist (balance transactions); else only when the
+        stream had events since the last run. A stream with nothing new costs no request
+        of its own; one with changes lists its new objects as they are now, so an object
+        created with an event but changed without one (a card attached to a new customer)
+        lands whole, as before the events listing was shared."""
+        return (self.reason is not None or not self.spec.event_types or bool(self.seen)
+                or self.hinted or self.always_list)
+
+    def take(self, event: dict) -> None:
+        obj = (event.get("data") or {}).get("object") or {}
+        if obj.get("object") != self.spec.object_type or obj.get("id") in self.seen \
+                or int(event.get("created") or 0) < self.events_lo:
+            return
+        self.seen.add(obj["id"])
+        self.changed.append(obj)
+        if event.get("type") in self.spec.deleted_event_types:
+            self.deleted.add(obj["id"])
+
+    def land_changed(self) -> None:
+        """Land the events' objects taken so far, with the stream's state."""
+        if self.changed:
+            self.loader.flush(self.loader.rows_of_objects(self.changed, frozenset(self.deleted)))
+            self.loader.result.deleted += len(self.deleted)
+            self.changed, self.deleted = [], set()
+
+
+def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
+             hi: int, full_refresh: bool) -> list[_Stream]:
+    """Every stream's state, read at once, and its plan for this run."""
+    streams = []
+    synced_at = datetime.now(UTC)
     with warehouse.reader() as conn:
-        state = read_state(conn, account.client_id, spec.name)
-    result = StreamResult(spec.name, created_cursor=state.created_cursor,
-                          events_cursor=state.events_cursor)
-    loader = _StreamLoader(spec, account.client_id, warehouse, state, result,
-                           datetime.now(UTC))
-    _catch_up(account, spec, loader, hi, full_refresh, accepted_missing)
-    lo = state.created_cursor
-    if lo is None:
-        lo = min(account_created or EPOCH_START, hi)
-    with warehouse.reader() as conn:  # after the events, which may have added rows
-        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
-    _list_created(account, loader, lo, hi, concurrency, (chunk_rows, chunk_bytes or CHUNK_BYTES),
-                  progress)
-    result.requests = account.requests_by_tag.get(spec.name, 0)
-    result.seconds = time.monotonic() - started
-    if progress:
-        progress(account.client_id, spec.name, result.rows_landed, result.requests)
-    return result
+        states = [read_state(conn, account.client_id, spec.name) for spec in specs]
+    for spec, state in zip(specs, states, strict=True):
+        result = StreamResult(spec.name, created_cursor=state.created_cursor,
+                              events_cursor=state.events_cursor)
+        loader = _StreamLoader(spec, account.client_id, warehouse, state, result, synced_at,
+                               account)
+        reason, apply_events = _plan(spec, state, hi, full_refresh)
+        streams.append(_Stream(spec, loader, reason, apply_events,
+                               events_lo=state.events_cursor or hi))
+    return streams
 
 
-def _catch_up(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader, hi: int,
-              full_refresh: bool, accepted_missing: frozenset[str]) -> None:
-    """Apply the events since the last run where they can be, and decide the listing."""
-    state = loader.state
-    reason, apply_events = _plan(spec, state, hi, full_refresh)
-    if apply_events:
-        try:
-            _apply_events(account, spec, loader, lo=state.events_cursor or hi, hi=hi)
-        except PermissionMissing as gap:
-            if not gap.accepted(accepted_missing):
-                raise
-            reason = NO_EVENTS
-    if reason not in (None, RESUMING):
-        # A new full listing covers objects created before `hi`: rows stamped earlier that
-        # it does not see again are gone from Stripe. Events from `hi` on carry the rest.
+def _apply_events(account: StripeAccount, streams: list[_Stream], hi: int,
+                  accepted_missing: frozenset[str]) -> StripeAccessError | None:
+    """One events listing for every stream that applies events (newest snapshot of every
+    object changed since its cursor, deletions flagged), landed in chunks. Returns the
+    failure that stopped it, if any; a key without event access lists in full instead."""
+    applying = [stream for stream in streams if stream.apply_events]
+    if not applying:
+        return None
+    by_type: dict[str, list[_Stream]] = {}
+    hints: dict[str, list[_Stream]] = {}
+    for stream in applying:
+        for type_ in stream.spec.event_types:
+            by_type.setdefault(type_, []).append(stream)
+        for type_ in stream.spec.new_with:
+            hints.setdefault(type_, []).append(stream)
+    lo = min(stream.events_lo for stream in applying)
+    type_sets = [(*s.spec.event_types, *s.spec.new_with) for s in applying]
+    try:
+        for page in extract_events_of(account.tagged("events"), type_sets, lo, hi):
+            for event in page:
+                for stream in by_type.get(event.get("type") or "", ()):
+                    stream.take(event)
+                for stream in hints.get(event.get("type") or "", ()):
+                    stream.hinted = True
+            for stream in applying:
+                if len(stream.changed) >= CHUNK_ROWS:
+                    stream.land_changed()
+    except PermissionMissing as gap:
+        if not gap.accepted(accepted_missing):
+            raise
+        for stream in applying:
+            stream.reason = NO_EVENTS
+    except CredentialFailure:
+        raise
+    except StripeAccessError as error:
+        return error
+    for stream in applying:
+        stream.loader.result.events_applied = len(stream.seen)
+    return None
+
+
+def _start_listing(stream: _Stream, hi: int) -> None:
+    """A new full listing covers objects created before `hi`: rows stamped earlier that it
+    does not see again are gone from Stripe. Events from `hi` on carry the rest."""
+    state = stream.loader.state
+    if stream.reason not in (None, RESUMING):
         state.full_started_at = datetime.fromtimestamp(hi, UTC)
         state.created_cursor = None
     state.events_cursor = hi
-    loader.result.full_refresh_reason = reason
+    stream.loader.result.full_refresh_reason = stream.reason
+
+
+def _land_without_listing(warehouse: Warehouse, streams: list[_Stream], hi: int) -> None:
+    """Streams with nothing new since their cursors (no event, no listing needed): the
+    cursors move to `hi` together, in one transaction, and nothing else is written: a
+    client with nothing new commits once, not once per stream."""
+    for stream in streams:
+        stream.loader.state.created_cursor = hi
+        stream.loader.result.created_cursor = hi
+        stream.loader.result.events_cursor = hi
+    if streams:
+        with warehouse.writer() as conn:
+            in_transaction(conn, lambda: [save_state(conn, s.loader.state) for s in streams])
+
+
+def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions
+                 ) -> StreamResult:
+    """Land the events' objects still waiting, then list objects created since the cursor."""
+    spec, loader = stream.spec, stream.loader
+    account = account.tagged(spec.name)
+    stream.land_changed()  # else the listing's flush saves the moved events cursor
+    state = loader.state
+    lo = state.created_cursor
+    if lo is None:
+        lo = min(options.account_created or EPOCH_START, hi)
+    with loader.warehouse.reader() as conn:  # after the events, which may have added rows
+        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
+    _list_created(account, loader, lo, hi, options.concurrency,
+                  (options.chunk_rows, CHUNK_BYTES), options.progress)
+    return loader.result
 
 
 def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: int,
@@ -355,35 +470,9 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
         writer.close()
 
 
-def _apply_events(account: StripeAccount, spec: StreamSpec, loader: _StreamLoader,
-                  lo: int, hi: int) -> None:
-    """Newest snapshot of every object changed in [lo, hi), deletions flagged."""
-    seen: set[str] = set()
-    changed: list[dict] = []
-    deleted: set[str] = set()
-    for page in extract_events(account, spec.event_types, lo, hi):
-        for event in page:
-            obj = (event.get("data") or {}).get("object") or {}
-            if obj.get("object") != spec.object_type or obj.get("id") in seen:
-                continue
-            seen.add(obj["id"])
-            changed.append(obj)
-            if event.get("type") in spec.deleted_event_types:
-                deleted.add(obj["id"])
-        if len(changed) >= CHUNK_ROWS:
-            loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
-            changed = []
-    loader.state.events_cursor = hi
-    # With nothing left to land, the listing's flush that follows saves the moved cursor:
-    # a sync without changes commits once per stream, not twice (each a DuckLake snapshot).
-    if changed:
-        loader.flush(loader.rows_of_objects(changed, frozenset(deleted)))
-    loader.result.events_applied = len(seen)
-    loader.result.deleted += len(deleted)
-
-
 def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
-    """One row per currency: what is available and pending right now."""
+    """One row per currency: what is available and pending right now; nothing written when
+    it is what the latest snapshot already says (a client with nothing new writes nothing)."""
     balance = account.tagged("balance").get("/v1/balance")
     captured_at = datetime.now(UTC).replace(microsecond=0)
     totals: dict[str, dict[str, int]] = {}
@@ -391,8 +480,8 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
         for entry in balance.get(kind) or []:
             currency = entry["currency"]
             totals.setdefault(currency, {"available": 0, "pending": 0})[kind] += entry["amount"]
-    if not totals:
-        return 0
+    if not totals or totals == _latest_balance(warehouse, account.client_id):
+        return 0  # nothing new: the latest snapshot still says it all
     currencies = sorted(totals)
     names = [c.name for c in BALANCE_COLUMNS]
     rows = pa.table({
@@ -409,6 +498,17 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
     return len(currencies)
 
 
+def _latest_balance(warehouse: Warehouse, client_id: str) -> dict[str, dict[str, int]]:
+    """The client's latest balance snapshot, as snapshot_balance totals it."""
+    with warehouse.reader() as conn:
+        rows = conn.execute(
+            "SELECT currency, available, pending FROM stripe.balance WHERE client_id = ? "
+            "AND captured_at = (SELECT max(captured_at) FROM stripe.balance "
+            "WHERE client_id = ?)", [client_id, client_id]).fetchall()
+    return {currency: {"available": available, "pending": pending}
+            for currency, available, pending in rows}
+
+
 def sync_client(
     account: StripeAccount,
     warehouse: Warehouse,
@@ -422,6 +522,7 @@ def sync_client(
     chunk_rows: int = CHUNK_ROWS,
     accepted_missing: frozenset[str] = frozenset(),
     on_wait: Callable[[str], None] = lambda _: None,
+    list_created: bool = False,
 ) -> SyncReport:
     """Check the key, then sync every stream side by side under the account's one pacer.
 
@@ -429,7 +530,8 @@ def sync_client(
     waits for the first, then runs incrementally on what it landed. A credential failure
     stops everything at once; any other stream failure lets the others finish and land,
     and is reported in `errors`. Permissions the key was knowingly connected without
-    (`accepted_missing`) skip their stream instead of failing.
+    (`accepted_missing`) skip their stream instead of failing. `list_created`: every stream
+    lists its new objects, for a Stripe imitation without creation events.
     """
     started = time.monotonic()
     with warehouse.client_lock(account.client_id, on_wait=on_wait), \
@@ -439,11 +541,13 @@ def sync_client(
         info = verify_account(account, expected_account_id)
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
-                                 chunk_rows, accepted_missing)
-        report.streams = _sync_streams(account, warehouse, list(streams), options)
-        if include_balance:
-            report.balance_rows, report.balance_skipped = _balance_unless_accepted_missing(
-                account, warehouse, accepted_missing)
+                                 chunk_rows, accepted_missing, list_created=list_created)
+        with ThreadPoolExecutor(max_workers=1) as beside:  # the balance beside the streams
+            balance = beside.submit(_balance_unless_accepted_missing, account, warehouse,
+                                    accepted_missing) if include_balance else None
+            report.streams = _sync_streams(account, warehouse, list(streams), options)
+            if balance is not None:
+                report.balance_rows, report.balance_skipped = balance.result()
         if report.errors:
             warehouse.record_failure(account.client_id, "; ".join(
                 error.message for error in report.errors))
@@ -482,36 +586,83 @@ class _StreamOptions:
     progress: ProgressSink | None
     chunk_rows: int
     accepted_missing: frozenset[str]
+    now: float | None = None
+    # Every stream lists what was created since its cursor, events or not: for a Stripe
+    # implementation that emits no creation events (localstripe's charges and refunds).
+    list_created: bool = False
+
+
+def _run_listing(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions,
+                 failed: threading.Event) -> StreamResult:
+    """One stream's listing in a worker: a credential failure stops the others (`failed`);
+    any other Stripe failure is the stream's result, the others land."""
+    name = stream.spec.name
+    if failed.is_set():
+        return StreamResult(name)
+    started = time.monotonic()
+    try:
+        result = _list_stream(account, stream, hi, options)
+    except PermissionMissing as gap:
+        if gap.accepted(options.accepted_missing):
+            return StreamResult(name, skipped=gap.message)
+        failed.set()
+        raise
+    except CredentialFailure:
+        failed.set()
+        raise
+    except StripeAccessError as error:
+        return StreamResult(name, error=error)
+    result.requests = account.requests_by_tag.get(name, 0)
+    result.seconds = time.monotonic() - started
+    if options.progress:
+        options.progress(account.client_id, name, result.rows_landed, result.requests)
+    return result
 
 
 def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
                   options: _StreamOptions) -> dict[str, StreamResult]:
+    """The events of every stream in one listing, and the created-listings that are needed,
+    side by side: balance transactions (no events) and streams listed in full start at
+    once, beside the events; a stream resuming a full listing lists after its events."""
+    hi = int(options.now if options.now is not None else time.time()) - SETTLE_SECONDS
+    streams = _prepare(account, warehouse, specs, hi, options.full_refresh)
+    for stream in streams:
+        stream.always_list = options.list_created
     failed = threading.Event()
 
-    def run(spec: StreamSpec) -> StreamResult:
-        if failed.is_set():
-            return StreamResult(spec.name)
-        try:
-            return sync_stream(
-                account, warehouse, spec, full_refresh=options.full_refresh,
-                account_created=options.account_created, concurrency=options.concurrency,
-                progress=options.progress, chunk_rows=options.chunk_rows,
-                accepted_missing=options.accepted_missing)
-        except PermissionMissing as gap:
-            if gap.accepted(options.accepted_missing):
-                return StreamResult(spec.name, skipped=gap.message)
-            failed.set()
-            raise
-        except CredentialFailure:
-            failed.set()
-            raise
-        except StripeAccessError as error:
-            return StreamResult(spec.name, error=error)
+    def run(stream: _Stream) -> StreamResult:
+        return _run_listing(account, stream, hi, options, failed)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
-        futures = [pool.submit(run, spec) for spec in specs]
-        return {spec.name: future.result()
-                for spec, future in zip(specs, futures, strict=True)}
+    results: dict[str, StreamResult] = {}
+    futures: dict[str, Future[StreamResult]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(streams))) as pool:
+        for stream in streams:
+            if not stream.apply_events:  # needs no events: lists at once
+                _start_listing(stream, hi)
+                futures[stream.spec.name] = pool.submit(run, stream)
+        applying = [stream for stream in streams if stream.apply_events]
+        started = time.monotonic()
+        try:
+            failure = _apply_events(account, applying, hi, options.accepted_missing)
+        except BaseException:
+            failed.set()
+            raise
+        if failure is not None:  # those streams wait for the next run; the others go on
+            results.update({s.spec.name: StreamResult(s.spec.name, error=failure)
+                            for s in applying})
+            applying = []
+        for stream in applying:
+            _start_listing(stream, hi)
+        _land_without_listing(warehouse, [s for s in applying if not s.needs_listing], hi)
+        for stream in applying:
+            if stream.needs_listing:
+                futures[stream.spec.name] = pool.submit(run, stream)
+            else:
+                stream.loader.result.seconds = time.monotonic() - started
+                results[stream.spec.name] = stream.loader.result
+        for name, future in futures.items():
+            results[name] = future.result()
+    return {spec.name: results[spec.name] for spec in specs}
 
 
 def _balance_unless_accepted_missing(account: StripeAccount, warehouse: Warehouse,

@@ -100,14 +100,19 @@ BALANCE_DESCRIPTION = ("A snapshot of the Stripe balance (available and pending,
 def stream_description(spec: StreamSpec) -> str:
     """The table's description: its Dagster asset's and its warehouse COMMENT."""
     children = "".join(
-        f" Its `{child.path[0]}` land in `stripe.{child.table}`." for child in spec.children
+        f" Its `{child.path[0]}` land in `stripe.{child.table}`"
+        + (f" (all of them: `raw` holds the `{child.path[0]}` Stripe embeds and the rest, "
+           f"paged from GET {child.more_endpoint})" if child.more_endpoint else "") + "."
+        for child in spec.children
     )
     return f"{spec.description}{children} Source: GET {spec.endpoint}."
 
 
 def child_description(spec: StreamSpec, child: ChildSpec) -> str:
+    paged = (f", paged past the embedded ones from GET {child.more_endpoint}"
+             if child.more_endpoint else "")
     return (f"{child.description} Filled with stripe.{spec.table}, from each object's "
-            f"`{'.'.join(child.path)}`; replaced whole when its parent changes.")
+            f"`{'.'.join(child.path)}`{paged}; replaced whole when its parent changes.")
 
 
 def stripe_table_docs() -> list[TableDoc]:

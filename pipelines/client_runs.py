@@ -94,8 +94,11 @@ def run_sync_job(job: JobDefinition, client_id: str, instance: Any, *,
         instance=instance,
         partition_key=client_id,
         asset_selection=asset_selection(streams),
-        tags={"client": client_id, ".dagster/repository": REPOSITORY_LABEL,
-              **launcher_tags(launched_by), **(tags or {})},
+        # Shown in the run list: Dagster's partition (the client), who launched it and, in a
+        # batch, its batch run; the rest is hidden (`.dagster/`). No `client` tag: it would
+        # repeat the partition.
+        tags={".dagster/repository": REPOSITORY_LABEL, **launcher_tags(launched_by),
+              **(tags or {})},
         raise_on_error=False,
     )
 
@@ -123,6 +126,11 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
         assets[materialization.asset_key.to_user_string()] = {
             key: value.value for key, value in materialization.metadata.items()
         }
+    for event in result.all_events:  # a check that found nothing new observes, and says so
+        if event.is_asset_observation:
+            observation = event.asset_observation_data.asset_observation
+            assets.setdefault(observation.asset_key.to_user_string(), {
+                key: value.value for key, value in observation.metadata.items()})
     return ClientSyncOutcome(
         client_id=client_id, success=result.success, run_id=result.run_id, assets=assets,
         message=None if result.success else _failure_text(result),

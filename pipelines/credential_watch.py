@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from dagster import (
     DefaultScheduleStatus,
-    Failure,
     MetadataValue,
     OpExecutionContext,
     ScheduleDefinition,
@@ -22,6 +21,7 @@ from dagster import (
 )
 
 from assets.client_health import refresh_reconnect_list, report_credential_check
+from assets.known_failure import KnownFailure
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.connection_store import (
     ClientConnection,
@@ -83,12 +83,12 @@ def check_every_client(store: ConnectionStore, log: logging.Logger,
     return report
 
 
-def _failure(report: WatchReport) -> Failure:
+def _failure(report: WatchReport) -> KnownFailure:
     lines = [f"{len(report.failed)} client(s) need a new Stripe key:"]
     for connection in report.failed:
         lines.append(f"{connection.client_id}: {connection.reason}")
         lines += [f"  {n}. {step}" for n, step in enumerate(connection.steps, start=1)]
-    return Failure(
+    return KnownFailure(
         description="\n".join(lines),
         metadata={FAILED_CLIENTS_METADATA: MetadataValue.text(
             ",".join(c.client_id for c in report.failed))},

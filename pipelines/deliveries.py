@@ -86,8 +86,7 @@ def run_delivery(job_def: JobDefinition, due: DueDelivery, instance: DagsterInst
     result = job_def.execute_in_process(
         run_config=delivery_run_config(due, QUIET_LOGGERS), instance=instance,
         partition_key=due.client_id, raise_on_error=False,
-        tags={"client": due.client_id, ".dagster/repository": REPOSITORY_LABEL,
-              **launcher_tags(launched_by)})
+        tags={".dagster/repository": REPOSITORY_LABEL, **launcher_tags(launched_by)})
     metadata = delivery_metadata(result.all_events)
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)

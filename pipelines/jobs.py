@@ -8,9 +8,12 @@ LAUNCHED_BY_TAG = "stripe_reports/launched_by"
 # default; every other launcher overrides it with its own.
 LAUNCHERS = ("cli", "web", "demo", "schedule", "sensor", "dagster")
 
+# The Stripe tables and every table built from them: what a client's sync run materializes.
+SYNC_SELECTION = AssetSelection.groups("stripe").downstream()
+
 stripe_sync_job = define_asset_job(
     SYNC_JOB_NAME,
-    selection=AssetSelection.groups("stripe").downstream(),
+    selection=SYNC_SELECTION,
     description="Sync one client's Stripe account into DuckDB and rebuild its reporting tables. "
     "Config `ops.stripe_sync.config`: full_refresh, streams.",
     # One op fills the Stripe assets and one builds the reporting tables, one after the other:

@@ -27,8 +27,13 @@ from engine.processes import process_alive
 from engine.warehouse_factory import warehouse_from_settings
 from pipelines.jobs import SYNC_JOB_NAME
 
-PID_TAG = "stripe_reports/pid"
-HOST_TAG = "stripe_reports/host"
+# Hidden tags (Dagster's `.dagster/` prefix, which its UI leaves out of the run list and the
+# tags dialog): an operator filters runs by client and launcher, never by process.
+PID_TAG = ".dagster/stripe_reports/pid"
+HOST_TAG = ".dagster/stripe_reports/host"
+# Where runs started before the tags were hidden keep them.
+SHOWN_PID_TAG = "stripe_reports/pid"
+SHOWN_HOST_TAG = "stripe_reports/host"
 PARTITION_TAG = "dagster/partition"
 # A process that began this long after its run started cannot be the run's (a reused pid).
 START_SLACK_SECONDS = 5.0
@@ -69,8 +74,9 @@ def _record_in_warehouse(run: DagsterRun, started_at: float | None, message: str
 
 
 def _run_pid(instance: DagsterInstance, run_id: str, tags: dict[str, str]) -> int | None:
-    if PID_TAG in tags:
-        return int(tags[PID_TAG])
+    pid = tags.get(PID_TAG, tags.get(SHOWN_PID_TAG))
+    if pid is not None:
+        return int(pid)
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.engine_event_data if entry.dagster_event else None
         pid = data.metadata.get("pid") if data else None
@@ -80,7 +86,8 @@ def _run_pid(instance: DagsterInstance, run_id: str, tags: dict[str, str]) -> in
 
 
 def _on_this_host(instance: DagsterInstance, tags: dict[str, str]) -> bool:
-    if HOST_TAG in tags:
-        return tags[HOST_TAG] == socket.gethostname()
+    host = tags.get(HOST_TAG, tags.get(SHOWN_HOST_TAG))
+    if host is not None:
+        return host == socket.gethostname()
     # Launched by the daemon: the default launcher starts runs on this machine.
     return isinstance(instance.run_launcher, DefaultRunLauncher)

@@ -10,7 +10,7 @@ from dagster import (
     sensor,
 )
 
-from assets.client_health import refresh_reconnect_list, report_freshness
+from assets.client_health import judge_unjudged_list, refresh_reconnect_list, report_freshness
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.client_config import ClientsFileError
 from engine.clients import active_clients
@@ -87,5 +87,6 @@ def client_health_sensor(context: SensorEvaluationContext) -> SkipReason:
         context.log.info(f"Freshness verdict changed for: {shown}")
     with ConnectionStore.from_settings() as store:
         listed = refresh_reconnect_list(context.instance, store)
+        judge_unjudged_list(context.instance, store)
     return SkipReason(f"{len(changed)} freshness verdict(s) changed; reconnect list "
                       f"{'refreshed' if listed else 'unchanged'}.")

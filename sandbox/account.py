@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sandbox.billing import BillingViews, billing_tables, build_billing
 from sandbox.catalog import build_catalog, catalog_tables
+from sandbox.commerce import commerce_tables
 from sandbox.context import AccountSpec, Ctx
 from sandbox.events import RETENTION, EventLog, events_table
 from sandbox.ids import digest62
@@ -29,6 +31,10 @@ PERMISSIONS = {
     "payouts": "rak_payout_read",
     "products": "rak_product_read",
     "prices": "rak_price_read",
+    "disputes": "rak_dispute_read",
+    "coupons": "rak_coupon_read",
+    "credit_notes": "rak_credit_note_read",
+    "payment_intents": "rak_payment_intent_read",
     "events": "rak_event_read",
     "balance": "rak_balance_read",
 }
@@ -51,6 +57,10 @@ class SandboxAccount:
         self._mode = mode
         self._seed = seed
         self.tables: dict[str, Table] = {}
+        # Whole child lists of parents that embed only their first items (sandbox/commerce.py),
+        # by parent id: a subscription's items, an invoice's lines.
+        self.long_lists: dict[str, list[Obj]] = {}
+        self.made_ids = itertools.count()  # numbers for the ids of items and lines made later
         self._build()
 
     def __repr__(self) -> str:
@@ -69,6 +79,8 @@ class SandboxAccount:
         tables.update(catalog_tables(ctx, catalog))
         tables.update(billing_tables(ctx, self.billing_views))
         tables.update(payment_tables(ctx, self.payment_views))
+        tables.update(commerce_tables(ctx, self.payment_views, tables["charges"],
+                                      catalog.coupons))
         log = EventLog(since=ctx.now - RETENTION)
         self._log_history(log, billing, payments)
         tables["events"] = events_table(ctx, log, tables)

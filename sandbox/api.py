@@ -11,10 +11,11 @@ import orjson
 from sandbox import errors
 from sandbox.account import PERMISSIONS, SandboxAccount
 from sandbox.billing import NOT_ENDED
+from sandbox.commerce import page_of
 from sandbox.errors import ApiError
 from sandbox.events import RETENTION
 from sandbox.expand import expand
-from sandbox.listing import build_query, page_indices, parse_limit, render_list
+from sandbox.listing import build_query, page_indices, render_list
 from sandbox.params import Params
 from sandbox.tables import Table
 from sandbox.world import KeyInfo, SandboxWorld
@@ -29,6 +30,10 @@ LISTS = (
     "payouts",
     "products",
     "prices",
+    "disputes",
+    "coupons",
+    "credit_notes",
+    "payment_intents",
     "events",
 )
 _WRITE_PERMISSION = {
@@ -152,15 +157,20 @@ class Api:
         if len(rest) == 1:
             return lambda: self._retrieve(account, table, rest[0], params.many("expand"))
         if len(rest) == 2 and (resource, rest[1]) in _NESTED_LISTS:
-            return lambda: self._nested_list(table, rest[0], _NESTED_LISTS[resource, rest[1]])
+            return lambda: self._nested_list(account, table, rest[0],
+                                             _NESTED_LISTS[resource, rest[1]], params)
         return None
 
-    def _nested_list(self, table: Table, object_id: str, field: str) -> bytes:
-        """`/v1/invoices/{id}/lines`, `/v1/charges/{id}/refunds`: the list the object embeds."""
+    def _nested_list(self, account: SandboxAccount, table: Table, object_id: str, field: str,
+                     params: Params) -> bytes:
+        """`/v1/invoices/{id}/lines`, `/v1/charges/{id}/refunds`: the whole list the object
+        embeds (maybe in part), paged."""
         index = table.index_of(object_id)
         if index is None or index in table.deleted:
             raise errors.resource_missing(table.object_name, object_id)
-        return orjson.dumps(table.get(index)[field])
+        embedded = table.get(index)[field]
+        items = account.long_lists.get(object_id, embedded["data"])
+        return orjson.dumps(page_of(items, params, embedded["url"], "line_item"))
 
     def _list(self, account: SandboxAccount, table: Table, resource: str, params: Params) -> bytes:
         extra = []
@@ -169,6 +179,9 @@ class Api:
             extra.append((table.filters["status"], NOT_ENDED))
         if resource == "events":
             patterns = params.many("types") or params.many("type")
+            if len(params.many("types")) > 20:  # as Stripe answers
+                raise errors.invalid_param("types", "Invalid array: types must have at most "
+                                           "20 elements", code="parameter_invalid_array")
             params = Params({k: v for k, v in params.items() if k not in ("type", "types")})
             if patterns:
                 extra.append((table.filters["type"], "\n".join(patterns)))
@@ -200,29 +213,18 @@ class Api:
         sub_id = params.one("subscription")
         if not sub_id:
             raise errors.missing_param("subscription")
-        limit = parse_limit(params)
         subs = account.tables["subscriptions"]
         index = subs.index_of(sub_id)
         if index is None:
             raise errors.resource_missing("subscription", sub_id, param="subscription")
-        items = subs.get(index)["items"]["data"]
-        ids = [item["id"] for item in items]
-        start = 0
-        after = params.one("starting_after")
-        if after:
-            if after not in ids:
-                raise errors.resource_missing("subscription_item", after, param="starting_after")
-            start = ids.index(after) + 1
-        page = items[start : start + limit]
-        body = {
-            "object": "list",
-            "data": page,
-            "has_more": start + limit < len(items),
-            "url": "/v1/subscription_items",
-        }
-        return orjson.dumps(body)
+        items = account.long_lists.get(sub_id, subs.get(index)["items"]["data"])
+        return orjson.dumps(page_of(items, params, "/v1/subscription_items", "subscription_item"))
 
     def _subscription_item(self, account: SandboxAccount, item_id: str) -> bytes:
+        for items in list(account.long_lists.values()):
+            for item in items:
+                if item["id"] == item_id:
+                    return orjson.dumps(item)
         views = account.billing_views
         k = views.si.index_of(item_id)
         if k is not None and k < len(views.b.item_sub):

@@ -72,6 +72,8 @@ class SubRow:
     coupon: int | None = None
     invoices: list[int] = field(default_factory=list)
     first_item: int = 0
+    # Canceled by Stripe after the last retry of its latest invoice failed.
+    payment_failed: bool = False
 
 
 @dataclass
@@ -202,7 +204,9 @@ def _invoices(
             end = add_interval(start, interval, count)
             rows.append((start, s_index, start, end, True))
             start = end
-        if sub.status in ("past_due", "incomplete"):
+        # Every fourth canceled subscription was canceled because its payment failed.
+        sub.payment_failed = sub.status == "canceled" and s_index % 4 == 1
+        if sub.status in ("past_due", "incomplete") or sub.payment_failed:
             created, s, p0, p1, _ = rows[-1]
             rows[-1] = (created, s, p0, p1, False)
     rows.sort(key=lambda row: (row[0], row[1]))
@@ -238,6 +242,7 @@ class BillingViews:
             "feedback": None,
             "reason": "cancellation_requested",
         }
+        self._payment_failed_details = {**self._canceled_details, "reason": "payment_failed"}
 
     # customers
     def customer_name(self, index: int) -> str | None:
@@ -324,7 +329,9 @@ class BillingViews:
             cancel_at=sub.period[1] if sub.cancel_at_period_end else None,
             canceled_at=sub.canceled_at,
             ended_at=sub.ended_at,
-            cancellation_details=self._canceled_details
+            cancellation_details=self._payment_failed_details
+            if sub.payment_failed
+            else self._canceled_details
             if canceled or sub.cancel_at_period_end
             else self._sub_t["cancellation_details"],
             discounts=[discount] if discount else [],
@@ -363,6 +370,9 @@ class BillingViews:
         subtotal = sum(lines)
         total = subtotal - discount
         first = sub.invoices and sub.invoices[0] == i_index
+        # Some renewals fail at the first attempt and are paid by the retry 3 days later.
+        recovered = paid and not first and i_index % 7 == 3
+        paid_at = created + (3 * DAY if recovered else 60)
         obj = dict(self._invoice_t)
         obj.update(
             id=inv_id,
@@ -392,12 +402,12 @@ class BillingViews:
             amount_paid=total if paid else 0,
             amount_remaining=0 if paid else total,
             attempted=True,
-            attempt_count=1 if paid else 2,
+            attempt_count=2 if recovered else 1 if paid else 4 if sub.payment_failed else 2,
             status="paid" if paid else "open",
             status_transitions={
                 "finalized_at": created,
                 "marked_uncollectible_at": None,
-                "paid_at": created + 60 if paid else None,
+                "paid_at": paid_at if paid else None,
                 "voided_at": None,
             },
             discounts=[self.di.make(s_index)] if discount else [],

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import orjson
 
 from sandbox.account import SandboxAccount
+from sandbox.commerce import payment_intent_obj
 from sandbox.context import AccountSpec
 from sandbox.errors import ApiError, resource_missing
 from sandbox.events import event_obj
 from sandbox.payments import CHARGE, REFUND, fee_for, midnight_after_arr
 from sandbox.tables import Obj, Table
+from sandbox.world_commerce import CommerceChanges
 
 _CUSTOMER_FIELDS = {
     "email",
@@ -44,7 +46,7 @@ class KeyInfo:
     denied: frozenset[str] = frozenset()
 
 
-class SandboxWorld:
+class SandboxWorld(CommerceChanges):
     def __init__(self, seed: int, now: int) -> None:
         self.seed = seed
         self.now = now
@@ -196,7 +198,12 @@ class SandboxWorld:
                 currency=currency,
             )
             charges.append(charge)
+            intent = payment_intent_obj(charge)  # charge i was paid through pi i
+            account.tables["payment_intents"].append(intent)
+            self._emit(account, "payment_intent.created", intent)
             self._emit(account, f"charge.{status}", charge)
+            self._emit(account, "payment_intent.succeeded" if status == "succeeded"
+                       else "payment_intent.payment_failed", intent)
             return charge
 
     def add_charges(self, name: str, n: int) -> list[Obj]:
@@ -430,3 +437,50 @@ class SandboxWorld:
             subs.replace(index, obj)
             self._emit(account, "customer.subscription.updated", obj, previous)
             return obj
+
+    # --- any stream: the generic changes a test makes on streams without their own method ---
+    def create_object(self, name: str, table: str, event_type: str, /,
+                      **fields: object) -> Obj:
+        """A new object shaped like the table's newest one, with `fields` over it, created
+        now; emits `event_type` (e.g. `product.created`). Nested lists with ids (a
+        subscription's items, an invoice's lines) get ids of their own."""
+        with self.lock:
+            account = self._account(name)
+            rows = account.tables[table]
+            if not len(rows):
+                raise ValueError(f"{table} has no object to shape a new one on")
+            index = rows.next_index()
+            obj = self._copy(rows.get(len(rows) - 1))
+            obj.update(id=rows.id_of(index), created=self.clock(), **fields)
+            for nested in obj.values():
+                if isinstance(nested, dict) and isinstance(nested.get("data"), list):
+                    for position, item in enumerate(nested["data"]):
+                        if isinstance(item, dict) and "id" in item:
+                            item["id"] = f"{item['id'][:3]}{obj['id'][-10:]}x{position}"
+            rows.append(obj)
+            self._emit(account, event_type, obj)
+            return obj
+
+    def change_object(self, name: str, table: str, object_id: str, event_type: str, /,
+                      **fields: object) -> Obj:
+        """Set `fields` on an existing object; emits `event_type` (e.g. `price.updated`)."""
+        with self.lock:
+            account = self._account(name)
+            rows = account.tables[table]
+            index = self._row(rows, object_id)
+            obj = self._copy(rows.get(index))
+            previous = {key: copy.deepcopy(obj.get(key)) for key in fields}
+            obj.update(fields)
+            rows.replace(index, obj)
+            self._emit(account, event_type, obj, previous)
+            return obj
+
+    def delete_object(self, name: str, table: str, object_id: str, event_type: str) -> Obj:
+        """Delete an object (lists omit it from now on); emits `event_type`."""
+        with self.lock:
+            account = self._account(name)
+            rows = account.tables[table]
+            index = self._row(rows, object_id)
+            rows.deleted.add(index)
+            self._emit(account, event_type, self._copy(rows.get(index)))
+            return {"id": object_id, "object": rows.object_name, "deleted": True}

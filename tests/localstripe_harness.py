@@ -29,7 +29,10 @@ What localstripe (1.15) does differently, and what the proxy does about it:
 - `/v1/balance` returns `available` and `pending` as one object each instead of
   Stripe's list of per-currency objects: the proxy wraps them in a list.
 
-Not modelled at all, so not checkable here (the sandbox tests cover them): charges
+Not modelled at all, so not checkable here (the sandbox tests cover them): no
+disputes and no credit notes (no endpoints: their lists answer empty), coupons emit no
+events (coupon.created/updated/deleted), embedded lists are never cut short (no
+`has_more` on a subscription's items or an invoice's lines to page past); charges
 emit no events (`charge.refunded`, `charge.updated`, ...), refunds emit no events,
 products and prices emit no `*.updated`, invoices change without events, and
 embedded lists (a customer's `subscriptions`, a charge's `refunds`) change without

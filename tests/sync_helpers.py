@@ -34,10 +34,27 @@ def source_objects(server, name: str, spec: StreamSpec) -> dict[str, dict]:
     while True:
         page = client.raw_request("get", spec.endpoint, **params).data
         for obj in page["data"]:
-            objects[obj["id"]] = orjson.loads(orjson.dumps(obj))
+            objects[obj["id"]] = _whole(client, spec, orjson.loads(orjson.dumps(obj)))
         if not page["has_more"]:
             return objects
         params["starting_after"] = page["data"][-1]["id"]
+
+
+def _whole(client: stripe.StripeClient, spec: StreamSpec, obj: dict) -> dict:
+    """The object with each list it embeds only in part (subscription items, invoice lines)
+    paged to its end, as the warehouse keeps it."""
+    for child in spec.children:
+        holder = _at(obj, child.path[:-1])
+        if not child.more_endpoint or not isinstance(holder, dict) or not holder["has_more"]:
+            continue
+        params = {name: value.format(id=obj["id"]) for name, value in child.more_params.items()}
+        items = holder[child.path[-1]]
+        while holder["has_more"]:
+            page = client.raw_request("get", child.more_endpoint.format(id=obj["id"]),
+                                      limit=100, starting_after=items[-1]["id"], **params).data
+            items += [orjson.loads(orjson.dumps(item)) for item in page["data"]]
+            holder["has_more"] = page["has_more"]
+    return obj
 
 
 def warehouse_rows(warehouse: Warehouse, table: str, client_id: str) -> dict[str, dict]:

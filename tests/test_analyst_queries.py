@@ -107,5 +107,6 @@ def test_latest_mrr_per_client_and_currency(answers):
 def test_one_charge_two_units(answers):
     rows = answers[0][4]
     assert len(rows) == 10
-    for _client, _id, currency, minor, major in rows:
+    for _client, _id, currency, minor, major, same_as_stripe in rows:
         assert major * 10 ** currency_exponent(currency) == minor
+        assert same_as_stripe

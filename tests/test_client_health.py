@@ -18,6 +18,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from assets.client_health import (
     CREDENTIAL_CHECK_KEY,
     FRESHNESS_CHECK_KEY,
+    RECONNECT_CHECK_KEY,
     RECONNECT_KEY,
     RECONNECT_TABLE,
     report_freshness,
@@ -70,6 +71,16 @@ def reconnect_list(instance: DagsterInstance) -> tuple[int, str]:
     metadata = instance.get_latest_materialization_event(RECONNECT_KEY) \
         .asset_materialization.metadata
     return metadata["count"].value, metadata[RECONNECT_TABLE].value
+
+
+def reconnect_check(instance: DagsterInstance):
+    """The list's check as its asset page shows it: the latest verdict, aimed at the latest
+    list (current) or not."""
+    record = instance.get_latest_asset_check_evaluation_record(RECONNECT_CHECK_KEY)
+    evaluation = record.event.dagster_event.asset_check_evaluation_data
+    listed = instance.fetch_materializations(RECONNECT_KEY, limit=1).records[0]
+    assert evaluation.target_materialization_data.storage_id == listed.storage_id
+    return evaluation
 
 
 def test_freshness_is_judged_per_client_against_its_own_schedule(synced):
@@ -140,6 +151,10 @@ def test_a_revoked_key_is_listed_with_its_steps_until_a_good_reconnect(synced):
                               f"{globex.last_check_at:%Y-%m-%d %H:%M} UTC | {globex.reason} |")
     assert steps and steps in rows[0]
     assert server.world.accounts["globex"].secret_key not in table  # masked only
+    # The list's asset is green (it was built); its check fails, naming the client.
+    check = reconnect_check(instance)
+    assert not check.passed and check.severity.value == "ERROR"
+    assert check.description.startswith("1 client(s) need a new Stripe key: globex.")
 
     account = server.world.accounts["globex"]
     server.world.register_restricted(FRESH_KEY, account, frozenset())
@@ -148,6 +163,7 @@ def test_a_revoked_key_is_listed_with_its_steps_until_a_good_reconnect(synced):
 
     assert reconnect_list(instance)[0] == 0
     assert "No client needs a reconnect" in reconnect_list(instance)[1]
+    assert reconnect_check(instance).passed
     assert statuses(instance, CREDENTIAL_CHECK_KEY) == {"acme": "SUCCEEDED", "globex": "SUCCEEDED"}
     assert statuses(instance, FRESHNESS_CHECK_KEY) == {"acme": "SUCCEEDED", "globex": "SUCCEEDED"}
 
@@ -169,6 +185,7 @@ def test_the_daily_watch_gives_each_client_its_verdict_between_syncs(synced):
     assert verdict.metadata["masked_key"].value == acme.masked_key
     count, table = reconnect_list(instance)
     assert count == 1 and table.splitlines()[2].startswith(f"| acme | {acme.account_id} |")
+    assert "need a new Stripe key: acme." in reconnect_check(instance).description
 
 
 def test_the_health_sensor_follows_a_reconnect_made_without_a_sync(synced):
@@ -190,4 +207,23 @@ def test_the_health_sensor_follows_a_reconnect_made_without_a_sync(synced):
 
     assert tick.skip_message == "0 freshness verdict(s) changed; reconnect list refreshed."
     assert reconnect_list(instance)[0] == 0
+    assert reconnect_check(instance).passed  # again and again: one runless verdict kept
     assert statuses(instance, FRESHNESS_CHECK_KEY)["acme"] == "FAILED"  # until a sync succeeds
+
+
+def test_a_list_published_before_its_check_existed_is_judged_by_the_next_health_tick(synced):
+    """After an upgrade the list is unchanged, so no refresh judges it: the sensor does."""
+    from apps.launch import materialize_client
+    from assets.client_health import _forget_runless_verdict
+
+    server, instance = synced
+    server.world.revoke_key("acme")
+    assert not materialize_client("acme").success  # the list now names acme
+    _forget_runless_verdict(instance, RECONNECT_CHECK_KEY, None)  # as an older version left it
+    assert instance.get_latest_asset_check_evaluation_record(RECONNECT_CHECK_KEY) is None
+
+    tick = client_health_sensor.evaluate_tick(build_sensor_context(instance=instance))
+
+    assert tick.skip_message.endswith("reconnect list unchanged.")
+    check = reconnect_check(instance)
+    assert not check.passed and "need a new Stripe key: acme." in check.description

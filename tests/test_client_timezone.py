@@ -80,3 +80,37 @@ def test_an_unknown_zone_leaves_that_client_out_with_the_reason(home):
     found = read_clients_file()
     assert "is not an IANA time zone" in found.problems["berlin"]
     assert found.configs["paris"].timezone == "Europe/Paris"
+
+
+# -- set on `connect` ---------------------------------------------------------------------
+
+
+def test_connect_sets_the_zone_and_a_bad_one_changes_nothing(home, sandbox_factory):
+    from sandbox import AccountSpec
+    from tests.test_credentials import SMALL, run_cli, stored
+
+    server = sandbox_factory([AccountSpec("berlin", **SMALL)])
+    key = server.world.accounts["berlin"].secret_key
+    clients_file = load_settings().clients_file
+    clients_file.write_text("# Our clients (kept at the top when a field is set)\n"
+                            "clients:\n  berlin:\n    name: Berlin GmbH\n")
+    done = run_cli("connect", "berlin", "--timezone", "Europe/Berlin", stdin=key + "\n")
+    assert done.returncode == 0, done.stderr
+    assert "Time zone of berlin: Europe/Berlin" in done.stdout
+    config = read_clients_file().configs["berlin"]
+    assert (config.timezone, config.name) == ("Europe/Berlin", "Berlin GmbH")
+    assert clients_file.read_text().startswith("# Our clients")
+    before = (clients_file.read_text(), stored("berlin"))
+
+    for bad in ("Europe/Berlinn", "Mars/Olympus_Mons", "../etc/passwd"):
+        refused = run_cli("connect", "berlin", "--timezone", bad, stdin=key + "\n")
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"error: --timezone {bad!r} is not an IANA time zone (like Europe/Berlin or "
+            "America/New_York): nothing was changed."]
+        assert (clients_file.read_text(), stored("berlin")) == before
+    # A key that is refused changes the zone no more than the key.
+    refused = run_cli("connect", "berlin", "--timezone", "Asia/Tokyo",
+                      stdin="sk_test_" + "x" * 24 + "\n")
+    assert refused.returncode == 1
+    assert (clients_file.read_text(), stored("berlin")) == before

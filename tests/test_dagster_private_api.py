@@ -28,6 +28,9 @@ PRIVATE_APIS = {
         ("AssetCheckExecutionsTable",),  # assets/client_health.py (the DELETE)
     "dagster._serdes": ("ConfigurableClassData",),  # pipelines/postgres_storage.py
     "dagster._core.scheduler.instigation": ("InstigatorType",),  # benchmarks/clients_curve.py
+    "dagster._core.definitions.assets.job.asset_layer": ("AssetLayer",),  # pipelines/batch_assets
+    "dagster._core.errors": ("DagsterUserCodeProcessError",),  # assets/known_failure.py
+    "dagster._utils.error": ("SerializableErrorInfo",),  # assets/known_failure.py
 }
 # dagster-postgres' internals our PostgreSQL storage subclass calls.
 POSTGRES_INTERNALS = {"dagster_postgres": ("DagsterPostgresStorage",),
@@ -133,6 +136,49 @@ def test_without_the_delete_a_second_runless_verdict_still_fails(tmp_path: Path)
         instance.report_runless_asset_event(AssetCheckEvaluation(passed=True, **verdict))
         with pytest.raises(db.exc.IntegrityError):
             instance.report_runless_asset_event(AssetCheckEvaluation(passed=False, **verdict))
+
+
+def test_an_asset_page_lists_the_schedules_of_the_batch_job():
+    """pipelines/batch_assets.py: `JobDefinition._copy(asset_layer=AssetLayer.for_external_job(
+    keys))` makes the op job one of the assets' jobs, which is how Dagster finds the schedules
+    an asset page lists (RemoteRepository.get_schedules_targeting); the job stays an op job."""
+    from dagster._core.remote_representation.external import RemoteRepository
+    from dagster._core.remote_representation.external_data import asset_node_snaps_from_repo
+
+    from pipelines.batches import BATCH_JOB_NAME
+    from pipelines.definitions import defs
+
+    assert hasattr(RemoteRepository, "get_schedules_targeting")
+    snaps = {s.asset_key.to_user_string(): s for s in asset_node_snaps_from_repo(
+        defs.get_repository_def())}
+    assert BATCH_JOB_NAME in snaps["stripe/charges"].job_names
+    assert BATCH_JOB_NAME in snaps["reporting/mrr_daily"].job_names
+    assert BATCH_JOB_NAME not in snaps["stripe/clients_needing_reconnect"].job_names
+    assert not defs.resolve_job_def(BATCH_JOB_NAME).is_asset_job
+
+
+def test_a_known_failure_is_a_failure_without_a_stack_trace(tmp_path: Path):
+    """assets/known_failure.py: Dagster keeps the error a DagsterUserCodeProcessError carries
+    (serializable_error_info_from_exc_info), and still treats the exception as a Failure."""
+    from dagster import job, op
+
+    from assets.known_failure import KnownFailure
+
+    @op
+    def refuses() -> None:
+        raise KnownFailure("Stripe rejected the key.\n  1. Reconnect.", metadata={"client": "c"})
+
+    @job
+    def canary_failure_job() -> None:
+        refuses()
+
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        result = canary_failure_job.execute_in_process(instance=instance, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data.description == "Stripe rejected the key.\n  1. Reconnect."
+    assert failure.user_failure_data.metadata["client"].value == "c"
+    assert failure.error.message == failure.user_failure_data.description
+    assert failure.error.stack == [] and failure.error.cause is None  # what the UI prints
 
 
 def _random_cron_lines(count: int, seed: int = 11) -> list[str]:

@@ -113,13 +113,14 @@ def _worker_of(parent: int, client: str, timeout: float = 120) -> int:
     from dagster import DagsterRunStatus, RunsFilter
 
     from pipelines.instance import get_instance
+    from pipelines.run_health import PID_TAG
 
     instance = get_instance()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED],
                                                 tags={"dagster/partition": client})):
-            pid = int(run.tags["stripe_reports/pid"])
+            pid = int(run.tags[PID_TAG])
             if pid != parent:
                 return pid
         time.sleep(0.2)

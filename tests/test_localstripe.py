@@ -6,7 +6,9 @@ straight from localstripe: the same ids (none missing, none extra, none twice), 
 typed columns, and `raw` equal to localstripe's retrieve. localstripe sits behind
 tests/localstripe_harness.py, which gives its lists Stripe's order and filters; its
 module docstring lists what localstripe cannot model. Those parts (charge and refund
-events, price objects) are covered by the sandbox tests, not weakened here.
+events, price objects, disputes, credit notes, coupon events, lists past the embedded
+items) are covered by the sandbox tests, not weakened here. Coupons, PaymentIntents and
+invoice lines, which localstripe has, are compared here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 import stripe
 
-from engine.streams import STREAMS, STREAMS_BY_NAME, ChildSpec, Column, StreamSpec
+from engine.streams import STREAMS, ChildSpec, Column, StreamSpec
 from engine.stripe_api import StripeAccount
 from engine.sync import SETTLE_SECONDS, SyncReport, sync_client
 from engine.warehouse import Warehouse
@@ -121,8 +123,10 @@ def sync(stripes: Stripes, warehouse: Warehouse, chunk_rows: int = 20_000,
          full_refresh: bool = False) -> SyncReport:
     account = StripeAccount(CLIENT, LOCALSTRIPE_KEY, api_base=stripes.proxy.base_url,
                             requests_per_second=1000)
+    # localstripe emits no events for charges and refunds (above): every stream lists what
+    # was created since its cursor, as the engine does for a stream that had events.
     report = sync_client(account, warehouse, STREAMS, chunk_rows=chunk_rows,
-                         full_refresh=full_refresh)
+                         full_refresh=full_refresh, list_created=True)
     assert report.errors == []
     assert report.account_id == LOCALSTRIPE_ACCOUNT_ID
     return report
@@ -211,14 +215,19 @@ def mismatches(
     return found
 
 
-def items_of(subscriptions: dict[str, dict]) -> tuple[dict[str, dict], dict[str, str]]:
+def items_of(parents: dict[str, dict], path: tuple[str, ...] = ("items", "data")
+             ) -> tuple[dict[str, dict], dict[str, str]]:
+    """The items of each parent's list at `path` (subscription items, invoice lines)."""
     items: dict[str, dict] = {}
-    parents: dict[str, str] = {}
-    for sub in subscriptions.values():
-        for item in sub["items"]["data"]:
+    parent_of: dict[str, str] = {}
+    for parent in parents.values():
+        listed: Any = parent
+        for key in path:
+            listed = listed.get(key) if isinstance(listed, dict) else None
+        for item in listed or []:
             items[item["id"]] = item
-            parents[item["id"]] = sub["id"]
-    return items, parents
+            parent_of[item["id"]] = parent["id"]
+    return items, parent_of
 
 
 def assert_warehouse_matches(
@@ -243,7 +252,7 @@ def assert_warehouse_matches(
 
 def child_mismatches(warehouse: Warehouse, child: ChildSpec, parents: dict[str, dict]
                      ) -> list[str]:
-    items, parent_of = items_of(parents)
+    items, parent_of = items_of(parents, child.path)
     return [f"{child.table} {line}" for line in mismatches(
         table_rows(warehouse, child.table), child.columns, items,
         parents=parent_of, parent_column=child.parent_column)]
@@ -305,6 +314,11 @@ def test_round_trip_with_changes_matches_localstripe_exactly(
     sdk.v1.refunds.create(params={"charge": charges[0]})
     sdk.v1.refunds.create(params={"charge": charges[1], "amount": 100})
     subs = [subscribe(sdk, cards[n], monthly if n % 2 else yearly) for n in range(4)]
+    # Coupons (localstripe's ids are the caller's, as Stripe allows).
+    coupons = [sdk.v1.coupons.create(params=params).id for params in (
+        {"id": "SPRING15", "percent_off": 15.5, "duration": "forever"},
+        {"id": "FIVE_OFF", "amount_off": 500, "currency": "eur", "duration": "repeating",
+         "duration_in_months": 3})]
     payouts = [sdk.v1.payouts.create(params={"amount": a, "currency": "eur"}).id
                for a in (5_000, 7_500)]
     wait_until_listable()
@@ -316,8 +330,12 @@ def test_round_trip_with_changes_matches_localstripe_exactly(
         "charges": 106 + 4,  # 105 + the failed one + one per subscription's first invoice
         "refunds": 2, "customers": 108, "subscriptions": 4, "invoices": 4,
         "balance_transactions": 105 + 4 + 2, "payouts": 2, "products": 2, "prices": 0,
+        # Each subscription's first invoice is paid through a PaymentIntent; localstripe
+        # has no disputes and no credit notes (the proxy answers empty lists).
+        "payment_intents": 4, "coupons": 2, "disputes": 0, "credit_notes": 0,
     }
     assert len(items_of(before["subscriptions"])[0]) == 4
+    assert len(items_of(before["invoices"], ("lines", "data"))[0]) == 4
     assert_warehouse_matches(warehouse, before)
     assert {name: r.inserted for name, r in first.streams.items()} == {
         name: len(objects) for name, objects in before.items()}
@@ -342,6 +360,8 @@ def test_round_trip_with_changes_matches_localstripe_exactly(
     # ...and new objects, which the created cursor picks up.
     newcomer = card_customer(sdk, 200)
     charge(sdk, newcomer, 9_900)
+    # A subscription: its invoice, charge and PaymentIntent (payment_intent.succeeded).
+    subscribe(sdk, newcomer, monthly)
     wait_until_listable()
 
     second = sync(stripes, warehouse, chunk_rows=40)
@@ -362,8 +382,14 @@ def test_round_trip_with_changes_matches_localstripe_exactly(
     streams = second.streams
     assert (streams["customers"].inserted, streams["customers"].deleted) == (1, 1)
     assert streams["customers"].updated >= 3  # cards[0], plain[7] and the deleted one
-    assert streams["subscriptions"].updated == 1 and streams["payouts"].updated == 1
-    assert (streams["refunds"].inserted, streams["charges"].inserted) == (1, 1)
+    # The canceled one, and the new one: landed from its event, then listed again.
+    assert (streams["subscriptions"].inserted, streams["subscriptions"].updated) == (1, 2)
+    assert streams["payouts"].updated == 1
+    assert (streams["refunds"].inserted, streams["charges"].inserted) == (1, 2)
+    # The new PaymentIntent came with payment_intent.succeeded, then was listed again.
+    assert (streams["payment_intents"].events_applied,
+            streams["payment_intents"].inserted) == (1, 1)
+    assert len(table_rows(warehouse, "invoice_line_items")) == 5
 
     # A third sync with nothing changed writes nothing and leaves every row as it was.
     tables = dump(warehouse)
@@ -375,8 +401,15 @@ def test_round_trip_with_changes_matches_localstripe_exactly(
     # A full refresh (what a sync older than Stripe's 30 days of events falls back to)
     # lists everything again: now the refunded charge matches too, the deleted customer
     # keeps its flagged row, and still nothing is duplicated.
-    sync(stripes, warehouse, full_refresh=True)
-    assert_warehouse_matches(warehouse, after, deleted={"customers": {cards[5]: gone}})
+    # localstripe announces no coupon changes: a coupon deleted there is flagged by the
+    # full listing, which does not see it again (a deletable stream).
+    gone_coupon = stripes.direct.raw_request("get", f"/v1/coupons/{coupons[1]}").data
+    sdk.v1.coupons.delete(coupons[1])
+    after = source_state(stripes.direct)
+    refreshed = sync(stripes, warehouse, full_refresh=True)
+    assert refreshed.streams["coupons"].deleted == 1
+    assert_warehouse_matches(warehouse, after, deleted={"customers": {cards[5]: gone},
+                                                       "coupons": {coupons[1]: gone_coupon}})
 
 
 def test_second_sync_with_nothing_changed_lands_nothing(
@@ -398,6 +431,8 @@ def test_second_sync_with_nothing_changed_lands_nothing(
     assert {n: (r.inserted, r.updated, r.deleted) for n, r in second.streams.items()} == {
         n: (0, 0, 0) for n in second.streams}
     assert dump(warehouse) == tables
-    # Constant cost: one events page (streams with events) plus one empty listing each.
+    # Constant cost: one events page for every stream, one empty listing each (all listed:
+    # list_created), the key check and the balance.
     assert {n: r.requests for n, r in second.streams.items()} == {
-        n: 2 if STREAMS_BY_NAME[n].event_types else 1 for n in second.streams}
+        n: 1 for n in second.streams}
+    assert second.requests == 3 + len(second.streams)

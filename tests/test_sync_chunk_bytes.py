@@ -8,8 +8,9 @@ be written as a chunk of its own, its cursor with it, and every object land once
 from __future__ import annotations
 
 import engine.file_warehouse
+import engine.sync
 from engine.streams import resolve_streams
-from engine.sync import sync_stream
+from engine.sync import sync_client
 from sandbox import AccountSpec
 from tests.sync_helpers import (
     account_for,
@@ -23,25 +24,26 @@ ACCOUNT = AccountSpec("chunky", charges=600, customers=20, subscriptions=5)
 PAGES = 6  # 600 charges, 100 a page, one request at a time
 
 
-def _chunks(server, warehouse, **budget) -> tuple[int, int]:
+def _chunks(server, warehouse) -> tuple[int, int]:
     """How many chunks the charges listing wrote (progress is told at each), rows landed."""
     told: list[int] = []
-    result = sync_stream(account_for(server, "chunky"), warehouse, resolve_streams(["charges"])[0],
-                         concurrency=1, progress=lambda *args: told.append(args[2]),
-                         **budget)
+    report = sync_client(account_for(server, "chunky"), warehouse, resolve_streams(["charges"]),
+                         include_balance=False, concurrency=1,
+                         progress=lambda *args: told.append(args[2]))
     # The last call is the stream's own summary, after the final chunk.
-    return len(told) - 1, result.inserted
+    return len(told) - 1, report.streams["charges"].inserted
 
 
-def test_a_chunk_closes_at_the_byte_budget(sandbox_factory, tmp_path):
+def test_a_chunk_closes_at_the_byte_budget(sandbox_factory, tmp_path, monkeypatch):
     server = sandbox_factory([ACCOUNT], seed=9)
     small = new_warehouse(tmp_path / "small")
     default = new_warehouse(tmp_path / "default")
     small.ensure_schema()
     default.ensure_schema()
 
-    chunks, landed = _chunks(server, small, chunk_bytes=64 * 1024)  # a page is ~250 KB
     default_chunks, default_landed = _chunks(server, default)
+    monkeypatch.setattr(engine.sync, "CHUNK_BYTES", 64 * 1024)  # a page is ~250 KB
+    chunks, landed = _chunks(server, small)
 
     # Each page passes the budget: a chunk each (the last one goes with the final commit).
     assert chunks >= PAGES - 1, chunks

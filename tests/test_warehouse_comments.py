@@ -82,6 +82,9 @@ def test_every_table_and_column_is_commented_from_its_spec(synced):
     # The same name, two units: each comment says which.
     assert "minor unit" in comments[("stripe.charges", "amount")]
     assert "major units" in comments[("reporting.payments", "amount")]
+    # reporting.*: the integer beside the decimal, named by its unit.
+    assert "minor unit" in comments[("reporting.payments", "amount_minor")]
+    assert "minor unit" in comments[("reporting.payouts", "amount_minor")]
 
 
 def test_comments_are_written_once_not_on_every_writer(synced):

@@ -40,6 +40,9 @@ def test_permissions_map_back_to_what_they_guard():
     assert unreadable(["rak_balance_transaction_source_read"]) == ["balance_transactions"]
     assert unreadable(["rak_refund_read", "rak_balance_read", "rak_unknown"]) == [
         "refunds", "balance"]
+    assert unreadable(["rak_payment_intent_read", "rak_credit_note_read", "rak_coupon_read",
+                       "rak_dispute_read"]) == [
+        "disputes", "coupons", "credit_notes", "payment_intents"]
 
 
 # -- a full key and restricted keys on the same account, through the sandbox ------------------
@@ -52,6 +55,7 @@ VARIANTS = {
     "no-customers": {"customers"},
     "no-subs": {"subscriptions"},
     "no-events": {"events"},
+    "no-disputes": {"disputes"},
 }
 SPEC = {"charges": 160, "customers": 30, "subscriptions": 20, "products": 3,
         "history_days": 90}
@@ -101,7 +105,10 @@ def test_connect_warns_which_widgets_will_not_be_shown(synced):
     out = " ".join(synced.stdout.split())
     assert ("cannot read balance_transactions (rak_balance_transaction_source_read); these "
             "widgets will say they cannot be shown: net_volume, revenue_over_time.") in out
-    assert "cannot read invoices (rak_invoice_read); no widget reads it." in out
+    assert ("cannot read invoices (rak_invoice_read); these widgets will say they cannot be "
+            "shown: delinquent_churn, mrr_recovered.") in out
+    assert ("cannot read disputes (rak_dispute_read); these widgets will say they cannot be "
+            "shown: disputes.") in out
 
 
 @pytest.mark.parametrize("client", list(VARIANTS))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,7 +17,9 @@ from starlette.responses import JSONResponse, Response
 from apps.web.client_list import client_rows
 from apps.web.common import AppState, app_state, display_name, known_client, page, when
 from apps.web.console import console_context
+from engine.client_config import client_config
 from reports.widgets import (
+    COMPARISONS,
     RECONNECT,
     UnknownWidget,
     WidgetResult,
@@ -34,6 +37,7 @@ TILES = (
     "gross_volume", "net_volume", "mrr", "arr", "active_subscriptions", "new_customers",
     "successful_payments", "failed_payments", "refunds", "new_subscriptions",
     "churned_subscriptions", "churn_rate", "arpu", "available_balance", "pending_balance",
+    "delinquent_churn", "mrr_recovered",
 )
 CHARTS = ("revenue_over_time", "mrr_over_time", "mrr_movements", "payouts")
 TABLES = ("recent_payments",)
@@ -92,10 +96,10 @@ def _chart(result: WidgetResult) -> dict[str, Any]:
     }
 
 
-def _payment_rows(result: WidgetResult) -> list[dict[str, Any]]:
+def _payment_rows(result: WidgetResult, zone: ZoneInfo) -> list[dict[str, Any]]:
     rows = []
     for row in result.rows:
-        created = datetime.fromisoformat(row["created"])
+        created = datetime.fromisoformat(row["created"]).astimezone(zone)  # the client's clock
         rows.append({
             **row,
             "when": f"{created:%d %b %Y %H:%M}",
@@ -107,11 +111,20 @@ def _payment_rows(result: WidgetResult) -> list[dict[str, Any]]:
 # -- reading ----------------------------------------------------------------------------
 
 
+def compare_label(result: WidgetResult) -> str:
+    """What the figures are compared with, in words, with its days."""
+    words = COMPARISONS[result.compare]
+    if result.previous_start is None or result.previous_end is None:
+        return words
+    return f"{words} ({_period_label(result.previous_start, result.previous_end)})"
+
+
 def _report_context(state: AppState, client_id: str, start: str | None, end: str | None,
-                    currency: str | None) -> dict[str, Any]:
+                    currency: str | None, compare: str | None = None) -> dict[str, Any]:
     connection = state.store.get(client_id)
+    timezone = client_config(client_id).timezone
     results = run_widgets(client_id, list(REPORT_WIDGETS), start, end, currency,
-                          warehouse=state.warehouse, store=state.store)
+                          warehouse=state.warehouse, store=state.store, compare=compare)
     by_name = {r.widget: r for r in results}
     first = results[0]
     with state.warehouse.client_reader(client_id) as conn:  # the lake serves a copy
@@ -125,15 +138,18 @@ def _report_context(state: AppState, client_id: str, start: str | None, end: str
         "connection": connection,
         "start": first.start, "end": first.end,
         "period_label": _period_label(first.start, first.end),
-        "previous_days": (first.end - first.start).days + 1,
+        "timezone": timezone,  # whose calendar days the period's are
+        "compare": first.compare,
+        "compare_label": compare_label(first),
+        "comparisons": list(COMPARISONS.items()),
         "currency": shown_currency,
         "currencies": currencies,
-        "presets": _presets(datetime.now(UTC).date()),
+        "presets": _presets(datetime.now(ZoneInfo(timezone)).date()),
         "tiles": [_tile(by_name[name]) for name in TILES],
         "charts": [by_name[name] for name in CHARTS],
         "chart_data": [_chart(by_name[name]) for name in CHARTS if by_name[name].rows],
         "payments": by_name["recent_payments"],
-        "payment_rows": _payment_rows(by_name["recent_payments"]),
+        "payment_rows": _payment_rows(by_name["recent_payments"], ZoneInfo(timezone)),
         "reconnect": reconnect,
         "stale": stale,
         "as_of": when(first.as_of),
@@ -147,7 +163,7 @@ async def report(request: Request) -> Response:
         q = request.query_params
         context = await run_in_threadpool(
             _report_context, app_state(request), client_id, q.get("start"), q.get("end"),
-            q.get("currency"))
+            q.get("currency"), q.get("compare"))
     except ValueError as error:
         return page(request, "error.html", {**console_context(request),
                                             "message": str(error)}, status=400)

@@ -14,6 +14,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_datetime, format_interval
@@ -24,7 +25,7 @@ from engine.client_config import client_config
 from engine.connection_store import ConnectionStore
 from engine.settings import Settings
 from engine.warehouse import Warehouse
-from reports.widgets import RECONNECT, WidgetResult, get_widget, run_widgets
+from reports.widgets import COMPARISONS, RECONNECT, WidgetResult, get_widget, run_widgets
 
 DEFAULT_LOCALE = "en_US"
 DEFAULT_BRAND = "Stripe reports"
@@ -120,13 +121,14 @@ def _chart(result: WidgetResult, locale: Locale) -> dict[str, Any]:
     }
 
 
-def _payments(result: WidgetResult, locale: Locale) -> list[dict[str, Any]]:
+def _payments(result: WidgetResult, locale: Locale, zone: ZoneInfo) -> list[dict[str, Any]]:
     rows = []
     for row in result.rows:
         created = datetime.fromisoformat(row["created"])
         customer = row.get("customer") or ""
         rows.append({
-            "when": format_datetime(created, "medium", tzinfo=UTC, locale=locale),
+            # The client's clock, as the period's days are the client's.
+            "when": format_datetime(created, "medium", tzinfo=zone, locale=locale),
             # A Stripe id means nobody named the customer: it says nothing to the client.
             "customer": "" if customer.startswith("cus_") else customer,
             "description": row.get("description") or "",
@@ -159,14 +161,29 @@ def _notice(results: list[WidgetResult], locale: Locale) -> str | None:
     return None
 
 
+def _compared_with(result: WidgetResult, locale: Locale) -> str:
+    """"Compared with the same period last year (Nov 1 – 30, 2025)", in the client's locale."""
+    words = f"Compared with the {COMPARISONS[result.compare]}"
+    if result.previous_start is None or result.previous_end is None:
+        return words
+    days = format_interval(result.previous_start, result.previous_end, "yMMMd", locale=locale)
+    return f"{words} ({days})"
+
+
 def client_report_context(client_id: str, start: date | str | None, end: date | str | None,
                           *, settings: Settings, warehouse: Warehouse, store: ConnectionStore,
-                          name: str) -> dict[str, Any]:
-    """Everything the client report template shows for one client and period."""
+                          name: str, compare: str | None = None) -> dict[str, Any]:
+    """Everything the client report template shows for one client, period and comparison
+    (COMPARISONS; the share link's `compare` parameter)."""
     locale = client_locale(client_id)
+    timezone = client_config(client_id).timezone
+    zone = ZoneInfo(timezone)
+    if compare and compare not in COMPARISONS:
+        raise ClientPeriodError("That comparison cannot be shown. Choose one from the list "
+                                "above.")
     try:
         results = run_widgets(client_id, list(REPORT_WIDGETS), start, end,
-                              warehouse=warehouse, store=store)
+                              warehouse=warehouse, store=store, compare=compare)
     except ValueError:
         raise ClientPeriodError("That period cannot be shown. Choose one of the periods "
                                 "above, with the first day before the last.") from None
@@ -178,15 +195,19 @@ def client_report_context(client_id: str, start: date | str | None, end: date | 
         "brand": brand(settings), "name": name, "client_id": client_id,
         "lang": locale.language, "start": first.start, "end": first.end,
         "period_label": format_interval(first.start, first.end, "yMMMd", locale=locale),
+        "timezone": timezone,  # whose calendar days and clock the report's are
+        "compare": first.compare,
+        "compared_with": _compared_with(first, locale),
+        "comparisons": list(COMPARISONS.items()),
         "currency": next((r.currency for r in results if r.currency), None),
-        "presets": _presets(now.date()),
+        "presets": _presets(now.astimezone(zone).date()),
         "tiles": [_tile(by_name[n], locale) for n in TILES],
         "charts": [by_name[n] for n in CHARTS],
         "chart_data": [] if hidden else [_chart(by_name[n], locale) for n in CHARTS
                                          if by_name[n].rows],
-        "payments": [] if hidden else _payments(by_name["recent_payments"], locale),
+        "payments": [] if hidden else _payments(by_name["recent_payments"], locale, zone),
         "notice": _notice(results, locale),
-        "as_of": format_datetime(first.as_of, "medium", tzinfo=UTC, locale=locale)
+        "as_of": format_datetime(first.as_of, "medium", tzinfo=zone, locale=locale)
         if first.as_of else None,
         "generated": format_date(now, "long", locale=locale),
     }

@@ -24,6 +24,7 @@ from apps.web.share import parse_expiry, revoke_links, share_url
 from engine.access_records import audit_entries, record_audit
 from engine.client_config import client_config
 from engine.connection_store import ClientNotConnected
+from reports.widgets import COMPARISONS, resolve_compare
 
 log = logging.getLogger("stripe_apps.web")
 
@@ -70,7 +71,10 @@ def panel_context(request: Request, client_id: str, **extra: Any) -> dict[str, A
         "name": display_name(client_id, connection), "key_env": config.key_env,
         "env_key_set": bool(config.key_from_env()),
         "audit": audit_entries(state.store, client_id, limit=10),
-        "error": None, "notice": None, "share_link": None, **extra,
+        "error": None, "notice": None, "share_link": None,
+        # The share form offers the comparisons; the report page's choice comes selected.
+        "comparisons": list(COMPARISONS.items()),
+        "compare": request.query_params.get("compare") or "previous_period", **extra,
     }
 
 
@@ -228,7 +232,14 @@ async def make_share_link(request: Request) -> Response:
                                 who=state.access.staff(request) or "",
                                 action="revoke share links")
         return RedirectResponse(f"/clients/{client_id}/connect?done=revoked", status_code=303)
+    try:
+        compare = resolve_compare(str(form.get("compare") or ""))
+    except ValueError as error:
+        context = await run_in_threadpool(panel_context, request, client_id, error={
+            "message": f"{error} Nothing was made.", "steps": []})
+        return page(request, "connect.html", context, status=400)
     link = await run_in_threadpool(share_url, state.settings, state.store, client_id,
-                                   parse_expiry("30d"))
-    context = await run_in_threadpool(panel_context, request, client_id, share_link=link)
+                                   parse_expiry("30d"), compare)
+    context = await run_in_threadpool(panel_context, request, client_id, share_link=link,
+                                      compare=compare)
     return page(request, "connect.html", context)

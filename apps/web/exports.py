@@ -13,8 +13,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.client_config import client_config
 from engine.report_print import RenderError, print_report
-from reports.widgets import UnknownWidget, get_widget, render_csv, resolve_period, run_widgets
+from reports.widgets import (
+    UnknownWidget,
+    get_widget,
+    render_csv,
+    resolve_compare,
+    resolve_period,
+    run_widgets,
+)
 
 ClientOf = Callable[[Request], Awaitable[str]]
 
@@ -23,10 +31,10 @@ def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-def _pdf_bytes(client_id: str, start: date, end: date, paper: str) -> bytes:
+def _pdf_bytes(client_id: str, start: date, end: date, paper: str, compare: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="stripe-reports-pdf-") as folder:
         return print_report(client_id, start, end, Path(folder) / "report.pdf",
-                            paper).read_bytes()
+                            paper, compare).read_bytes()
 
 
 def export_routes(client_of: ClientOf) -> list[Route]:
@@ -39,12 +47,14 @@ def export_routes(client_of: ClientOf) -> list[Route]:
         if paper not in ("A4", "Letter"):
             return JSONResponse({"error": "paper is A4 or Letter"}, status_code=400)
         try:  # the period is checked here, so a bad one is a 400 and not a failed print
-            period = resolve_period(q.get("start"), q.get("end"), datetime.now(UTC))
+            period = resolve_period(q.get("start"), q.get("end"), datetime.now(UTC),
+                                    client_config(client_id).timezone)
+            compare = resolve_compare(q.get("compare"))
         except ValueError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
         try:
             body = await run_in_threadpool(_pdf_bytes, client_id, period.start, period.end,
-                                           paper)
+                                           paper, compare)
         except RenderError as error:
             return JSONResponse({"error": str(error)}, status_code=503)
         name = f"{client_id}-{period.start}-{period.end}.pdf"

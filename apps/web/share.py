@@ -48,18 +48,30 @@ def share_token(store: ConnectionStore, client_id: str, expires_in: timedelta) -
     return str(_serializer(store).dumps({"c": client_id, "g": generation, "x": expires}))
 
 
+def _compare_query(compare: str | None) -> dict[str, str]:
+    """The comparison a link shows, as its `compare` query parameter: the share page reads
+    it from there (the default, the previous period, needs none)."""
+    return {"compare": compare} if compare and compare != "previous_period" else {}
+
+
 def share_url(settings: Settings, store: ConnectionStore, client_id: str,
-              expires_in: timedelta) -> str:
+              expires_in: timedelta, compare: str | None = None) -> str:
+    """The link; made with a comparison, it ends in `?compare=...` and the page opens
+    with that comparison (its period links keep it)."""
     base = settings.public_url or DEFAULT_SERVE_URL
-    return f"{base}{SHARE_PATH}{share_token(store, client_id, expires_in)}"
+    query = urlencode(_compare_query(compare))
+    return f"{base}{SHARE_PATH}{share_token(store, client_id, expires_in)}" + (
+        f"?{query}" if query else "")
 
 
 def client_report_path(store: ConnectionStore, client_id: str,
                        start: date | str | None = None, end: date | str | None = None,
-                       expires_in: timedelta = timedelta(minutes=30)) -> str:
+                       expires_in: timedelta = timedelta(minutes=30),
+                       compare: str | None = None) -> str:
     """A short-lived path to the client report for a period, for a printer (the PDF and
     deliveries): it needs no session, whether or not a staff password is set."""
-    query = urlencode({k: str(v) for k, v in (("start", start), ("end", end)) if v})
+    query = urlencode({**{k: str(v) for k, v in (("start", start), ("end", end)) if v},
+                       **_compare_query(compare)})
     path = f"{SHARE_PATH}{share_token(store, client_id, expires_in)}"
     return f"{path}?{query}" if query else path
 

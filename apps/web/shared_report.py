@@ -28,7 +28,8 @@ def _render(request: Request, state: AppState, client_id: str, base_path: str) -
         context: dict[str, Any] = client_report_context(
             client_id, q.get("start"), q.get("end"), settings=state.settings,
             warehouse=state.warehouse, store=state.store,
-            name=display_name(client_id, state.store.get(client_id)))
+            name=display_name(client_id, state.store.get(client_id)),
+            compare=q.get("compare"))  # a share link made with a comparison carries it
     except ClientPeriodError as error:
         return env.get_template("client_message.html").render(
             brand=brand(state.settings), message=str(error), base_path=base_path)

@@ -18,7 +18,7 @@ import duckdb
 
 from engine.client_config import client_config
 from engine.currencies import exponent_macro_sql
-from engine.reporting.tables import REPORTING_TABLES, ReportingTable
+from engine.reporting.tables import FRESHNESS, REPORTING_TABLES, ReportingTable
 from engine.sql import bound
 from engine.table_comments import apply_comments, comment_statements
 from engine.warehouse import in_transaction, schema_statements
@@ -63,6 +63,9 @@ def reporting_schema_statements() -> list[str]:
         *MACROS,
         *(table.ddl() for table in REPORTING_TABLES),
         *(statement for table in REPORTING_TABLES for statement in table.added_columns()),
+        # What each client's last build read (build_due): its inputs' newest writes.
+        "CREATE TABLE IF NOT EXISTS meta.reporting_inputs "
+        "(client_id VARCHAR, input VARCHAR, synced_at TIMESTAMPTZ)",
     ]
 
 
@@ -144,6 +147,7 @@ def build_reporting_tables(
     now: datetime | None = None,
     tables: tuple[ReportingTable, ...] = REPORTING_TABLES,
     state: str | None = None,
+    record_inputs: bool | None = None,
 ) -> BuildResult:
     """Replace one client's rows in every reporting table, in a single transaction.
 
@@ -152,7 +156,9 @@ def build_reporting_tables(
     transaction that lost a commit race re-runs just those writes, not the whole build.
     `conn` is a read-write connection (Warehouse.writer()) outside a transaction. `now`
     fixes the build time (the last day of the daily tables); tests pass it. `state` is the
-    client's connection state, for reporting.clients.
+    client's connection state, for reporting.clients. `record_inputs` (default: when every
+    table is built) records what the build read, for tables_due; a build of the tables
+    tables_due chose records it too.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     config = client_config(client_id)
@@ -162,10 +168,18 @@ def build_reporting_tables(
                                  "name": config.name or client_id, "state": state}
     # Out of memory, each transaction runs again with a larger target (never a failure).
     in_transaction(conn, lambda: ensure_reporting_schema(conn))
+    # Read before the tables: a row written meanwhile makes the next check build again.
+    marks = _input_watermarks(conn, client_id)
     try:
         in_transaction(conn, lambda: _compute_all(conn, tables, values))
-        rows = in_transaction(
-            conn, lambda: {table.name: _replace(conn, table, values) for table in tables})
+
+        def replace_all() -> dict[str, int]:
+            rows = {table.name: _replace(conn, table, values) for table in tables}
+            if record_inputs or (record_inputs is None and tables == REPORTING_TABLES):
+                _record_watermarks(conn, client_id, marks)
+            return rows
+
+        rows = in_transaction(conn, replace_all)
     finally:
         with suppress(duckdb.Error):  # a broken connection takes its temp tables with it
             for table in tables:
@@ -179,3 +193,83 @@ def _compute_all(conn: duckdb.DuckDBPyConnection, tables: tuple[ReportingTable, 
     for table in tables:
         _compute(conn, table, values, built)
         built[table.name] = table
+
+
+
+INPUTS_TABLE = "meta.reporting_inputs"
+# Every stripe.* table some reporting table reads.
+INPUTS = tuple(sorted({name for table in REPORTING_TABLES for name in table.reads}))
+
+
+def _input_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str
+                      ) -> dict[str, datetime | None]:
+    """Each input's newest write for the client (a sync stamps every row it writes)."""
+    parts = [f"SELECT '{name}', max({'captured_at' if name == 'balance' else '_synced_at'}) "
+             f"FROM stripe.{name} WHERE client_id = $client_id" for name in INPUTS]
+    sql = " UNION ALL ".join(parts)
+    return dict(conn.execute(sql, {"client_id": client_id}).fetchall())
+
+
+def _record_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str,
+                       marks: dict[str, datetime | None]) -> None:
+    conn.execute(f"DELETE FROM {INPUTS_TABLE} WHERE client_id = ?", [client_id])
+    conn.executemany(f"INSERT INTO {INPUTS_TABLE} VALUES (?, ?, ?)",
+                     [[client_id, name, at] for name, at in marks.items()])
+
+
+def tables_fed_by(inputs: set[str]) -> tuple[ReportingTable, ...]:
+    """The reporting tables to build when `inputs` (stripe.* tables) changed: those reading
+    them, those reading a table rebuilt (in build order), and freshness and clients, which
+    say when and how the client was built."""
+    chosen = {table.name for table in REPORTING_TABLES if set(table.reads) & inputs}
+    chosen |= {FRESHNESS.name, "clients"}
+    for table in REPORTING_TABLES:  # build order: a table comes after those it reads
+        if set(_TABLE_REF.findall(table.select_sql())) & (chosen - {table.name}):
+            chosen.add(table.name)
+    return tuple(table for table in REPORTING_TABLES if table.name in chosen)
+
+
+def tables_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
+               now: datetime | None = None) -> tuple[ReportingTable, ...]:
+    """The client's reporting tables to build now: all of them when never built or when the
+    client's calendar day has turned since (daily figures move on); those fed by inputs
+    written since the last build (by this run, or by one that failed after landing some)
+    or by a changed connection state; none when nothing changed."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    tables = {name for (name,) in conn.execute(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+        "WHERE schema_name IN ('reporting', 'meta')").fetchall()}
+    if not {FRESHNESS.qualified, INPUTS_TABLE, "reporting.clients"} <= tables:
+        return REPORTING_TABLES
+    recorded = conn.execute(
+        f"SELECT f.built_at, c.state FROM {FRESHNESS.qualified} f JOIN reporting.clients c "
+        "USING (client_id) WHERE client_id = ?", [client_id]).fetchone()
+    if recorded is None or recorded[0] is None:
+        return REPORTING_TABLES
+    timezone = ZoneInfo(client_config(client_id).timezone)
+    if recorded[0].astimezone(timezone).date() != now.astimezone(timezone).date():
+        return REPORTING_TABLES
+    marks = dict(conn.execute(f"SELECT input, synced_at FROM {INPUTS_TABLE} "
+                              "WHERE client_id = ?", [client_id]).fetchall())
+    current = _input_watermarks(conn, client_id)
+    changed = {name for name, at in current.items() if name not in marks or marks[name] != at}
+    if changed or recorded[1] != state:
+        return tables_fed_by(changed)
+    return ()
+
+
+def build_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
+              now: datetime | None = None) -> bool:
+    """Whether any of the client's reporting tables must be built (tables_due)."""
+    return bool(tables_due(conn, client_id, state=state, now=now))
+
+
+def mark_checked(conn: duckdb.DuckDBPyConnection, client_id: str, now: datetime) -> None:
+    """A sync found nothing new and the day has not turned: the figures built are those a
+    build now would give, so they count as built now (freshness, last sync), unrebuilt."""
+    def work() -> None:
+        conn.execute(f"UPDATE {FRESHNESS.qualified} SET built_at = ? WHERE client_id = ?",
+                     [now, client_id])
+        conn.execute("UPDATE reporting.clients SET last_sync_at = ? WHERE client_id = ?",
+                     [now, client_id])
+    in_transaction(conn, work)

@@ -72,6 +72,13 @@ def _money(name: str, description: str) -> Column:
     return _c(name, MONEY, f"{description}, in major units of the currency (12.34 USD, 1234 JPY)")
 
 
+def _minor(name: str, major: str) -> Column:
+    """The integer Stripe sent, beside its major-unit column `major`: the convention of
+    reporting.* (docs/metrics.md, Conventions) where a row is one Stripe object."""
+    return _c(name, "BIGINT", f"{major} in the currency's minor unit, as Stripe sends it "
+              "(1234 = 12.34 USD; 1234 = 1234 JPY)")
+
+
 REPORTING_TABLES: tuple[ReportingTable, ...] = (
     ReportingTable(
         name="daily_revenue",
@@ -102,7 +109,9 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("created", "TIMESTAMPTZ", "When the charge was created (UTC)"),
             DAY, CURRENCY,
             _money("amount", "Amount charged"),
+            _minor("amount_minor", "amount"),
             _money("amount_refunded", "Amount refunded so far"),
+            _minor("amount_refunded_minor", "amount_refunded"),
             _c("status", "VARCHAR", "succeeded, pending or failed"),
             _c("refunded", "BOOLEAN", "Fully refunded"),
             _c("disputed", "BOOLEAN", "Disputed"),
@@ -272,6 +281,32 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
         reads=("subscriptions", "subscription_items"),
         order_by="client_id, currency, day",
     ),
+    # -- failed subscription payments (issue 22): delinquent churn, MRR recovered --------
+    ReportingTable(
+        name="delinquency",
+        description="Failed subscription payments and how they ended: recovered (a recurring "
+        "invoice paid after a failed first attempt) or churned (the subscription canceled "
+        "because payment failed, or marked unpaid). See docs/metrics.md.",
+        columns=(
+            CLIENT,
+            _c("subscription_id", "VARCHAR", "Subscription id"),
+            _c("customer", "VARCHAR", "Customer id"),
+            CURRENCY,
+            _c("outcome", "VARCHAR", "recovered or churned"),
+            _c("day", "DATE", "Day (client's time zone) of the outcome: the invoice paid, the "
+               "subscription ended, or first seen unpaid"),
+            _c("invoice_id", "VARCHAR", "The recovered invoice; for a churn, the subscription's "
+               "latest unpaid invoice (null when none was synced)"),
+            _c("attempts", "BIGINT", "Payment attempts of that invoice (Stripe's attempt_count)"),
+            _c("reason", "VARCHAR", "payment_recovered; payment_failed (Stripe's "
+               "cancellation_details.reason) or unpaid (status) for a churn"),
+            _money("amount", "The invoice's amount paid (recovered) or due (churned)"),
+            _minor("amount_minor", "amount"),
+            _money("mrr", "The subscription's MRR (after forever discounts)"),
+        ),
+        reads=("subscriptions", "subscription_items", "invoices"),
+        order_by="client_id, currency, day",
+    ),
     ReportingTable(
         name="balance",
         description="The Stripe balance per currency at every sync: available and pending.",
@@ -280,7 +315,9 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
             _c("captured_at", "TIMESTAMPTZ", "When the balance was read"),
             DAY, CURRENCY,
             _money("available", "Available balance"),
+            _minor("available_minor", "available"),
             _money("pending", "Pending balance"),
+            _minor("pending_minor", "pending"),
         ),
         reads=("balance",),
         order_by="client_id, currency, captured_at",
@@ -296,11 +333,32 @@ REPORTING_TABLES: tuple[ReportingTable, ...] = (
                "in every time zone)"),
             CURRENCY,
             _money("amount", "Amount paid out"),
+            _minor("amount_minor", "amount"),
             _c("status", "VARCHAR", "paid, pending, in_transit, canceled or failed"),
             _c("method", "VARCHAR", "standard or instant"),
         ),
         reads=("payouts",),
         order_by="client_id, currency, arrival_day",
+    ),
+    ReportingTable(
+        name="disputes",
+        description="One row per dispute (chargebacks and inquiries) of the client's charges, "
+        "on the day it was opened: the disputes widget.",
+        columns=(
+            CLIENT,
+            _c("id", "VARCHAR", "Dispute id"),
+            _c("charge", "VARCHAR", "Disputed charge id"),
+            _c("created", "TIMESTAMPTZ", "When the dispute was opened (UTC)"),
+            DAY, CURRENCY,
+            _money("amount", "Amount disputed"),
+            _c("status", "VARCHAR", "warning_needs_response, needs_response, under_review, "
+               "won, lost, ..."),
+            _c("reason", "VARCHAR", "fraudulent, duplicate, product_not_received, ..."),
+            _c("inquiry", "BOOLEAN", "An inquiry (status warning_*), not a chargeback: left "
+               "out of the dispute rate"),
+        ),
+        reads=("disputes",),
+        order_by="client_id, currency, day",
     ),
     ReportingTable(
         name="currencies",
@@ -362,6 +420,8 @@ TRIALS = REPORTING_TABLES_BY_NAME["trials"]
 PLAN_MRR = REPORTING_TABLES_BY_NAME["plan_mrr"]
 BALANCE = REPORTING_TABLES_BY_NAME["balance"]
 PAYOUTS = REPORTING_TABLES_BY_NAME["payouts"]
+DISPUTES = REPORTING_TABLES_BY_NAME["disputes"]
 CURRENCIES = REPORTING_TABLES_BY_NAME["currencies"]
 FRESHNESS = REPORTING_TABLES_BY_NAME["freshness"]
 CLIENTS = REPORTING_TABLES_BY_NAME["clients"]
+DELINQUENCY = REPORTING_TABLES_BY_NAME["delinquency"]

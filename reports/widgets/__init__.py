@@ -28,6 +28,7 @@ from reports.widgets.run import (
     WidgetResult,
     client_currencies,
     reporting_ready,
+    resolve_compare,
     resolve_period,
     run_widget,
     run_widgets,
@@ -38,6 +39,7 @@ __all__ = [
     "Widget",
     "WidgetResult", "change_ratio", "client_currencies", "format_change", "format_money",
     "format_result_line", "format_value", "get_widget", "render", "render_csv", "render_json",
-    "render_table", "reporting_ready", "resolve_period", "run_widget", "run_widgets",
+    "render_table", "reporting_ready", "resolve_compare", "resolve_period", "run_widget",
+    "run_widgets",
     "widget_catalog",
 ]

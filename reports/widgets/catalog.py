@@ -16,6 +16,8 @@ from engine.reporting.tables import (
     CUSTOMER_COUNTS,
     CUSTOMER_MRR,
     DAILY_REVENUE,
+    DELINQUENCY,
+    DISPUTES,
     MRR_DAILY,
     PAYMENTS,
     PAYOUTS,
@@ -501,7 +503,74 @@ SUBSCRIPTION_ANALYTICS: tuple[Widget, ...] = (
     ),
 )
 
-WIDGETS = WIDGETS + SUBSCRIPTION_ANALYTICS
+# -- failed subscription payments (issue 22): reporting.delinquency ----------------------
+
+_DELINQUENT = f"{_CLIENT_CURRENCY} AND outcome = $outcome AND day BETWEEN $start AND $end"
+_FAILED_PAYMENT_NEEDS = ("subscriptions", "invoices")
+
+
+def _outcome_mrr(outcome: str) -> str:
+    """MRR of the subscriptions with this outcome in the period, each counted once."""
+    where = _DELINQUENT.replace("$outcome", f"'{outcome}'")
+    return (f"SELECT coalesce(sum(mrr), 0) FROM (SELECT subscription_id, any_value(mrr) AS mrr "
+            f"FROM {DELINQUENCY.qualified} WHERE {where} GROUP BY subscription_id)")
+
+
+def _outcome_rows(outcome: str, columns: str) -> str:
+    where = _DELINQUENT.replace("$outcome", f"'{outcome}'")
+    return (f"SELECT day, subscription_id, customer, {columns} FROM {DELINQUENCY.qualified} "
+            f"WHERE {where} ORDER BY day, subscription_id")
+
+
+FAILED_PAYMENTS: tuple[Widget, ...] = (
+    Widget(
+        "delinquent_churn", "Delinquent churn", "number", "money",
+        "MRR of subscriptions that stopped because payment failed in the period: canceled "
+        "after failed payment retries, or marked unpaid. The rows list each subscription.",
+        MRR_DAILY, _outcome_mrr("churned"),
+        rows_sql=_outcome_rows("churned", "reason, mrr, invoice_id, amount AS amount_due"),
+        higher_is_better=False, needs=_FAILED_PAYMENT_NEEDS,
+        definition="Stripe Billing: a subscription churned by failed payment is one Stripe "
+        "canceled with cancellation_details.reason payment_failed (or marked unpaid, which "
+        "stops its MRR); per subscription, its MRR.",
+    ),
+    Widget(
+        "mrr_recovered", "MRR recovered", "number", "money",
+        "MRR of subscriptions whose recurring payment failed at first and was paid later, "
+        "on the day it was paid. The rows list each recovered invoice.",
+        MRR_DAILY, _outcome_mrr("recovered"),
+        rows_sql=_outcome_rows("recovered", "invoice_id, attempts, amount AS amount_paid, mrr"),
+        needs=_FAILED_PAYMENT_NEEDS,
+        definition="Stripe Billing revenue recovery analytics, recovered payments: recurring "
+        "subscription invoices (not the first, nor the first after a trial) whose first "
+        "attempt failed and that were paid later; as the MRR of their subscriptions.",
+    ),
+)
+
+
+# -- disputes (issue 22): Stripe's dispute rate ----------------------------------------------
+_CHARGEBACKS = (f"FROM {DISPUTES.qualified} WHERE {_CLIENT_CURRENCY} AND NOT inquiry "
+                "AND day BETWEEN $start AND $end")
+_SUCCEEDED = f"({_sum(DAILY_REVENUE, 'successful_payments')})"
+DISPUTE_WIDGETS: tuple[Widget, ...] = (
+    Widget(
+        "disputes", "Disputes", "table", "percent",
+        "Dispute rate: charges disputed in the period (chargebacks opened in it; inquiries "
+        "left out) / successful charges created in the period. The row gives the disputes' "
+        "count and amount, and both charge counts.",
+        DAILY_REVENUE,
+        f"SELECT 100.0 * (SELECT count(DISTINCT charge) {_CHARGEBACKS}) "
+        f"/ nullif({_SUCCEEDED}, 0)",
+        rows_sql=f"SELECT count(*) AS disputes, coalesce(sum(amount), 0) AS amount, "
+        f"count(DISTINCT charge) AS disputed_charges, {_SUCCEEDED} AS successful_payments "
+        f"{_CHARGEBACKS}",
+        higher_is_better=False, needs=("disputes", "charges"),
+        definition="Stripe, dispute rate: disputes received in a period / successful "
+        "charges in the same period (inquiries are not disputes yet and are left out).",
+    ),
+)
+
+WIDGETS = WIDGETS + SUBSCRIPTION_ANALYTICS + FAILED_PAYMENTS + DISPUTE_WIDGETS
 WIDGETS_BY_NAME: dict[str, Widget] = {widget.name: widget for widget in WIDGETS}
 
 

@@ -144,7 +144,16 @@
     window.setTimeout(poll, 1500);
   }
 
+  // A choice that changes what is shown (the comparison) applies at once; the form's own
+  // button is there for pages opened without scripts.
+  function autosubmit() {
+    document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+  }
+
   drawCharts();
   wireConnectDialog();
   followSync();
+  autosubmit();
 })();

@@ -5,6 +5,8 @@ SELECT
     reporting.client_day($timezone, captured_at) AS day,
     lower(currency) AS currency,
     reporting.to_major(coalesce(available, 0), currency) AS available,
-    reporting.to_major(coalesce(pending, 0), currency) AS pending
+    coalesce(available, 0) AS available_minor,
+    reporting.to_major(coalesce(pending, 0), currency) AS pending,
+    coalesce(pending, 0) AS pending_minor
 FROM stripe.balance
 WHERE client_id = $client_id

@@ -7,6 +7,7 @@ SELECT
     reporting.utc_day(coalesce(arrival_date, created)) AS arrival_day,
     lower(currency) AS currency,
     reporting.to_major(amount, currency) AS amount,
+    amount AS amount_minor,
     status,
     method
 FROM stripe.payouts

@@ -1,0 +1,98 @@
+"""A lone `stripe-reports sync CLIENT` with nothing new: wall time and Stripe requests.
+
+    .venv/bin/python -m benchmarks.no_change [--charges 20000] [--repeat 5] [--code DIR]
+
+One live-mode account (20,000 charges, all streams) in the sandbox's own process, connected
+and synced once; then the sandbox answers at 150 ms a request (100 requests/s, as Stripe)
+and each figure is a no-change `stripe-reports sync CLIENT` in a fresh process: wall time
+end to end (interpreter start, imports, the Dagster run, the sync), the requests the
+sandbox served for the account (its own count) and the events the run stored in Dagster.
+`--code DIR` runs the CLI of another checkout (to measure before and after on the same
+machine). Prints a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.progress import say
+from benchmarks.sandbox_process import BenchAccount, SandboxProcess
+
+LATENCY_MS = 150
+RATE_LIMIT_RPS = 100
+
+
+def _cli(code: Path, *args: str, stdin: str = "") -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "apps.cli", *args], input=stdin, cwd=code,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"stripe-reports {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def _events_of_last_run() -> int:
+    """Events the latest run stored in the Dagster instance (DAGSTER_HOME)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        return len(instance.all_logs(run.run_id))
+
+
+def measure(charges: int, repeat: int, code: Path) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="no-change-"))
+    os.environ.update({"STRIPE_REPORTS_HOME": str(work / "home"),
+                       "DAGSTER_HOME": str(work / "home" / "dagster_home"),
+                       "STRIPE_REPORTS_SECRET": "no-change-benchmark-passphrase",
+                       "STRIPE_REPORTS_CLIENTS_FILE": str(work / "clients.yaml")})
+    (work / "clients.yaml").write_text("clients: {}\n")
+    name = "acme"
+    with SandboxProcess([BenchAccount(name, charges=charges)], work) as sandbox:
+        os.environ["STRIPE_API_BASE"] = sandbox.base_url
+        _cli(code, "connect", "--bulk", stdin=f"{name}\t{sandbox.accounts[name].secret_key}\n")
+        say(f"first sync of {charges:,} charges, all streams")
+        first = _cli(code, "sync", name)
+        sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)
+        time.sleep(3)  # past the sync's settle window: nothing is new
+        walls, requests, events = [], [], []
+        for _ in range(repeat):
+            sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
+            walls.append(_cli(code, "sync", name))
+            requests.append(sandbox.requests_served(name))
+            events.append(_events_of_last_run())
+            say(f"  no-change sync: {walls[-1]:.2f} s, {requests[-1]} requests, "
+                f"{events[-1]} Dagster events")
+    return {
+        "charges": charges, "latency_ms": LATENCY_MS, "repeat": repeat,
+        "code": str(code),
+        "first_sync_s": round(first, 1),
+        "no_change_wall_s_median": round(statistics.median(walls), 2),
+        "no_change_wall_s_min": round(min(walls), 2),
+        "requests_per_no_change_sync": sorted(set(requests)),
+        "dagster_events_per_no_change_run": sorted(set(events)),
+        "load_average_1min_at_end": os.getloadavg()[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--charges", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="the checkout whose CLI is measured (default: this one)")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.charges, args.repeat, args.code.resolve()), indent=2))
+
+
+if __name__ == "__main__":
+    main()

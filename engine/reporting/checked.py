@@ -1,0 +1,47 @@
+"""A client checked with nothing new: its reporting tables stay as built, counted as current.
+
+The stripe_sync op asks this after a sync that landed nothing. When no build is due
+(engine.reporting.build.build_due), the freshness and last-sync records move to now and
+the op materializes nothing, so Dagster skips the reporting step: no work for no change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import duckdb
+
+from engine.client_config import client_config
+from engine.clients import client_status
+from engine.connection_store import ClientNotConnected, ConnectionStore
+from engine.freshness import last_failure, read_built_at
+from engine.reporting.build import build_due, mark_checked
+from engine.warehouse import Warehouse
+
+
+def client_state(store: ConnectionStore, client_id: str) -> str:
+    """How the client stands, as reporting.clients records it."""
+    return client_status(client_id, store.get(client_id), client_config(client_id)).standing.value
+
+
+def checked_without_build(store: ConnectionStore, warehouse: Warehouse, client_id: str) -> bool:
+    """Record the client as checked now if its reporting tables need no build; whether so."""
+    now = datetime.now(UTC)
+    state = client_state(store, client_id)
+    with warehouse.reader() as conn:
+        if build_due(conn, client_id, state=state, now=now) or _failed_since_build(conn,
+                                                                                   client_id):
+            return False
+    with warehouse.writer() as conn:
+        mark_checked(conn, client_id, now)
+    with contextlib.suppress(ClientNotConnected):  # env-only clients have no row
+        store.record_sync(client_id, now)
+    return True
+
+
+def _failed_since_build(conn: duckdb.DuckDBPyConnection, client_id: str) -> bool:
+    """A sync, build or reconciliation failed after the last build: the run goes the whole
+    way (its checks run again and say whether it still holds), never hiding it."""
+    built_at, failure = read_built_at(conn, client_id), last_failure(conn, client_id)
+    return failure is not None and (built_at is None or failure[0] >= built_at)
