@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from engine.pager import event_type_groups
 from engine.streams import STREAMS, STREAMS_BY_NAME
 from engine.sync import EVENTS_TOO_OLD, SETTLE_SECONDS
 from engine.warehouse import read_state, save_state
@@ -75,7 +76,22 @@ def _change_every_stream(server, name: str) -> set[str]:
     world.create_object(name, "prices", "price.created", nickname="new price")
     world.change_object(name, "prices", prices[0], "price.updated", nickname="renamed")
     world.delete_object(name, "prices", prices[1], "price.deleted")
-    return {customers[1], invoices[1], products[1], prices[1]}
+    # payment intents come with the new charges; disputes on one of them (Stripe sends no
+    # charge.updated when a charge is disputed: an older charge's `disputed` flag waits for
+    # its next listing), coupons, credit notes
+    new_charge = max(source_objects(server, name, STREAMS_BY_NAME["charges"]).values(),
+                     key=lambda charge: (charge["created"], charge["id"]))
+    dispute = world.dispute_charge(name, new_charge["id"])
+    world.close_dispute(name, dispute["id"], won=True)
+    coupons = ids("coupons")
+    world.update_coupon(name, coupons[0], "Renamed")
+    world.delete_coupon(name, coupons[1])
+    world.create_coupon(name, percent_off=20, coupon_name="New")
+    finalized = sorted(i for i, o in source_objects(
+        server, name, STREAMS_BY_NAME["invoices"]).items() if o["status"] in ("paid", "open"))
+    voided = world.create_credit_note(name, finalized[0], 100)
+    world.void_credit_note(name, voided["id"])
+    return {customers[1], invoices[1], products[1], prices[1], coupons[1]}
 
 
 def test_changes_on_every_stream_land_exactly_from_one_events_listing(sandbox_factory,
@@ -150,7 +166,10 @@ def test_a_busy_window_is_listed_by_groups_of_event_types(sandbox_factory, tmp_p
     assert report.streams["customers"].updated == 1
     events = _requests_by_path(server)["/v1/events"]
     # the probe, then per group a page or two: never a listing per stream
-    assert events <= 1 + 2 * 3
+    groups = event_type_groups([(*spec.event_types, *spec.new_with) for spec in STREAMS
+                                if spec.event_types])
+    assert groups is not None and len(groups) < len(STREAMS)
+    assert events <= 1 + 2 * len(groups)
     assert compare_with_source(server, "acme", warehouse) == []
 
 
