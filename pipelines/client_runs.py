@@ -157,6 +157,21 @@ def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
     return run()
 
 
+def without_logging_reconfigured(instance: Any) -> None:
+    """Runs in threads side by side (pipelines/batches.py) must not deadlock on logging.
+
+    At each run's start Dagster applies the instance's `python_logs` handlers with
+    logging.config.dictConfig, even when there are none: that holds logging's module lock
+    while it flushes every handler in the process, another run's included, and a run
+    writing an event holds its handler while it waits for the SQLite event log's lock,
+    whose holder waits for logging's lock: 4 clients side by side hung for good. With no
+    `python_logs` handlers configured (dagster.yaml has none) the answer is no handlers,
+    given without reconfiguring logging; an instance that has some keeps Dagster's way.
+    """
+    if not instance.get_python_log_dagster_handler_config():
+        instance.get_yaml_python_handlers = list  # an empty list, as Dagster's would be
+
+
 def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
     every client a partition. Once per process start, not once per client.
@@ -167,6 +182,7 @@ def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     uses; on SQLite it does nothing."""
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS,
                                     max_overflow=POOL_OVERFLOW)
+    without_logging_reconfigured(instance)
     fail_dead_runs(instance)
     register_clients(instance, client_ids)
 
