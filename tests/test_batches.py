@@ -160,3 +160,22 @@ def test_dagster_sqlite_files_commit_without_an_fsync_each_and_no_other_file(hom
     with other.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, untouched
     assert sqlite3.connect(tmp_path / "plain.db").execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+def test_a_client_run_starting_leaves_the_processes_logging_alone(home):
+    """Dagster reapplies `python_logs` at each run's start (logging.config.dictConfig), which
+    clears every named handler in the process and, with runs in threads, deadlocked them.
+    The instance has no `python_logs` handlers: none are applied, nothing is reset."""
+    import logging
+
+    from pipelines.client_runs import prepare_instance
+
+    instance = get_instance()
+    prepare_instance(instance, ["acme"])
+    probe = logging.NullHandler()
+    probe.set_name("side-by-side-probe")  # a named handler, as dictConfig would clear
+    try:
+        assert instance.get_handlers()  # what a run's log manager asks for
+        assert logging._handlers.get("side-by-side-probe") is probe
+    finally:
+        logging._handlers.pop("side-by-side-probe", None)
