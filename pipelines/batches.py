@@ -162,8 +162,8 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> No
 def _side_by_side(clients: list[str], sync: Callable[[str], ClientSyncOutcome],
                   threads: int) -> list[ClientSyncOutcome]:
     """Each client's outcome, in the given order, `threads` clients syncing at once. An
-    interruption (Ctrl-C, the run terminated) starts no further client; those running end
-    their runs as an interrupted run does."""
+    interruption (Ctrl-C, the run terminated) starts no further client; the batch ends
+    once the clients already running have finished their runs."""
     if threads <= 1 or len(clients) <= 1:
         return [sync(client) for client in clients]
     pool = ThreadPoolExecutor(max_workers=min(threads, len(clients)),
