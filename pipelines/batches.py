@@ -35,6 +35,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from engine.settings import load_settings
 from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
 
@@ -55,12 +56,25 @@ MAX_BATCH_SIZE = 25
 SIDE_BY_SIDE = 4
 
 
+def default_side_by_side() -> int:
+    """4 on the embedded deployment; 1 where PostgreSQL serves the Dagster storage, the
+    connection store or the DuckLake catalog. A client's sync opens a PostgreSQL connection
+    per stream thread and store access, and 4 clients side by side in each of 2 batch runs
+    exhausted a 50-connection server ("too many clients already", 24 of 29 runs failed,
+    benchmarks/clients_curve.md): until those connections are pooled, one at a time."""
+    settings = load_settings()
+    uses_postgres = (settings.dagster_storage_url or settings.warehouse_target
+                     or settings.connections_url.startswith("postgres"))
+    return 1 if uses_postgres else SIDE_BY_SIDE
+
+
 class BatchConfig(Config):
     clients: list[str] = Field(description="The clients this run syncs.")
     launched_by: str = Field(default="schedule", description="Who asked for the batch.")
-    side_by_side: int = Field(
-        default=SIDE_BY_SIDE, ge=1,
-        description="How many of its clients the run syncs at once, each in its own run.")
+    side_by_side: int | None = Field(
+        default=None, ge=1,
+        description="How many of its clients the run syncs at once, each in its own run "
+        "(default: 4 on the embedded deployment, 1 with PostgreSQL).")
 
 
 def client_batches(clients: list[str], run_workers: int,
@@ -144,7 +158,8 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> No
         return materialize_client(client, job=sync_job, launched_by=config.launched_by,
                                   instance=context.instance, tags=tags)
 
-    outcomes = _side_by_side(config.clients, sync, config.side_by_side)
+    outcomes = _side_by_side(config.clients, sync,
+                             config.side_by_side or default_side_by_side())
     failed = []
     for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
         verdict = "synced" if outcome.success else f"failed: {outcome.message}"
