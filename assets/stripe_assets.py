@@ -306,7 +306,10 @@ def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: War
           account: StripeAccount, connection: ClientConnection | None, specs: list[StreamSpec],
           config: SyncConfig) -> SyncReport:
     def progress(client: str, stream: str, rows: int, requests: int) -> None:
-        context.log.info(f"{client}/{stream}: {rows} rows landed, {requests} requests")
+        # A stream with nothing new says so in its materialization's metadata: a log line
+        # each is 9 more events to store per no-change client run (issue 21).
+        if rows:
+            context.log.info(f"{client}/{stream}: {rows} rows landed, {requests} requests")
         report_progress(client, stream, rows, requests)
 
     with explained_errors():

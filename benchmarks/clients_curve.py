@@ -3,6 +3,10 @@
     .venv/bin/python -m benchmarks.clients_curve --deployment file --clients 10,100 --workers 2
     .venv/bin/python -m benchmarks.clients_curve --deployment lake --clients 1000 --first-only
 
+The sandbox answers every sync request after `--latency-ms` (default 150: Stripe-like; set
+once `connect --bulk` is done), so a batch run's clients syncing side by side have network
+waits to overlap, as with Stripe.
+
 For each deployment, number of clients N and number of run workers W (the queue's
 `max_concurrent_runs` in the instance's dagster.yaml):
 - `file`: Dagster on SQLite files under DAGSTER_HOME, the warehouse one DuckDB file.
@@ -49,10 +53,13 @@ RESULTS = ROOT / "benchmarks" / "clients_curve.md"
 CHARGES_PER_ACCOUNT = 30
 POLL_SECONDS = 5
 TABLE_HEAD = (
-    "| deployment | clients | workers | first cycle s | no-change cycle s | s/client "
-    "(first / no-change) | requests (first / no-change) | requests/client | runs ok/failed "
-    "| batch runs | connect --bulk s | verified | load at start/end | when (UTC) | commit |\n"
-    "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|---|---|---|\n")
+    "| deployment | clients | workers | latency ms | first cycle s | no-change cycle s | "
+    "s/client (first / no-change) | requests (first / no-change) | requests/client | "
+    "runs ok/failed | batch runs | connect --bulk s | verified | load at start/end | "
+    "when (UTC) | commit |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|---|---|---|\n")
+# Rows before the latency column (0 ms) sit in the table above this heading.
+LATENCY_SECTION = "## With Stripe-like latency (issue 21)"
 
 
 def say(message: str) -> None:
@@ -112,6 +119,14 @@ class Sandbox:
             request.add_header("Authorization", f"Bearer {key}")
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
+
+    def set_latency(self, latency_ms: float) -> None:
+        """Every answer from now on waits `latency_ms` (set after `connect --bulk`, which
+        is not what is measured)."""
+        request = urllib.request.Request(
+            self.base_url + "/_sandbox/config", data=json.dumps({"latency_ms": latency_ms})
+            .encode(), headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=60).read()
 
     def reset_stats(self) -> None:
         request = urllib.request.Request(self.base_url + "/_sandbox/stats/reset", data=b"{}",
@@ -432,14 +447,15 @@ def _serve(stack: ExitStack, work: Path, instance: Any) -> tuple[list[str], list
 
 
 def measure(deployment: str, clients: int, workers: int, first_only: bool,
-            timeout_s: float, maintain: bool = False) -> dict:
+            timeout_s: float, maintain: bool = False, latency_ms: float = 150) -> dict:
     from support.postgres_server import running_postgres
 
     work = Path(tempfile.mkdtemp(prefix=f"curve-{deployment}-{clients}-{workers}-",
                                  dir=os.environ.get("BENCH_WORK_DIR")))
     say(f"{deployment}, {clients} clients, {workers} run workers: {work}")
     summary: dict[str, Any] = {"deployment": deployment, "clients": clients,
-                               "workers": workers, "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+                               "workers": workers, "latency_ms": latency_ms,
+                               "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
                                "commit": _commit(), "work_dir": str(work)}
     postgres = running_postgres() if deployment == "lake" else nullcontext()
     with postgres as server, ExitStack() as stack:
@@ -449,6 +465,7 @@ def measure(deployment: str, clients: int, workers: int, first_only: bool,
         _write_instance(workers)
         summary.update(_connect_bulk(sandbox, work))
         say(f"  connect --bulk: {summary['connect_bulk_s']} s")
+        sandbox.set_latency(latency_ms)
         from pipelines.instance import get_instance
 
         instance = get_instance()
@@ -487,7 +504,8 @@ def table_row(s: dict) -> str:
         runs += f", {second['runs_ok']}/{second['runs_failed']}"
     verified = "yes" if first["verified"] and (not second or second["verified"]) else "**no**"
     loads = f"{first['load_start']} / {(second or first)['load_end']}"
-    return (f"| {s['deployment']} | {s['clients']:,} | {s['workers']} | {_wall(first)} | "
+    return (f"| {s['deployment']} | {s['clients']:,} | {s['workers']} | "
+            f"{s.get('latency_ms', 0):g} | {_wall(first)} | "
             f"{_wall(second) if second else 'not run'} | "
             f"{_pair(first, second, 's_per_client', '{:.2f}')} | "
             f"{_pair(first, second, 'requests')} | "
@@ -503,6 +521,8 @@ def append_row(summary: dict) -> None:
             "Written by `benchmarks/clients_curve.py` (its docstring says how). One row per "
             "run, appended; figures are first cycle / no-change cycle.\n\n" + TABLE_HEAD)
     with RESULTS.open("a") as results:
+        if LATENCY_SECTION not in RESULTS.read_text():
+            results.write(f"\n{LATENCY_SECTION}\n\n{TABLE_HEAD}")
         results.write(table_row(summary))
 
 
@@ -515,12 +535,14 @@ def main() -> None:
     parser.add_argument("--timeout-minutes", type=float, default=90, help="per cycle")
     parser.add_argument("--maintain", action="store_true",
                         help="lake: run the nightly maintenance pass between the cycles")
+    parser.add_argument("--latency-ms", type=float, default=150,
+                        help="the sandbox's wait before each answer (Stripe-like: 150)")
     parser.add_argument("--no-record", action="store_true", help="do not append to the table")
     args = parser.parse_args()
     for clients in (int(c) for c in args.clients.split(",")):
         for workers in (int(w) for w in args.workers.split(",")):
             summary = measure(args.deployment, clients, workers, args.first_only,
-                              args.timeout_minutes * 60, args.maintain)
+                              args.timeout_minutes * 60, args.maintain, args.latency_ms)
             print(json.dumps(summary, indent=2), flush=True)
             if not args.no_record:
                 append_row(summary)

@@ -1,12 +1,13 @@
-"""One run that syncs several clients in turn: how a schedule tick covers many clients.
+"""One run that syncs several clients: how a schedule tick covers many clients.
 
 A run per client costs seconds of fixed work before any Stripe request: a process, the
 imports, the run's launch (about 7 s for one client from the CLI, measured in
 benchmarks/README.md). A tick of 1,000 clients also asked Dagster to check and submit 1,000
 run requests, which overran its 60 s schedule limit. So a tick requests a few batch runs;
-each batch run executes its clients' `stripe_sync_job` runs one after another in its own
-process. Each client keeps a run of its own (its partition's status, its checks, its
-failure and what to do), launched without a process of its own.
+each batch run executes its clients' `stripe_sync_job` runs in its own process, a few side
+by side (threads): separate Stripe accounts, so their network waits overlap. Each client
+keeps a run of its own (its partition's status, its checks, its failure and what to do),
+launched without a process of its own.
 
 Why not Dagster's single run over a partition range (`BackfillPolicy.single_run`): a range
 is a contiguous slice of the partitions in the order they were added, while a cadence's
@@ -17,6 +18,8 @@ it. A run per client keeps Dagster's per-client status, checks and messages as t
 
 
 import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from dagster import (
     Config,
@@ -32,8 +35,9 @@ from dagster import (
 from pydantic import Field
 
 from assets.known_failure import KnownFailure
+from engine.settings import load_settings
 from pipelines.batch_assets import declaring_assets, sync_job_asset_keys
-from pipelines.client_runs import materialize_client, prepare_instance
+from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
 
 BATCH_JOB_NAME = "stripe_sync_batch_job"
@@ -45,11 +49,33 @@ ORIGIN_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
 MAX_RUNTIME_TAG = "dagster/max_runtime"  # Dagster's per-run override of run monitoring
 # The most clients one batch run syncs: a batch's clients wait for each other.
 MAX_BATCH_SIZE = 25
+# Clients a batch run syncs side by side, each in a thread of its own. They are separate
+# Stripe accounts with separate rate limits, so one client's network waits (150 ms a request
+# at Stripe) overlap the others' work instead of adding up. The warehouse keeps its writer
+# rules whatever the threads: the DuckDB file's lock lets one writer in at a time, the
+# DuckLake catalog takes concurrent commits; and one sync per client at a time still holds.
+SIDE_BY_SIDE = 4
+
+
+def default_side_by_side() -> int:
+    """4 on the embedded deployment; 1 where PostgreSQL serves the Dagster storage, the
+    connection store or the DuckLake catalog. A client's sync opens a PostgreSQL connection
+    per stream thread and store access, and 4 clients side by side in each of 2 batch runs
+    exhausted a 50-connection server ("too many clients already", 24 of 29 runs failed,
+    benchmarks/clients_curve.md): until those connections are pooled, one at a time."""
+    settings = load_settings()
+    uses_postgres = (settings.dagster_storage_url or settings.warehouse_target
+                     or settings.connections_url.startswith("postgres"))
+    return 1 if uses_postgres else SIDE_BY_SIDE
 
 
 class BatchConfig(Config):
-    clients: list[str] = Field(description="The clients this run syncs, one after another.")
+    clients: list[str] = Field(description="The clients this run syncs.")
     launched_by: str = Field(default="schedule", description="Who asked for the batch.")
+    side_by_side: int | None = Field(
+        default=None, ge=1,
+        description="How many of its clients the run syncs at once, each in its own run "
+        "(default: 4 on the embedded deployment, 1 with PostgreSQL).")
 
 
 def client_batches(clients: list[str], run_workers: int,
@@ -121,16 +147,22 @@ def _child_tags(context: OpExecutionContext) -> dict[str, str]:
     return {BATCH_TAG: context.run_id, **origin}
 
 
-@op(description="Run each client's stripe_sync_job in this process, one after another; "
-    "fails at the end, naming the clients that failed, if any did.")
+@op(description="Run each client's stripe_sync_job in this process, a few clients side by "
+    "side; fails at the end, naming the clients that failed, if any did.")
 def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> None:
     prepare_instance(context.instance, config.clients)
     # The sync job of the code location this batch runs in: no import of the Definitions.
     sync_job = context.repository_def.get_job(SYNC_JOB_NAME)
+    tags = _child_tags(context)
+
+    def sync(client: str) -> ClientSyncOutcome:
+        return materialize_client(client, job=sync_job, launched_by=config.launched_by,
+                                  instance=context.instance, tags=tags)
+
+    outcomes = _side_by_side(config.clients, sync,
+                             config.side_by_side or default_side_by_side())
     failed = []
-    for number, client in enumerate(config.clients, start=1):
-        outcome = materialize_client(client, job=sync_job, launched_by=config.launched_by,
-                                     instance=context.instance, tags=_child_tags(context))
+    for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
         verdict = "synced" if outcome.success else f"failed: {outcome.message}"
         context.log.info(f"{number}/{len(config.clients)} {client} {verdict} "
                          f"(run {outcome.run_id or 'not started'})")
@@ -141,6 +173,22 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> No
             description=f"{len(failed)} of {len(config.clients)} clients failed; the others "
             "synced. Each client's own run says what to do:\n" + "\n".join(failed),
             metadata={"failed_clients": len(failed)}, allow_retries=False)
+
+
+def _side_by_side(clients: list[str], sync: Callable[[str], ClientSyncOutcome],
+                  threads: int) -> list[ClientSyncOutcome]:
+    """Each client's outcome, in the given order, `threads` clients syncing at once. An
+    interruption (Ctrl-C, the run terminated) starts no further client; the batch ends
+    once the clients already running have finished their runs."""
+    if threads <= 1 or len(clients) <= 1:
+        return [sync(client) for client in clients]
+    pool = ThreadPoolExecutor(max_workers=min(threads, len(clients)),
+                              thread_name_prefix="client-sync")
+    try:
+        futures: list[Future[ClientSyncOutcome]] = [pool.submit(sync, c) for c in clients]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @job(name=BATCH_JOB_NAME, executor_def=in_process_executor,

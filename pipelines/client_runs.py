@@ -7,12 +7,16 @@ Dagster UI beside the scheduled ones, tagged with who launched it.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import AssetKey, DagsterExecutionInterruptedError, JobDefinition, RunConfig
+from sqlalchemy import event as sqlalchemy_events
+from sqlalchemy.pool import Pool
 
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
@@ -165,6 +169,49 @@ def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
     return run()
 
 
+def without_logging_reconfigured(instance: Any) -> None:
+    """Runs in threads side by side (pipelines/batches.py) must not deadlock on logging.
+
+    At each run's start Dagster applies the instance's `python_logs` handlers with
+    logging.config.dictConfig, even when there are none: that holds logging's module lock
+    while it flushes every handler in the process, another run's included, and a run
+    writing an event holds its handler while it waits for the SQLite event log's lock,
+    whose holder waits for logging's lock: 4 clients side by side hung for good. With no
+    `python_logs` handlers configured (dagster.yaml has none) the answer is no handlers,
+    given without reconfiguring logging; an instance that has some keeps Dagster's way.
+    """
+    if not instance.get_python_log_dagster_handler_config():
+        instance.get_yaml_python_handlers = list  # an empty list, as Dagster's would be
+
+
+_SQLITE_ROOTS: set[str] = set()
+
+
+def sqlite_commits_without_fsync(instance: Any) -> None:
+    """Dagster's SQLite files (the embedded instance) commit without waiting for the disk.
+
+    A client's run writes ~100 events, each committed on its own (two commits for an asset
+    event), and Dagster keeps its SQLite files in WAL mode, where each commit waits for an
+    fsync by default: 10 ms each on this shared disk, ~3 s a no-change client. In WAL mode,
+    synchronous=NORMAL keeps the files consistent whatever happens; a power cut may lose
+    the last events written, never the warehouse's rows (DuckDB's own commits). Only files
+    under the instance's folder: the connection store's SQLite keeps its full sync."""
+    root = getattr(instance, "root_directory", None)
+    if not root:  # an ephemeral instance: no files
+        return
+    if not _SQLITE_ROOTS:  # PostgreSQL storage opens no SQLite file there: nothing changes
+        sqlalchemy_events.listen(Pool, "connect", _normal_sync_under_roots)
+    _SQLITE_ROOTS.add(os.path.join(os.path.realpath(root), ""))
+
+
+def _normal_sync_under_roots(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    files = [row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[2]]
+    if any(os.path.realpath(f).startswith(tuple(_SQLITE_ROOTS)) for f in files):
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
     every client a partition. Once per process start, not once per client.
@@ -175,6 +222,8 @@ def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     uses; on SQLite it does nothing."""
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS,
                                     max_overflow=POOL_OVERFLOW)
+    without_logging_reconfigured(instance)
+    sqlite_commits_without_fsync(instance)
     fail_dead_runs(instance)
     register_clients(instance, client_ids)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from dagster import DagsterRunStatus, RunRequest, RunsFilter, build_schedule_context
 
@@ -115,3 +116,76 @@ def test_a_batch_run_syncs_each_client_in_its_own_run_and_names_the_one_that_fai
         synced = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
     assert synced == {"acme": 40, "initech": 40}  # the revoked key stopped nobody else
+
+
+def test_a_batch_run_syncs_its_clients_side_by_side_with_stripe_like_latency(
+        home, sandbox_factory):
+    names = ("acme", "globex", "initech", "umbrella")
+    server = sandbox_factory([AccountSpec(name, charges=20, customers=4, subscriptions=2)
+                              for name in names])
+    for name, account in server.world.accounts.items():
+        connect_and_register(name, account.secret_key, api_base=server.base_url)
+    server.configure(latency_ms=150)  # each client's requests wait as at Stripe
+    instance = get_instance()
+
+    batch = run_batch(instance, list(names))
+
+    assert batch.success
+    runs = instance.get_run_records(
+        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={BATCH_TAG: batch.run_id}))
+    assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == sorted(names)
+    assert {r.dagster_run.status for r in runs} == {DagsterRunStatus.SUCCESS}
+    # Side by side: a client's run starts before another one's has ended (one after
+    # another, each would start after the previous end).
+    spans = sorted((r.start_time, r.end_time) for r in runs)
+    assert any(later_start < end for (_, end), (later_start, _) in pairwise(spans))
+    with warehouse_from_settings().reader() as conn:
+        synced = dict(conn.execute(
+            "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
+    assert synced == dict.fromkeys(names, 20)  # every client's rows, none twice
+
+
+def test_dagster_sqlite_files_commit_without_an_fsync_each_and_no_other_file(home, tmp_path):
+    import sqlite3
+
+    import sqlalchemy as db
+
+    from pipelines.client_runs import prepare_instance
+
+    instance = get_instance()
+    prepare_instance(instance, ["acme"])
+    with instance.event_log_storage.index_connection() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    other = db.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with other.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, untouched
+    assert sqlite3.connect(tmp_path / "plain.db").execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+def test_a_client_run_starting_leaves_the_processes_logging_alone(home):
+    """Dagster reapplies `python_logs` at each run's start (logging.config.dictConfig), which
+    clears every named handler in the process and, with runs in threads, deadlocked them.
+    The instance has no `python_logs` handlers: none are applied, nothing is reset."""
+    import logging
+
+    from pipelines.client_runs import prepare_instance
+
+    instance = get_instance()
+    prepare_instance(instance, ["acme"])
+    probe = logging.NullHandler()
+    probe.set_name("side-by-side-probe")  # a named handler, as dictConfig would clear
+    try:
+        assert instance.get_handlers()  # what a run's log manager asks for
+        assert logging._handlers.get("side-by-side-probe") is probe
+    finally:
+        logging._handlers.pop("side-by-side-probe", None)
+
+
+def test_clients_sync_side_by_side_on_the_embedded_deployment_one_at_a_time_on_postgres(
+        home, monkeypatch):
+    from pipelines.batches import SIDE_BY_SIDE, default_side_by_side
+
+    assert default_side_by_side() == SIDE_BY_SIDE > 1
+    monkeypatch.setenv("STRIPE_REPORTS_DAGSTER_STORAGE_URL",
+                       "postgresql://postgres@127.0.0.1:5432/dagster")
+    assert default_side_by_side() == 1  # until the lake's connections are pooled
