@@ -7,6 +7,8 @@ No tests here; the test_reporting*, test_widgets* and test_web* modules import i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,24 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from engine.connection_store import ConnectionStore
 from engine.reporting import build_reporting_tables
 from engine.streams import BALANCE_COLUMNS, STREAMS_BY_NAME, Column
 from engine.warehouse import Warehouse, insert_rows
 from engine.warehouse_factory import open_warehouse
 
 _ids = itertools.count(1)
+
+
+@contextmanager
+def connected_store(client_id: str, synced_at: datetime) -> Iterator[ConnectionStore]:
+    """The settings' connection store with the client connected (a test key) and synced at
+    `synced_at`: its widgets judge freshness from that."""
+    with ConnectionStore.from_settings() as opened:
+        opened.save_connection(client_id, secret_key="sk_test_" + "a" * 24,
+                               account_id="acct_1", livemode=False)
+        opened.record_sync(client_id, synced_at)
+        yield opened
 
 
 def ts(value: str | date | datetime) -> int:

@@ -7,10 +7,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
 from reports.widgets import render, run_widgets, widget_catalog
-from tests.test_reporting_support import build, charge, customer, land, price, subscription
+from tests.test_reporting_support import (
+    build,
+    charge,
+    connected_store,
+    customer,
+    land,
+    price,
+    subscription,
+)
 
 CLIENT = "acme"
 END = date(2024, 6, 30)
@@ -19,10 +26,7 @@ NOW = datetime(2024, 6, 30, 18, tzinfo=UTC)
 
 @pytest.fixture()
 def store(home):
-    with ConnectionStore.from_settings() as opened:
-        opened.save_connection(CLIENT, secret_key="sk_test_" + "a" * 24, account_id="acct_1",
-                               livemode=False)
-        opened.record_sync(CLIENT, NOW - timedelta(minutes=10))
+    with connected_store(CLIENT, NOW - timedelta(minutes=10)) as opened:
         yield opened
 
 
