@@ -83,7 +83,7 @@ def _results(client: str) -> dict:
 
 
 def test_the_nrr_tile_shows_the_cli_figure(synced):
-    cli = run_cli("widget", "nrr", "full", "--json")
+    cli = run_cli("widget", "full", "nrr", "--format", "json")
     assert cli.returncode == 0, cli.stderr
     nrr = json.loads(cli.stdout)
     assert nrr["state"] == OK and nrr["value"] is not None
