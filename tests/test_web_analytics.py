@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from apps.web.agency_report import ANALYTICS_TILES, BREAKDOWNS
+from apps.web.client_report import client_locale, figure
+from apps.web.share import share_token
 from engine.connection_store import ConnectionStore
 from reports.widgets import OK, format_value, run_widgets
 from sandbox import AccountSpec
@@ -155,3 +158,26 @@ def test_the_page_fits_a_360_px_phone(synced, tmp_path):
     page.screenshot(path=str(tmp_path / "analytics-360.png"), full_page=True)
     context.close()
 
+
+
+def test_the_client_report_shows_retention_without_operator_text(synced):
+    """The share page keeps to a subset, NRR and GRR, in the client's words: no definition,
+    and a figure the key may not read is "Not available", not the staff message."""
+    app, browser = synced
+    results = _results("full")
+    page = browser.new_context(viewport={"width": 360, "height": 900}).new_page()
+    for client in ("full", "no-subs"):
+        with ConnectionStore.from_settings() as store:
+            token = share_token(store, client, timedelta(days=1))
+        page.goto(f"{app.url}/r/{token}")
+        for name in ("nrr", "grr"):
+            tile = page.locator(f'.tile[data-widget="{name}"]')
+            if client == "full":
+                assert tile.locator(".tile-value").inner_text() == figure(
+                    results[name].value, "percent", "usd", client_locale("full"))
+            else:
+                assert tile.locator(".tile-change").inner_text() == "Not available"
+        text = page.locator("body").inner_text()
+        assert "cannot be shown" not in text and "ChartMogul" not in text
+        assert "How it's computed" not in text
+    page.context.close()
