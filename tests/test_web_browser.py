@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.web.agency_report import ANALYTICS_TILES
 from apps.web.app import TILES
 from engine.connection_store import ConnectionStore
 from engine.warehouse_factory import warehouse_from_settings
@@ -119,7 +120,12 @@ def test_a_failed_client_shows_reconnect_steps(app, page):
     assert banner.locator("ol.steps li").all_inner_texts() == [
         "In Initech's Stripe Dashboard open Developers → API keys.",
         "Create a new Secret key and paste it with Connect."]
-    assert page.locator('.tile[data-state="reconnect_required"]').count() == len(TILES)
+    key_figures = page.locator('section[aria-label="Key figures"] .tile')
+    assert key_figures.count() == len(TILES)
+    # Every figure on the page, the analytics sections' too, waits for the reconnect.
+    every = len(TILES) + sum(len(names) for _, _, names in ANALYTICS_TILES)
+    assert page.locator('.tile[data-state="reconnect_required"]').count() == \
+        page.locator(".tile").count() == every
     page.click("#connect-button")
     assert page.locator("#connect-dialog input[type=password]").is_visible()
 

@@ -41,7 +41,18 @@ TILES = (
 )
 CHARTS = ("revenue_over_time", "mrr_over_time", "mrr_movements", "payouts")
 TABLES = ("recent_payments",)
-REPORT_WIDGETS = (*TILES, *CHARTS, *TABLES)
+# Issue 22's widgets, below the key figures in titled sections: (id, title, widgets).
+ANALYTICS_TILES = (
+    ("subscription-analytics", "Subscription analytics", (
+        "customer_churn", "customer_churn_rate", "subscription_churn_rate", "mrr_churn_rate",
+        "nrr", "grr", "nrr_12m", "grr_12m", "arpa", "ltv", "quick_ratio", "new_trials",
+        "trial_conversion_rate")),
+    ("disputes", "Disputes", ("disputes",)),
+)
+BREAKDOWNS = ("mrr_by_plan", "revenue_by_country")
+COHORTS = "cohort_retention"
+ANALYTICS = (*(n for _, _, names in ANALYTICS_TILES for n in names), *BREAKDOWNS, COHORTS)
+REPORT_WIDGETS = (*TILES, *CHARTS, *TABLES, *ANALYTICS)
 
 
 # -- presentation helpers ---------------------------------------------------------------
@@ -83,6 +94,7 @@ def _tile(result: WidgetResult) -> dict[str, Any]:
         "trend": "flat" if good is None else ("good" if good else "bad"),
         "direction": "" if not ratio else ("▲" if ratio > 0 else "▼"),
         "description": widget.description,
+        "definition": widget.definition,
     }
 
 
@@ -106,6 +118,53 @@ def _payment_rows(result: WidgetResult, zone: ZoneInfo) -> list[dict[str, Any]]:
             "amount_text": format_money(row["amount"], row["currency"]),
         })
     return rows
+
+
+# The columns shown (the CSV has them all): the plan's name says more than its product id.
+_COLUMN_TITLES = {"plan": "Plan", "mrr": "MRR",
+                  "subscriptions": "Subscriptions", "country": "Country", "gross": "Gross volume",
+                  "payments": "Payments"}
+
+
+def _breakdown(result: WidgetResult) -> dict[str, Any]:
+    """A table widget's rows as cells, money formatted in the widget's currency."""
+    columns = [c for c in (result.rows[0] if result.rows else {}) if c in _COLUMN_TITLES]
+    money = {"mrr", "gross"}
+    return {
+        "result": result,
+        "description": get_widget(result.widget).description,
+        "definition": get_widget(result.widget).definition,
+        "columns": [(c, _COLUMN_TITLES[c], c in money) for c in columns],
+        "rows": [[format_money(row[c], result.currency) if c in money and row[c] is not None
+                  else ("—" if row[c] is None else row[c]) for c in columns]
+                 for row in result.rows],
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else format_value(value, "percent", None)
+
+
+def _cohort_grid(result: WidgetResult) -> dict[str, Any]:
+    """cohort_retention's rows (cohort, month, customers, customers_pct, mrr, mrr_pct) as
+    one line per cohort and one column per month since it first paid."""
+    cohorts: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in result.rows:
+        cohorts.setdefault(row["cohort"], {})[int(row["month"])] = row
+    months = max((m for cells in cohorts.values() for m in cells), default=-1) + 1
+    lines = []
+    for cohort, cells in cohorts.items():
+        first = cells.get(0, {})
+        lines.append({
+            "cohort": cohort, "customers": first.get("customers"),
+            "cells": [None if m not in cells else {
+                "pct": _percent(cells[m]["customers_pct"]), "customers": cells[m]["customers"],
+                "mrr_pct": _percent(cells[m]["mrr_pct"]),
+                "mrr": format_money(cells[m]["mrr"], result.currency)}
+                for m in range(months)],
+        })
+    return {"result": result, "definition": get_widget(result.widget).definition,
+            "months": list(range(months)), "lines": lines}
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -150,6 +209,10 @@ def _report_context(state: AppState, client_id: str, start: str | None, end: str
         "chart_data": [_chart(by_name[name]) for name in CHARTS if by_name[name].rows],
         "payments": by_name["recent_payments"],
         "payment_rows": _payment_rows(by_name["recent_payments"], ZoneInfo(timezone)),
+        "analytics": [(section_id, title, [_tile(by_name[n]) for n in names])
+                      for section_id, title, names in ANALYTICS_TILES],
+        "breakdowns": [_breakdown(by_name[n]) for n in BREAKDOWNS],
+        "cohorts": _cohort_grid(by_name[COHORTS]),
         "reconnect": reconnect,
         "stale": stale,
         "as_of": when(first.as_of),

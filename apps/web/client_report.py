@@ -30,8 +30,10 @@ from reports.widgets import COMPARISONS, RECONNECT, WidgetResult, get_widget, ru
 DEFAULT_LOCALE = "en_US"
 DEFAULT_BRAND = "Stripe reports"
 DEFAULT_COLOR = "#635bff"
+# Net and gross revenue retention are the subscription analytics a client reads most
+# readily; the rest (and every definition) stay on the staff page.
 TILES = ("gross_volume", "net_volume", "mrr", "arr", "active_subscriptions", "new_customers",
-         "successful_payments", "refunds", "churn_rate", "arpu")
+         "successful_payments", "refunds", "churn_rate", "arpu", "nrr", "grr")
 CHARTS = ("revenue_over_time", "mrr_over_time")
 REPORT_WIDGETS = (*TILES, *CHARTS, "recent_payments")
 _COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
