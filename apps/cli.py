@@ -115,6 +115,7 @@ def connect(client: str | None, name: str | None, timezone: str | None, strict: 
         raise click.UsageError("Missing CLIENT: `stripe-reports connect CLIENT` (or --bulk).")
     check_names([client], must_exist=False)
     if timezone is not None:  # refused before the key is asked for: nothing is changed
+        # Loaded only when a zone is given: the CLI starts without them.
         from engine.client_config import check_timezone
         from engine.user_errors import CommandError
 

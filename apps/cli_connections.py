@@ -11,7 +11,7 @@ import threading
 from rich.text import Text
 
 from apps.terminal import console, plural, print_steps, print_table, state_text
-from engine.client_config import set_client_field
+from engine.client_config import ClientsFileError, read_clients_file, set_client_field
 from engine.clients import ClientStatus, Standing, roster_or_error
 from engine.connection_store import ClientNotConnected, ConnectionStore
 from engine.failures import StripeAccessError
@@ -66,8 +66,6 @@ def connect(client_id: str, name: str | None, strict: bool, replace_account: boo
 
 def _check_clients_file(client_id: str, timezone: str) -> None:
     """clients.yaml can take the time zone (readable as a whole, a valid entry after)."""
-    from engine.client_config import ClientsFileError, read_clients_file
-
     try:
         problem = read_clients_file().problems.get(client_id)
     except ClientsFileError as error:

@@ -178,7 +178,8 @@ def test_the_sync_summary_reads_naturally(synced):
     assert not re.search(r"\b1 requests|\+0|\b0 (new|updated|deleted)", synced.stdout)
     again = run_cli("sync", "acme")
     charges = next(line for line in again.stdout.splitlines() if "stripe/charges" in line)
-    assert re.fullmatch(r"  stripe/charges\s+no changes · [2-9] requests", charges), charges
+    # One events listing serves every stream: a quiet stream asks nothing of its own.
+    assert re.fullmatch(r"  stripe/charges\s+no changes · 0 requests", charges), charges
 
 
 def test_unknown_names_change_nothing_in_dagster_the_store_or_the_warehouse(synced):
