@@ -62,6 +62,10 @@ class StreamSpec:
     # Events of other objects that may come with a new object of this stream and no event
     # of its own: the stream lists what was created since its cursor when one is seen.
     new_with: tuple[str, ...] = ()
+    # Events of other objects that change one of this stream's objects without an event of
+    # its own (a dispute flags its charge `disputed`): the object they name in this field is
+    # fetched again. (event type, field of the event's object holding this stream's id)
+    refetch_with: tuple[tuple[str, str], ...] = ()
     list_params: dict[str, str] = field(default_factory=dict)
     children: tuple[ChildSpec, ...] = ()
     # Widgets that read this stream: named in permission warnings. The widget catalog
@@ -136,6 +140,9 @@ STREAMS: tuple[StreamSpec, ...] = (
             "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded",
             "charge.updated", "charge.expired", "charge.pending",
         ),
+        # Stripe sends no charge.updated when a charge is disputed, only the dispute's events.
+        refetch_with=tuple((f"charge.dispute.{change}", "charge") for change in (
+            "created", "closed", "funds_withdrawn", "funds_reinstated")),
         widgets=(*PAYMENT_WIDGETS, "disputes"),  # the dispute rate's denominator
     ),
     StreamSpec(

@@ -296,6 +296,8 @@ class _Stream:
     always_list: bool = False
     # An event of another object said a new object of this stream may exist (new_with).
     hinted: bool = False
+    # Objects another object's event changed without an event of their own (refetch_with).
+    refetch: set[str] = field(default_factory=set)
 
     @property
     def needs_listing(self) -> bool:
@@ -318,6 +320,22 @@ class _Stream:
         self.changed.append(obj)
         if event.get("type") in self.spec.deleted_event_types:
             self.deleted.add(obj["id"])
+
+    def note_refetch(self, event: dict, named_in: str) -> None:
+        obj = (event.get("data") or {}).get("object") or {}
+        if isinstance(obj.get(named_in), str) and int(event.get("created") or 0) >= \
+                self.events_lo:
+            self.refetch.add(obj[named_in])
+
+    def fetch_again(self, account: StripeAccount) -> None:
+        """The objects named by other objects' events, as they are now (newer than any
+        snapshot an event of their own carried this run)."""
+        fetched = {object_id: account.get(f"{self.spec.endpoint}/{object_id}")
+                   for object_id in sorted(self.refetch)}
+        self.changed = [obj for obj in self.changed if obj.get("id") not in fetched]
+        self.changed.extend(fetched.values())
+        self.seen |= fetched.keys()
+        self.refetch = set()
 
     def land_changed(self) -> None:
         """Land the events' objects taken so far, with the stream's state."""
@@ -355,23 +373,33 @@ def _apply_events(account: StripeAccount, streams: list[_Stream], hi: int,
         return None
     by_type: dict[str, list[_Stream]] = {}
     hints: dict[str, list[_Stream]] = {}
+    refetches: dict[str, list[tuple[_Stream, str]]] = {}
     for stream in applying:
         for type_ in stream.spec.event_types:
             by_type.setdefault(type_, []).append(stream)
         for type_ in stream.spec.new_with:
             hints.setdefault(type_, []).append(stream)
+        for type_, named_in in stream.spec.refetch_with:
+            refetches.setdefault(type_, []).append((stream, named_in))
     lo = min(stream.events_lo for stream in applying)
-    type_sets = [(*s.spec.event_types, *s.spec.new_with) for s in applying]
+    type_sets = [(*s.spec.event_types, *s.spec.new_with, *(t for t, _ in s.spec.refetch_with))
+                 for s in applying]
     try:
         for page in extract_events_of(account.tagged("events"), type_sets, lo, hi):
             for event in page:
-                for stream in by_type.get(event.get("type") or "", ()):
+                type_ = event.get("type") or ""
+                for stream in by_type.get(type_, ()):
                     stream.take(event)
-                for stream in hints.get(event.get("type") or "", ()):
+                for stream in hints.get(type_, ()):
                     stream.hinted = True
+                for stream, named_in in refetches.get(type_, ()):
+                    stream.note_refetch(event, named_in)
             for stream in applying:
                 if len(stream.changed) >= CHUNK_ROWS:
                     stream.land_changed()
+        for stream in applying:
+            if stream.refetch:
+                stream.fetch_again(account.tagged(stream.spec.name))
     except PermissionMissing as gap:
         if not gap.accepted(accepted_missing):
             raise

@@ -17,7 +17,7 @@ from tests.sync_helpers import (
 from tests.test_sync_sandbox import settle
 
 NEW = ("disputes", "coupons", "credit_notes", "payment_intents")
-CHECKED = [STREAMS_BY_NAME[name] for name in (*NEW, "subscriptions", "invoices")]
+CHECKED = [STREAMS_BY_NAME[name] for name in (*NEW, "charges", "subscriptions", "invoices")]
 
 
 def _rows(warehouse, sql: str, *params) -> list[tuple]:
@@ -71,7 +71,7 @@ def test_first_sync_lands_the_new_streams_and_every_item_and_line(sandbox_factor
 
     assert not report.errors
     assert compare_with_source(server, "acme", warehouse,
-                               streams=[*CHECKED, STREAMS_BY_NAME["charges"]]) == []
+                               streams=CHECKED) == []
     assert report.streams["disputes"].inserted == 2
     assert report.streams["payment_intents"].inserted == 300
     items = _rows(warehouse, "SELECT id, quantity FROM stripe.subscription_items "
