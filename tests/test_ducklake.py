@@ -23,9 +23,9 @@ import pytest
 from dagster import DagsterInstance
 
 from engine.lake import retrying, turns
-from engine.lake.database import close_databases, extension_path
+from engine.lake.database import SESSIONS_PER_PROCESS, close_databases, extension_path
 from engine.lake.retrying import RetryingConnection
-from engine.lake.target import masked
+from engine.lake.target import catalog_dsn, masked
 from engine.lake.turns import TURN_NAMESPACE
 from engine.lake.warehouse import LakeWarehouse
 from engine.reporting.build import build_reporting_tables
@@ -123,6 +123,17 @@ def _watch(warehouse: Warehouse, created: dict[str, list[int]], stop: threading.
         time.sleep(0.05)
 
 
+def _count_catalog_sessions(dsn: str, stop: threading.Event, counts: list[int]) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cursor:
+        while not stop.is_set():
+            cursor.execute("SELECT count(*) - 1 FROM pg_stat_activity "
+                           "WHERE datname = current_database()")
+            counts.append(cursor.fetchone()[0])
+            conn.rollback()
+            time.sleep(0.02)
+    conn.close()
+
+
 def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
         lake, sandbox_factory, home):
     server = sandbox_factory([AccountSpec("north", charges=1500, customers=100),
@@ -135,13 +146,16 @@ def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
 
     stop, problems, reads = threading.Event(), [], []
     reader = threading.Thread(target=_watch, args=(warehouse, created, stop, problems, reads))
-    reader.start()
+    sessions: list[int] = []
+    counter = threading.Thread(target=_count_catalog_sessions,
+                               args=(catalog_dsn(lake), stop, sessions))
+    reader.start(), counter.start()
     try:
         writers = [_start_writer(server, name) for name in ("north", "south")]
         outputs = [writer.communicate(timeout=300) for writer in writers]
     finally:
         stop.set()
-        reader.join()
+        reader.join(), counter.join()
 
     assert [w.returncode for w in writers] == [0, 0], [err[-3000:] for _, err in outputs]
     runs = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
@@ -149,6 +163,12 @@ def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
     print("commits run again after a conflict:", [run["retried"] for run in runs])
     assert max(r["started"] for r in runs) < min(r["ended"] for r in runs), "not at once"
     assert problems == [] and len(reads) > 3
+    # A first sync writes ~16 streams side by side; the catalog sessions stay bounded (a
+    # lake session and a commit-turn session each, the client's lock) and the server's
+    # default 100 connections are far away: unbounded, these two held 46 of 50 and failed.
+    per_writer = 2 * SESSIONS_PER_PROCESS + 1
+    print("catalog sessions at most:", max(sessions))
+    assert max(sessions) <= 2 * per_writer + 2, max(sessions)  # + the reader's two
     for name in ("north", "south"):
         assert compare_with_source(server, name, warehouse) == []
     # No lock file anywhere: the writers never waited for each other on one.

@@ -101,21 +101,22 @@ class ClientCopies:
                     del self._copies[client]
 
     def _refresh(self, copy: _Copy, client_id: str) -> None:
-        lake = self.database.cursor()
-        try:
-            lake.begin()
-            current = lake.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
-            if copy.snapshot == current:
-                return
-            changed = None if copy.snapshot is None else _changed_tables(lake, copy, current)
-            rebuild = changed is None
-            if changed is None:  # everything, with the list of tables read again
-                copy.tables = _tables(lake)
-                changed = set(copy.tables)
-        finally:
-            with suppress(duckdb.Error):
-                lake.rollback()
-            lake.close()
+        with self.database.session() as lake:
+            try:
+                lake.begin()
+                current = lake.execute(
+                    f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
+                if copy.snapshot == current:
+                    return
+                changed = (None if copy.snapshot is None
+                           else _changed_tables(lake, copy, current))
+                rebuild = changed is None
+                if changed is None:  # everything, with the list of tables read again
+                    copy.tables = _tables(lake)
+                    changed = set(copy.tables)
+            finally:
+                with suppress(duckdb.Error):
+                    lake.rollback()
         jobs = [copy.tables[table_id] for table_id in changed if table_id in copy.tables]
         if len(jobs) > 1:
             with ThreadPoolExecutor(min(COPY_THREADS, len(jobs))) as pool:
@@ -132,12 +133,9 @@ class ClientCopies:
     def _fetch(self, job: tuple[str, bool], client_id: str, snapshot: int):
         name, by_client = job
         where = " WHERE client_id = ?" if by_client else ""
-        lake = self.database.cursor()
-        try:
+        with self.database.session() as lake:
             rows = lake.execute(f"SELECT * FROM {name} AT (VERSION => {snapshot}){where}",
                                 [client_id] if by_client else []).to_arrow_table()
-        finally:
-            lake.close()
         return name, rows
 
 

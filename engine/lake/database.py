@@ -6,6 +6,8 @@ import importlib.util
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,11 @@ ALIAS = "lake"
 # keeps the file list short.
 LAKE_CONFIG = {k: v for k, v in WRITER_CONFIG.items()
                if k not in ("checkpoint_threshold", "memory_limit")}
+# Lake cursors one process has open at once. Each holds a PostgreSQL connection of the
+# catalog while it works, and a first sync writes every stream side by side: unbounded, one
+# sync held 27 connections and a third process met "too many clients already" (the server
+# default is 100). Commits take turns anyway (engine/lake/turns.py), so more do not help.
+SESSIONS_PER_PROCESS = 6
 
 
 
@@ -53,8 +60,31 @@ class LakeDatabase:
         # Once per process, not per Warehouse object: widgets make one for every call.
         self.schema_ready = False
         self.turn_sessions = TurnSessions(catalog_dsn(target))
+        self._sessions = threading.BoundedSemaphore(SESSIONS_PER_PROCESS)
+        self._held = threading.local()  # how many sessions this thread has open
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the lake, within the process's SESSIONS_PER_PROCESS; closed after.
+
+        A thread that has one open already gets a second without waiting: waiting there
+        could wait forever, with every session held by threads doing the same."""
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0:
+            self._sessions.acquire()
+        self._held.depth = depth + 1
+        try:
+            cursor = self._cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            self._held.depth = depth
+            if depth == 0:
+                self._sessions.release()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._mutex:
             if self._db is None:
                 self._db = self._open()
@@ -88,6 +118,8 @@ class LakeDatabase:
         _inherited.append((self._db, self.turn_sessions))
         self._db, self._mutex, self.schema_ready = None, threading.Lock(), False
         self.turn_sessions = TurnSessions(self.turn_sessions.dsn)
+        self._sessions = threading.BoundedSemaphore(SESSIONS_PER_PROCESS)
+        self._held = threading.local()
 
     def close(self) -> None:
         self.turn_sessions.close()

@@ -55,37 +55,36 @@ def maintain(database: LakeDatabase, keep_snapshots: timedelta,
     or the whole pass.
     """
     started = time.monotonic()
-    conn, turn = database.cursor(), CommitTurn(database.turn_sessions)
-    lake = quoted(ALIAS)
-    try:
-        files_before, snapshots_before = files_and_snapshots(conn)
-        tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
-                              "WHERE database_name = ?", [ALIAS]).fetchall()
-        for schema, table in tables:
-            where = f"{quoted(table)}, schema => {quoted(schema)}"
-            with turn.held():
-                conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
-                             f"{quoted(schema)}, table_name => {quoted(table)})")
-            # One merged file per turn: a large table's merge is many turns, so a writer
-            # waits for one file's worth of work (the lake's target file size), never
-            # for the whole table.
-            for _ in range(max(1, files_before)):  # each merge leaves a file fewer
+    turn, lake = CommitTurn(database.turn_sessions), quoted(ALIAS)
+    with database.session() as conn:
+        try:
+            files_before, snapshots_before = files_and_snapshots(conn)
+            tables = conn.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                  "WHERE database_name = ?", [ALIAS]).fetchall()
+            for schema, table in tables:
+                where = f"{quoted(table)}, schema => {quoted(schema)}"
                 with turn.held():
-                    if not conn.execute(f"CALL ducklake_merge_adjacent_files({lake}, "
-                                        f"{where}, max_compacted_files => 1)").fetchall():
-                        break
+                    conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
+                                 f"{quoted(schema)}, table_name => {quoted(table)})")
+                # One merged file per turn: a large table's merge is many turns, so a writer
+                # waits for one file's worth of work (the lake's target file size), never
+                # for the whole table.
+                for _ in range(max(1, files_before)):  # each merge leaves a file fewer
+                    with turn.held():
+                        if not conn.execute(f"CALL ducklake_merge_adjacent_files({lake}, "
+                                            f"{where}, max_compacted_files => 1)").fetchall():
+                            break
+                with turn.held():
+                    conn.execute(f"CALL ducklake_rewrite_data_files({lake}, {where})")
             with turn.held():
-                conn.execute(f"CALL ducklake_rewrite_data_files({lake}, {where})")
-        with turn.held():
-            for step, age in (("expire_snapshots", keep_snapshots),
-                              ("cleanup_old_files", keep_unused_files),
-                              ("delete_orphaned_files", keep_unused_files)):
-                conn.execute(f"CALL ducklake_{step}({lake}, older_than => now() - "
-                             f"INTERVAL '{int(age.total_seconds())} seconds')")
-        files_after, snapshots_after = files_and_snapshots(conn)
-    finally:
-        turn.close()
-        conn.close()
+                for step, age in (("expire_snapshots", keep_snapshots),
+                                  ("cleanup_old_files", keep_unused_files),
+                                  ("delete_orphaned_files", keep_unused_files)):
+                    conn.execute(f"CALL ducklake_{step}({lake}, older_than => now() - "
+                                 f"INTERVAL '{int(age.total_seconds())} seconds')")
+            files_after, snapshots_after = files_and_snapshots(conn)
+        finally:
+            turn.close()
     return LakeMaintenance(files_before, files_after, snapshots_before, snapshots_after,
                            time.monotonic() - started)
 
@@ -99,20 +98,19 @@ def erase_history(database: LakeDatabase, tables: list[str]) -> None:
     current one is expired and the files only they used are deleted at once. All in the
     commit turn: no writer commits in between.
     """
-    conn, turn = database.cursor(), CommitTurn(database.turn_sessions)
-    lake = quoted(ALIAS)
-    try:
-        with turn.held():
-            for qualified in tables:
-                schema, table = qualified.split(".", 1)
-                conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
-                             f"{quoted(schema)}, table_name => {quoted(table)})")
-                conn.execute(f"CALL ducklake_rewrite_data_files({lake}, {quoted(table)}, "
-                             f"schema => {quoted(schema)}, delete_threshold => 0)")
-            conn.execute(f"CALL ducklake_expire_snapshots({lake}, older_than => now())")
-            conn.execute(f"CALL ducklake_cleanup_old_files({lake}, cleanup_all => true)")
-            conn.execute(f"CALL ducklake_delete_orphaned_files({lake}, older_than => now() - "
-                         f"INTERVAL '{int(ORPHANS_OLDER_THAN.total_seconds())} seconds')")
-    finally:
-        turn.close()
-        conn.close()
+    turn, lake = CommitTurn(database.turn_sessions), quoted(ALIAS)
+    with database.session() as conn:
+        try:
+            with turn.held():
+                for qualified in tables:
+                    schema, table = qualified.split(".", 1)
+                    conn.execute(f"CALL ducklake_flush_inlined_data({lake}, schema_name => "
+                                 f"{quoted(schema)}, table_name => {quoted(table)})")
+                    conn.execute(f"CALL ducklake_rewrite_data_files({lake}, {quoted(table)}, "
+                                 f"schema => {quoted(schema)}, delete_threshold => 0)")
+                conn.execute(f"CALL ducklake_expire_snapshots({lake}, older_than => now())")
+                conn.execute(f"CALL ducklake_cleanup_old_files({lake}, cleanup_all => true)")
+                conn.execute(f"CALL ducklake_delete_orphaned_files({lake}, older_than => now() - "
+                             f"INTERVAL '{int(ORPHANS_OLDER_THAN.total_seconds())} seconds')")
+        finally:
+            turn.close()

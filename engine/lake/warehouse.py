@@ -77,14 +77,15 @@ class LakeWarehouse(Warehouse):
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection, the schema in place (which writes the catalog only)."""
         database = self._database()
-        conn = RetryingConnection(database.cursor(), CommitTurn(database.turn_sessions))
-        try:
-            if not database.schema_ready:
-                _create_schema(conn)
-                database.schema_ready = True
-            yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
-        finally:
-            conn.close()
+        with database.session() as cursor:
+            conn = RetryingConnection(cursor, CommitTurn(database.turn_sessions))
+            try:
+                if not database.schema_ready:
+                    _create_schema(conn)
+                    database.schema_ready = True
+                yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
+            finally:
+                conn.close()
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -93,14 +94,13 @@ class LakeWarehouse(Warehouse):
         if not database.schema_ready:
             with self._connection():  # not a writer: a read-only data folder is read
                 pass
-        conn = database.cursor()
-        try:
-            conn.begin()  # every query of the block sees the same snapshot
-            yield conn
-        finally:
-            with suppress(duckdb.Error):
-                conn.rollback()
-            conn.close()
+        with database.session() as conn:
+            try:
+                conn.begin()  # every query of the block sees the same snapshot
+                yield conn
+            finally:
+                with suppress(duckdb.Error):
+                    conn.rollback()
 
     def client_reader(self, client_id: str) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """The client's reporting rows and sync records at the latest snapshot, from this
