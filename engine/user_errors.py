@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.settings import load_settings
+
 USAGE, FAILED = 2, 1
 _DISK_FULL = ("database or disk is full", "no space left on device", "file too large",
               "disk quota exceeded")
@@ -31,9 +33,14 @@ _LOST_DATABASE = ("connection refused", "server closed the connection", "termina
                   "no connection to the server", "could not receive data from server",
                   "could not send data to server", "ssl connection has been closed",
                   "connection to server at")
-# DuckDB's postgres extension raises its base `Error` for a dropped catalog connection.
+# DuckDB's postgres extension raises its base `Error` for a dropped catalog connection, and
+# DuckDB an InvalidInputException ("Attempting to fetch from an unsuccessful query result")
+# when the dropped connection failed a query whose result was then read.
 _DATABASE_CLASSES = ("OperationalError", "InterfaceError", "IOException",
-                     "ConnectionException", "DatabaseError", "Error")
+                     "ConnectionException", "DatabaseError", "Error", "InvalidInputException")
+# DuckDB's words when a DuckLake transaction's catalog connection dropped mid-statement and
+# a later step of it ran: on a lake warehouse nothing else leaves a transaction aborted.
+_LAKE_TRANSACTION_ABORTED = "current transaction is aborted"
 LOST_DATABASE = ("Lost the connection to PostgreSQL: the server stopped, restarted or cannot be "
                  "reached. Check that it is running and accepts connections, then run the "
                  "command again; what was stored is intact, and a sync resumes where it stopped.")
@@ -140,8 +147,11 @@ def _not_a_database(where: Path, detail: str, duck: bool) -> UserError:
 def lost_database(class_name: str, text: str) -> bool:
     """Whether an error (its class's name and its text) is a lost PostgreSQL connection."""
     lowered = text.lower()
-    return class_name.rsplit(".", 1)[-1] in _DATABASE_CLASSES and any(
-        s in lowered for s in _LOST_DATABASE)
+    if class_name.rsplit(".", 1)[-1] not in _DATABASE_CLASSES:
+        return False
+    if any(s in lowered for s in _LOST_DATABASE):
+        return True
+    return _LAKE_TRANSACTION_ABORTED in lowered and bool(load_settings().warehouse_target)
 
 
 def _storage(error: BaseException) -> UserError | None:

@@ -35,7 +35,6 @@ from dagster import (
 from pydantic import Field
 
 from assets.known_failure import KnownFailure
-from engine.settings import load_settings
 from pipelines.batch_assets import declaring_assets, sync_job_asset_keys
 from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
@@ -54,19 +53,9 @@ MAX_BATCH_SIZE = 25
 # at Stripe) overlap the others' work instead of adding up. The warehouse keeps its writer
 # rules whatever the threads: the DuckDB file's lock lets one writer in at a time, the
 # DuckLake catalog takes concurrent commits; and one sync per client at a time still holds.
+# PostgreSQL connections stay bounded too: the lake's at SESSIONS_PER_PROCESS a process
+# (engine/lake/database.py), the store's and Dagster's in their pools, a lock a client.
 SIDE_BY_SIDE = 4
-
-
-def default_side_by_side() -> int:
-    """4 on the embedded deployment; 1 where PostgreSQL serves the Dagster storage, the
-    connection store or the DuckLake catalog. A client's sync opens a PostgreSQL connection
-    per stream thread and store access, and 4 clients side by side in each of 2 batch runs
-    exhausted a 50-connection server ("too many clients already", 24 of 29 runs failed,
-    benchmarks/clients_curve.md): until those connections are pooled, one at a time."""
-    settings = load_settings()
-    uses_postgres = (settings.dagster_storage_url or settings.warehouse_target
-                     or settings.connections_url.startswith("postgres"))
-    return 1 if uses_postgres else SIDE_BY_SIDE
 
 
 class BatchConfig(Config):
@@ -75,7 +64,7 @@ class BatchConfig(Config):
     side_by_side: int | None = Field(
         default=None, ge=1,
         description="How many of its clients the run syncs at once, each in its own run "
-        "(default: 4 on the embedded deployment, 1 with PostgreSQL).")
+        f"(default: {SIDE_BY_SIDE}).")
 
 
 def client_batches(clients: list[str], run_workers: int,
@@ -160,7 +149,7 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> No
                                   instance=context.instance, tags=tags)
 
     outcomes = _side_by_side(config.clients, sync,
-                             config.side_by_side or default_side_by_side())
+                             config.side_by_side or SIDE_BY_SIDE)
     failed = []
     for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
         verdict = "synced" if outcome.success else f"failed: {outcome.message}"

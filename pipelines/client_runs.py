@@ -20,6 +20,7 @@ from sqlalchemy.pool import Pool
 
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
+from engine.lake.database import set_databases_aside
 from engine.progress import ProgressSink, progress_sink
 from engine.reporting import REPORTING_TABLES
 from engine.streams import resolve_streams
@@ -142,8 +143,8 @@ def _outcome(client_id: str, result: Any) -> ClientSyncOutcome:
 
 
 def _lost_database(error: Exception) -> bool:
-    problem = explain(error)
-    return problem is not None and problem.message == LOST_DATABASE
+    problem = explain(error)  # ours, or the lake's one line when its catalog cannot be opened
+    return problem is not None and _lost_database_text(problem.message)
 
 
 def _lost_database_text(text: str) -> bool:
@@ -165,6 +166,7 @@ def _retried_on_lost_database(run: Callable[[], Any]) -> Any:
         else:
             if result.success or not _lost_database_text(_failure_text(result)):
                 return result
+        set_databases_aside()
         time.sleep(wait)
     return run()
 

@@ -179,13 +179,3 @@ def test_a_client_run_starting_leaves_the_processes_logging_alone(home):
         assert logging._handlers.get("side-by-side-probe") is probe
     finally:
         logging._handlers.pop("side-by-side-probe", None)
-
-
-def test_clients_sync_side_by_side_on_the_embedded_deployment_one_at_a_time_on_postgres(
-        home, monkeypatch):
-    from pipelines.batches import SIDE_BY_SIDE, default_side_by_side
-
-    assert default_side_by_side() == SIDE_BY_SIDE > 1
-    monkeypatch.setenv("STRIPE_REPORTS_DAGSTER_STORAGE_URL",
-                       "postgresql://postgres@127.0.0.1:5432/dagster")
-    assert default_side_by_side() == 1  # until the lake's connections are pooled

@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import psycopg2
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, RunsFilter
 
 from engine.lake import retrying, turns
 from engine.lake.database import SESSIONS_PER_PROCESS, close_databases, extension_path
@@ -41,10 +42,14 @@ from engine.warehouse import (
     save_state,
 )
 from engine.warehouse_factory import open_warehouse, warehouse_from_settings
+from pipelines.batches import BATCH_TAG, SIDE_BY_SIDE
 from pipelines.definitions import defs
+from pipelines.instance import connect_and_register, get_instance
+from pipelines.jobs import SYNC_JOB_NAME
 from pipelines.lake_maintenance import MAINTENANCE_JOB_NAME
 from reports.widgets import run_widgets
 from sandbox import AccountSpec
+from support.batch_runs import run_batch
 from tests.sync_helpers import compare_with_source, run_sync, source_objects
 
 pytestmark = pytest.mark.postgres
@@ -175,6 +180,40 @@ def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
     leftovers = [p for p in [*home.rglob("*"), *Path(os.environ["STRIPE_REPORTS_LAKE_DATA_PATH"])
                              .rglob("*")] if p.name.endswith((".lock", ".writer-waiting"))]
     assert leftovers == []
+
+
+def test_a_batch_run_syncs_four_clients_side_by_side_on_the_lake_within_few_connections(
+        lake, sandbox_factory):
+    names = [f"client{i}" for i in range(SIDE_BY_SIDE)]
+    server = sandbox_factory([AccountSpec(name, charges=120, customers=12, subscriptions=6)
+                              for name in names], seed=9)
+    for name, account in server.world.accounts.items():
+        connect_and_register(name, account.secret_key, api_base=server.base_url)
+    server.configure(latency_ms=50)
+    stop, sessions = threading.Event(), []
+    counter = threading.Thread(target=_count_catalog_sessions,
+                               args=(catalog_dsn(lake), stop, sessions))
+    counter.start()
+    try:
+        batch = run_batch(get_instance(), names)  # every client's first sync, all streams
+    finally:
+        stop.set()
+        counter.join()
+
+    assert batch.success
+    runs = get_instance().get_run_records(
+        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={BATCH_TAG: batch.run_id}))
+    spans = sorted((r.start_time, r.end_time) for r in runs)
+    assert len(spans) == len(names)
+    assert any(later_start < end for (_, end), (later_start, _) in pairwise(spans))
+    warehouse = warehouse_from_settings()
+    for name in names:
+        assert compare_with_source(server, name, warehouse) == []
+    # 4 clients' ~16 stream writers each, in one process: the lake's sessions and their
+    # commit turns stay within the process's bound, plus a lock session a client. Unbounded,
+    # 8 clients at once exhausted a 50-connection server (benchmarks/clients_curve.md).
+    print("catalog sessions at most:", max(sessions))
+    assert max(sessions) <= 2 * SESSIONS_PER_PROCESS + SIDE_BY_SIDE + 2, max(sessions)
 
 
 def _widgets_json(warehouse: Warehouse, client: str) -> str:

@@ -130,7 +130,7 @@ class LakeDatabase:
 
 
 _databases: dict[tuple[str, str], LakeDatabase] = {}
-_inherited: list[Any] = []  # what a forked child must neither use nor close
+_inherited: list[Any] = []  # what a forked child, or work after a lost PostgreSQL, must not close
 _databases_lock = threading.Lock()
 
 
@@ -149,6 +149,16 @@ def close_databases() -> None:
         _databases.clear()
     for database in opened:
         database.close()
+
+
+def set_databases_aside() -> None:
+    """After PostgreSQL was lost: later work attaches the lake afresh. DuckDB may have
+    invalidated a database whose catalog connection broke mid-statement ("database has been
+    invalidated because of a previous fatal error"), and closing one can abort the process,
+    so the old ones are kept, never closed; a thread still using one finishes with it."""
+    with _databases_lock:
+        _inherited.extend(_databases.values())
+        _databases.clear()
 
 
 def _forget_after_fork() -> None:
