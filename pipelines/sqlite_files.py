@@ -1,0 +1,88 @@
+"""Dagster's SQLite files (the embedded instance): cheap commits while a run writes its events.
+
+A client's run writes ~70 events, each in a connection of its own (Dagster's SQLite event
+log opens one per write), and each costs the disk twice over:
+
+- Each commit waits for an fsync by default. In WAL mode, synchronous=NORMAL keeps the files
+  consistent whatever happens; a power cut may lose the last events written, never the
+  warehouse's rows (DuckDB's own commits).
+- When the last connection to a WAL file closes, SQLite checkpoints the log into the file
+  and deletes it: an fsync, two unlinks and a new log at the next write, per event. While a
+  run writes, this thread keeps one idle connection open on each file it writes (the
+  run's own file, the index), so the log is checkpointed once, when the run ends.
+
+Only files under the instance's folder: the connection store's SQLite keeps its full sync.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event as sqlalchemy_events
+from sqlalchemy.pool import Pool
+
+_ROOTS: set[str] = set()
+# Per thread (runs execute side by side in a batch's threads): the files the run in this
+# thread keeps open, by path, while `files_kept_open` is active.
+_kept = threading.local()
+
+
+def sqlite_commits_without_fsync(instance: Any) -> None:
+    """Dagster's SQLite files under the instance's folder commit without waiting for the disk,
+    in WAL mode from their first connection (Dagster turns it on after creating the tables,
+    each created in a commit of its own)."""
+    root = getattr(instance, "root_directory", None)
+    if not root:  # an ephemeral instance: no files
+        return
+    if not _ROOTS:  # PostgreSQL storage opens no SQLite file there: nothing changes
+        sqlalchemy_events.listen(Pool, "connect", _on_connect)
+    _ROOTS.add(os.path.join(os.path.realpath(root), ""))
+
+
+@contextmanager
+def files_kept_open() -> Iterator[None]:
+    """While a run executes in this thread: each Dagster SQLite file it opens stays open until
+    the end, so its write-ahead log is not checkpointed and deleted after every event."""
+    if getattr(_kept, "files", None) is not None:  # already kept by an outer run
+        yield
+        return
+    _kept.files = {}
+    try:
+        yield
+    finally:
+        files, _kept.files = _kept.files, None
+        for connection in files.values():
+            connection.close()  # the last one of a file checkpoints it, once
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    files = [row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[2]]
+    ours = [f for f in files if os.path.realpath(f).startswith(tuple(_ROOTS))]
+    if not ours:
+        return
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+    try:
+        wal = dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    except sqlite3.OperationalError:  # another process holds the file: Dagster's way, later
+        wal = False
+    kept = getattr(_kept, "files", None)
+    if kept is None or not wal:
+        return
+    for path in ours:
+        if path not in kept:
+            kept[path] = _idle_reader(path)
+
+
+def _idle_reader(path: str) -> sqlite3.Connection:
+    """A connection that has read the file once: in WAL mode it holds a shared lock while it
+    stays open, so no other connection's close is the last one."""
+    connection = sqlite3.connect(path, timeout=30)
+    connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return connection
