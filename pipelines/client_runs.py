@@ -23,7 +23,11 @@ from engine.user_errors import LOST_DATABASE, explain, lost_database
 from pipelines.instance import get_instance, register_clients
 from pipelines.jobs import launcher_tags
 from pipelines.run_health import fail_dead_runs, this_process_tags
-from pipelines.sqlite_files import files_kept_open, sqlite_commits_without_fsync
+from pipelines.sqlite_files import (
+    engines_kept,
+    files_kept_open,
+    sqlite_commits_without_fsync,
+)
 
 QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 # What the UI groups a job's runs by; runs executed here have no code location of their own.
@@ -193,6 +197,7 @@ def prepare_instance(instance: Any, client_ids: list[str]) -> None:
                                     max_overflow=POOL_OVERFLOW)
     without_logging_reconfigured(instance)
     sqlite_commits_without_fsync(instance)
+    engines_kept(instance.event_log_storage)
     fail_dead_runs(instance)
     register_clients(instance, client_ids)
 

@@ -22,16 +22,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import event as sqlalchemy_events
-from sqlalchemy.pool import Pool
+from sqlalchemy.pool import NullPool, Pool
 
 _ROOTS: set[str] = set()
+# Engines an event log keeps (`engines_kept`): the index and the files of the runs a
+# batch process runs side by side.
+KEPT_ENGINES = 16
 # Per thread (runs execute side by side in a batch's threads): the files the run in this
 # thread keeps open, by path, while `files_kept_open` is active.
 _kept = threading.local()
@@ -119,3 +126,32 @@ def migration_scripts_read_once() -> None:
 
     from_config.read_once = True  # type: ignore[attr-defined]
     ScriptDirectory.from_config = classmethod(from_config)  # type: ignore[assignment]
+
+
+def engines_kept(storage: Any) -> None:
+    """Dagster's SQLite event log keeps its engines: it makes a SQLAlchemy engine for each
+    event it writes (two for an asset event) and drops it after, which is most of what an
+    event costs once the files stay open. Here it keeps the engines of the last files it
+    wrote; an engine holds no connection (each write still opens and closes its own), so
+    what is written, and when it is committed, are Dagster's as before."""
+    if not isinstance(storage, SqliteEventLogStorage) or hasattr(storage, "engines_kept"):
+        return
+    engines: OrderedDict[str, Engine] = OrderedDict()
+
+    @contextmanager
+    def connect(shard: str) -> Iterator[Connection]:
+        with storage._db_lock:  # as Dagster's own _connect: one write at a time
+            engine = engines.pop(shard, None) or create_engine(
+                storage.conn_string_for_shard(shard), poolclass=NullPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            engines[shard] = engine  # the newest last
+            while len(engines) > KEPT_ENGINES:
+                engines.popitem(last=False)[1].dispose()
+            if shard not in storage._initialized_dbs:
+                storage._initdb(engine)
+                storage._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    storage.engines_kept = engines
+    storage._connect = connect
