@@ -5,8 +5,10 @@
 One live-mode account (20,000 charges, all streams) in the sandbox's own process, connected
 and synced once; then the sandbox answers at 150 ms a request (100 requests/s, as Stripe)
 and each figure is a no-change `stripe-reports sync CLIENT` in a fresh process: wall time
-end to end (interpreter start, imports, the Dagster run, the sync), the requests the
-sandbox served for the account (its own count) and the events the run stored in Dagster.
+end to end (interpreter start, imports, the Dagster run, the sync), its CPU time (user +
+system: on a shared machine, wall time grows with the load, CPU time much less; on a quiet
+one, wall is about CPU plus the two Stripe round trips), the requests the sandbox served
+for the account (its own count) and the events the run stored in Dagster.
 `--code DIR` runs the CLI of another checkout (to measure before and after on the same
 machine). Prints a JSON summary.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,14 +33,21 @@ LATENCY_MS = 150
 RATE_LIMIT_RPS = 100
 
 
-def _cli(code: Path, *args: str, stdin: str = "") -> float:
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cli(code: Path, *args: str, stdin: str = "") -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one CLI command."""
+    cpu = _cpu_of_children()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "apps.cli", *args], input=stdin, cwd=code,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"stripe-reports {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return seconds
+    return seconds, _cpu_of_children() - cpu
 
 
 def _events_of_last_run() -> int:
@@ -50,6 +60,7 @@ def _events_of_last_run() -> int:
 
 
 def measure(charges: int, repeat: int, code: Path) -> dict:
+    load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="no-change-"))
     os.environ.update({"STRIPE_REPORTS_HOME": str(work / "home"),
                        "DAGSTER_HOME": str(work / "home" / "dagster_home"),
@@ -61,25 +72,31 @@ def measure(charges: int, repeat: int, code: Path) -> dict:
         os.environ["STRIPE_API_BASE"] = sandbox.base_url
         _cli(code, "connect", "--bulk", stdin=f"{name}\t{sandbox.accounts[name].secret_key}\n")
         say(f"first sync of {charges:,} charges, all streams")
-        first = _cli(code, "sync", name)
+        first, _ = _cli(code, "sync", name)
         sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)
         time.sleep(3)  # past the sync's settle window: nothing is new
-        walls, requests, events = [], [], []
+        walls, cpus, requests, events = [], [], [], []
         for _ in range(repeat):
             sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
-            walls.append(_cli(code, "sync", name))
+            wall, cpu = _cli(code, "sync", name)
+            walls.append(wall)
+            cpus.append(cpu)
             requests.append(sandbox.requests_served(name))
             events.append(_events_of_last_run())
-            say(f"  no-change sync: {walls[-1]:.2f} s, {requests[-1]} requests, "
-                f"{events[-1]} Dagster events")
+            say(f"  no-change sync: {walls[-1]:.2f} s ({cpus[-1]:.2f} s CPU), "
+                f"{requests[-1]} requests, {events[-1]} Dagster events")
     return {
         "charges": charges, "latency_ms": LATENCY_MS, "repeat": repeat,
         "code": str(code),
         "first_sync_s": round(first, 1),
         "no_change_wall_s_median": round(statistics.median(walls), 2),
         "no_change_wall_s_min": round(min(walls), 2),
+        # CPU (user + system) of the CLI process: what a loaded machine inflates least.
+        "no_change_cpu_s_median": round(statistics.median(cpus), 2),
+        "no_change_cpu_s_min": round(min(cpus), 2),
         "requests_per_no_change_sync": sorted(set(requests)),
         "dagster_events_per_no_change_run": sorted(set(events)),
+        "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
     }
 

@@ -10,12 +10,21 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import cache
 from pathlib import Path
 
 import duckdb
 
+from engine.schema_digests import apply_unless_recorded, digest_of
+from engine.table_comments import comment_statements
 from engine.user_errors import FAILED, USAGE, CommandError
-from engine.warehouse import WRITER_CONFIG, Warehouse, create_schema
+from engine.warehouse import (
+    WRITER_CONFIG,
+    Warehouse,
+    create_schema,
+    schema_statements,
+    stripe_table_docs,
+)
 from engine.warehouse_lock import (
     SharedReader,
     acquire,
@@ -100,7 +109,7 @@ class FileWarehouse(Warehouse):
             conn = _open_writable(self.path, self._writer_config())
             try:
                 if not self._schema_ready:
-                    create_schema(conn)
+                    _ensure_stripe_schema(conn)
                     self._schema_ready = True
                 yield conn
             finally:
@@ -140,6 +149,17 @@ class FileWarehouse(Warehouse):
                 conn.close()
             _fsync(copy)
             os.replace(copy, self.path)  # readers open the file anew after the lock
+
+
+def _ensure_stripe_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """The stripe.* and meta.* tables and their comments, unless the file records them."""
+    apply_unless_recorded(conn, "stripe", _stripe_schema_digest(), lambda: create_schema(conn))
+
+
+@cache  # the specs are fixed for the process
+def _stripe_schema_digest() -> str:
+    docs = stripe_table_docs()
+    return digest_of([*schema_statements(), *(s for doc in docs for s in comment_statements(doc))])
 
 
 def _quoted(text: str) -> str:

@@ -7,16 +7,12 @@ Dagster UI beside the scheduled ones, tagged with who launched it.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import AssetKey, DagsterExecutionInterruptedError, JobDefinition, RunConfig
-from sqlalchemy import event as sqlalchemy_events
-from sqlalchemy.pool import Pool
 
 from assets.reporting.assets import reporting_asset_key
 from assets.stripe_assets import BALANCE_KEY, SyncConfig, stream_asset_key
@@ -28,6 +24,11 @@ from engine.user_errors import LOST_DATABASE, explain, lost_database
 from pipelines.instance import get_instance, register_clients
 from pipelines.jobs import launcher_tags
 from pipelines.run_health import fail_dead_runs, this_process_tags
+from pipelines.sqlite_files import (
+    engines_kept,
+    files_kept_open,
+    sqlite_commits_without_fsync,
+)
 
 QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 # What the UI groups a job's runs by; runs executed here have no code location of their own.
@@ -186,34 +187,6 @@ def without_logging_reconfigured(instance: Any) -> None:
         instance.get_yaml_python_handlers = list  # an empty list, as Dagster's would be
 
 
-_SQLITE_ROOTS: set[str] = set()
-
-
-def sqlite_commits_without_fsync(instance: Any) -> None:
-    """Dagster's SQLite files (the embedded instance) commit without waiting for the disk.
-
-    A client's run writes ~100 events, each committed on its own (two commits for an asset
-    event), and Dagster keeps its SQLite files in WAL mode, where each commit waits for an
-    fsync by default: 10 ms each on this shared disk, ~3 s a no-change client. In WAL mode,
-    synchronous=NORMAL keeps the files consistent whatever happens; a power cut may lose
-    the last events written, never the warehouse's rows (DuckDB's own commits). Only files
-    under the instance's folder: the connection store's SQLite keeps its full sync."""
-    root = getattr(instance, "root_directory", None)
-    if not root:  # an ephemeral instance: no files
-        return
-    if not _SQLITE_ROOTS:  # PostgreSQL storage opens no SQLite file there: nothing changes
-        sqlalchemy_events.listen(Pool, "connect", _normal_sync_under_roots)
-    _SQLITE_ROOTS.add(os.path.join(os.path.realpath(root), ""))
-
-
-def _normal_sync_under_roots(dbapi_connection: Any, _record: Any) -> None:
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    files = [row[2] for row in dbapi_connection.execute("PRAGMA database_list") if row[2]]
-    if any(os.path.realpath(f).startswith(tuple(_SQLITE_ROOTS)) for f in files):
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-
 def prepare_instance(instance: Any, client_ids: list[str]) -> None:
     """Before syncing: dead runs marked failed (they must not hold a place in the queue), and
     every client a partition. Once per process start, not once per client.
@@ -226,6 +199,7 @@ def prepare_instance(instance: Any, client_ids: list[str]) -> None:
                                     max_overflow=POOL_OVERFLOW)
     without_logging_reconfigured(instance)
     sqlite_commits_without_fsync(instance)
+    engines_kept(instance.event_log_storage)
     fail_dead_runs(instance)
     register_clients(instance, client_ids)
 
@@ -244,7 +218,8 @@ def materialize_client(
     """Run one client's sync in this process, recorded in the Dagster instance: the settings'
     own, or `instance`, which the caller (a batch run) has readied with prepare_instance."""
     try:
-        with progress_sink(progress):
+        # Dagster's SQLite files stay open until the run ends (pipelines.sqlite_files).
+        with progress_sink(progress), files_kept_open():
             if instance is None:
                 instance = get_instance()
                 prepare_instance(instance, [client_id])

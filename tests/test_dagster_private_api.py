@@ -31,6 +31,9 @@ PRIVATE_APIS = {
     "dagster._core.definitions.assets.job.asset_layer": ("AssetLayer",),  # pipelines/batch_assets
     "dagster._core.errors": ("DagsterUserCodeProcessError",),  # assets/known_failure.py
     "dagster._utils.error": ("SerializableErrorInfo",),  # assets/known_failure.py
+    "dagster._core.storage.event_log.sqlite.sqlite_event_log":
+        ("SqliteEventLogStorage",),  # pipelines/sqlite_files.py (engines_kept)
+    "dagster._core.storage.sqlite": ("SQLITE_BUSY_TIMEOUT_SECONDS",),  # the same
 }
 # dagster-postgres' internals our PostgreSQL storage subclass calls.
 POSTGRES_INTERNALS = {"dagster_postgres": ("DagsterPostgresStorage",),
@@ -93,6 +96,19 @@ def test_the_shapes_we_use_are_still_there():
     parameters = inspect.signature(DagsterPostgresStorage.__init__).parameters
     assert {"inst_data", "postgres_url", "should_autocreate_tables", "token_provider"} <= set(
         parameters)
+
+
+def test_the_sqlite_event_log_still_connects_as_engines_kept_replaces(tmp_path: Path):
+    """pipelines/sqlite_files.engines_kept stands in for the event log's `_connect` and uses
+    its lock, its set of initialised files, its `_initdb` and its connection strings."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    storage = SqliteEventLogStorage(str(tmp_path))
+    assert isinstance(storage._initialized_dbs, set)
+    assert hasattr(storage._db_lock, "acquire")
+    assert list(inspect.signature(storage._connect).parameters) == ["shard"]
+    assert list(inspect.signature(storage._initdb).parameters)[0] == "engine"
+    assert storage.conn_string_for_shard("x").startswith("sqlite:///")
 
 
 def test_the_table_and_columns_our_delete_touches_exist(tmp_path: Path):

@@ -7,7 +7,6 @@ this module only runs them in order.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from contextlib import suppress
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ import duckdb
 from engine.client_config import client_config
 from engine.currencies import exponent_macro_sql
 from engine.reporting.tables import FRESHNESS, REPORTING_TABLES, ReportingTable
+from engine.schema_digests import apply_unless_recorded, digest_of
 from engine.sql import bound
 from engine.table_comments import apply_comments, comment_statements
 from engine.warehouse import in_transaction, schema_statements
 
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
 _TABLE_REF = re.compile(r"\breporting\.(\w+)\b(?!\s*\()")  # a table, not a macro call
-SCHEMA_DIGESTS = "meta.schema_digests"
 # Small helpers the SQL files share, kept in the warehouse so any reader can use them too.
 MACROS = (
     # The UTC calendar day of a timestamp, whatever the session's time zone.
@@ -79,18 +78,13 @@ def ensure_reporting_schema(conn: duckdb.DuckDBPyConnection) -> None:
     statements = [*schema_statements(), *reporting_schema_statements()]
     docs = [table.doc for table in REPORTING_TABLES]
     comments = [s for doc in docs for s in comment_statements(doc)]  # new text: applied again
-    digest = hashlib.sha256("\n".join([*statements, *comments]).encode()).hexdigest()
-    conn.execute("CREATE SCHEMA IF NOT EXISTS meta")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_DIGESTS} (name VARCHAR, digest VARCHAR)")
-    recorded = conn.execute(
-        f"SELECT digest FROM {SCHEMA_DIGESTS} WHERE name = 'reporting'").fetchone()
-    if recorded and recorded[0] == digest:
-        return
-    for statement in statements:
-        conn.execute(statement)
-    apply_comments(conn, docs)
-    conn.execute(f"DELETE FROM {SCHEMA_DIGESTS} WHERE name = 'reporting'")
-    conn.execute(f"INSERT INTO {SCHEMA_DIGESTS} VALUES ('reporting', ?)", [digest])
+
+    def apply() -> None:
+        for statement in statements:
+            conn.execute(statement)
+        apply_comments(conn, docs)
+
+    apply_unless_recorded(conn, "reporting", digest_of([*statements, *comments]), apply)
 
 
 def _statements(sql: str) -> tuple[list[str], str]:
