@@ -50,8 +50,8 @@ _DONE = object()
 MIN_PAGES_PER_SLICE = 4
 # Pages fetched and not yet taken by the caller, plus those being fetched (each counted as
 # large as the largest page so far), stay under this many bytes of JSON: a page of 100
-# charges is ~0.3 MB, so 24 workers fetch at once; a page of invoices with 60 lines each
-# is ~7 MB, and 24 of them in flight and 24 waiting were ~300 MB of a sync's peak.
+# charges is ~0.3 MB, so all 24 workers fetch at once; a page of invoices with 60 lines
+# each is ~7 MB: 24 of them in flight and 24 waiting were ~300 MB of a sync's peak.
 MAX_BUFFERED_BYTES = 8 * 1024 * 1024
 
 
@@ -63,7 +63,7 @@ def extract_window(
     hi: int,
     concurrency: int = 24,
     max_buffered_pages: int = 24,
-    max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+    max_buffered_bytes: int | None = None,
 ) -> Iterator[PageResult]:
     """Yield every object created in [lo, hi), page by page, with completed ranges.
 
@@ -72,7 +72,7 @@ def extract_window(
     pages fetched meanwhile come first, then the error.
     """
     listing = _SlicedListing(account, endpoint, params, max(1, concurrency), max_buffered_pages)
-    listing.budget = _ByteBudget(max_buffered_bytes)
+    listing.budget = _ByteBudget(max_buffered_bytes or MAX_BUFFERED_BYTES)
     return listing.pages(lo, hi)
 
 
@@ -130,7 +130,7 @@ class _SlicedListing:
         self.outstanding = 0  # slices queued or being fetched
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
-        self.budget = _ByteBudget(MAX_BUFFERED_BYTES)
+        self.budget = _ByteBudget(MAX_BUFFERED_BYTES)  # extract_window sets the caller's
 
     def pages(self, lo: int, hi: int) -> Iterator[PageResult]:
         self._add([_Slice(lo, hi)])

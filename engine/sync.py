@@ -69,7 +69,7 @@ CHUNK_ROWS = 5_000
 # ~3 KB a charge, 5,000 charges stay under it and still end at the count.
 CHUNK_BYTES = 16 * 1024 * 1024
 # Chunks handed to writers and not yet written, over the whole process (_PendingChunks).
-PENDING_BYTES = 32 * 1024 * 1024
+PENDING_BYTES = 16 * 1024 * 1024
 FLUSH_SECONDS = 5.0
 # How long the chunk writer may keep the warehouse while chunks keep arriving.
 HOLD_SECONDS = 2.0
