@@ -47,7 +47,7 @@ def test_a_chunk_closes_at_the_byte_budget(sandbox_factory, tmp_path, monkeypatc
 
     # Each page passes the budget: a chunk each (the last one goes with the final commit).
     assert chunks >= PAGES - 1, chunks
-    assert default_chunks == 0  # 600 charges stay far under 5,000 objects and 16 MB
+    assert default_chunks == 0  # 600 charges stay far under 5,000 objects and 8 MB
     assert landed == default_landed == 600
     assert duplicate_count(small, "charges") == 0
 
