@@ -2,7 +2,7 @@
 
     python -m benchmarks.memory_shapes [--shapes charges,subscriptions,wide_invoices]
         [--charges N] [--subscription-charges N] [--wide-charges N] [--lines N]
-        [--chunk-mb 0,16]
+        [--chunk-mb 0,16] [--streams invoices]
 
 Each shape is one sandbox account, served in this process (benchmarks/lake_cost.py's
 helper), synced into a fresh DuckDB file by `sync_client` in a child process
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscription-charges", type=int, default=40_000)
     parser.add_argument("--wide-charges", type=int, default=20_000)
     parser.add_argument("--lines", type=int, default=60)
+    parser.add_argument("--streams", default="",
+                        help="comma-separated streams to sync instead of the shape's own")
     parser.add_argument("--chunk-mb", default="",
                         help="comma-separated budgets in MB; 0 = by count only")
     args = parser.parse_args(argv)
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             "| peak RSS MB | load (1 min) |", "|---|--:|--:|---|--:|--:|--:|---|"]
     for shape in args.shapes.split(","):
         spec, streams, balance = _spec(shape, args)
+        if args.streams:  # one stream alone, to take a peak apart
+            streams, balance = tuple(args.streams.split(",")), False
         world = SandboxWorld.generate(seed=3, specs=[spec])
         with ExitStack() as stack:
             server, root = served_with_home(stack, world, "memory-shapes-")

@@ -48,6 +48,11 @@ class Coverage:
 _DONE = object()
 # A slice is worth splitting off only if it holds at least this many pages.
 MIN_PAGES_PER_SLICE = 4
+# Pages fetched and not yet taken by the caller, plus those being fetched (each counted as
+# large as the largest page so far), stay under this many bytes of JSON: a page of 100
+# charges is ~0.3 MB, so all 24 workers fetch at once; a page of invoices with 60 lines
+# each is ~7 MB: 24 of them in flight and 24 waiting were ~300 MB of a sync's peak.
+MAX_BUFFERED_BYTES = 8 * 1024 * 1024
 
 
 def extract_window(
@@ -58,13 +63,56 @@ def extract_window(
     hi: int,
     concurrency: int = 24,
     max_buffered_pages: int = 24,
+    max_buffered_bytes: int | None = None,
 ) -> Iterator[PageResult]:
     """Yield every object created in [lo, hi), page by page, with completed ranges.
 
-    If a slice fails for good, the pages fetched meanwhile come first, then the error.
+    At most `max_buffered_pages` pages wait for the caller, and fewer requests are in
+    flight when pages are large (`max_buffered_bytes`). If a slice fails for good, the
+    pages fetched meanwhile come first, then the error.
     """
     listing = _SlicedListing(account, endpoint, params, max(1, concurrency), max_buffered_pages)
+    listing.budget = _ByteBudget(max_buffered_bytes or MAX_BUFFERED_BYTES)
     return listing.pages(lo, hi)
+
+
+class _ByteBudget:
+    """Bytes of pages held (fetched, not yet taken) and pages in flight, under a limit.
+
+    A fetch starts only if the pages held, those in flight and one more, each as large as
+    the largest page so far, fit; one fetch may always start when nothing is held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.in_flight = 0
+        self.largest = 0
+        self.changed = threading.Condition()
+
+    def start_fetch(self, stop: threading.Event) -> None:
+        with self.changed:
+            while not stop.is_set() and not self._fits():
+                self.changed.wait(0.5)
+            self.in_flight += 1
+
+    def _fits(self) -> bool:
+        if self.in_flight == 0 and self.held == 0:
+            return True
+        return self.held + (self.in_flight + 1) * self.largest <= self.limit
+
+    def fetched(self, size: int | None) -> None:
+        """A fetch ended: `size` bytes now held (None: it failed, nothing held)."""
+        with self.changed:
+            self.in_flight -= 1
+            if size is not None:
+                self.held += size
+                self.largest = max(self.largest, size)
+            self.changed.notify_all()
+
+    def taken(self, size: int) -> None:
+        with self.changed:
+            self.held -= size
+            self.changed.notify_all()
 
 
 class _SlicedListing:
@@ -82,6 +130,7 @@ class _SlicedListing:
         self.outstanding = 0  # slices queued or being fetched
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
+        self.budget = _ByteBudget(MAX_BUFFERED_BYTES)  # extract_window sets the caller's
 
     def pages(self, lo: int, hi: int) -> Iterator[PageResult]:
         self._add([_Slice(lo, hi)])
@@ -94,6 +143,7 @@ class _SlicedListing:
             while (item := self.results.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
+                self.budget.taken(_size(item))
                 yield item
         finally:
             self.stop.set()
@@ -118,8 +168,14 @@ class _SlicedListing:
         query = {**self.params, "limit": PAGE_SIZE, "created": {"gte": piece.lo, "lt": piece.hi}}
         if piece.starting_after:
             query["starting_after"] = piece.starting_after
-        page = self.account.get_page(self.endpoint, query)
+        self.budget.start_fetch(self.stop)
+        try:
+            page = self.account.get_page(self.endpoint, query)
+        except BaseException:
+            self.budget.fetched(None)
+            raise
         data = page.raw_objects
+        self.budget.fetched(sum(map(len, data)))
         if not page.has_more or not data:
             self.results.put(PageResult(data, [(piece.lo, piece.hi)]))
             return
@@ -160,6 +216,10 @@ class _SlicedListing:
         for worker in workers:
             worker.join()
         self.results.put(self.failures[0] if self.failures else _DONE)
+
+
+def _size(page: PageResult) -> int:
+    return sum(map(len, page.raw_objects))
 
 
 def _split(lo: int, oldest: int, idle: int) -> list[tuple[int, int]]:

@@ -33,16 +33,16 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from engine.child_pages import complete_objects, complete_raw
+from engine.child_pages import batch_of_objects, batch_of_raw, complete_objects, complete_raw
 from engine.failures import (
     CredentialFailure,
     PermissionMissing,
     StripeAccessError,
 )
 from engine.pager import Coverage, extract_events_of, extract_window
+from engine.process_memory import hand_back_freed_memory
 from engine.processes import this_process
 from engine.progress import ProgressSink
-from engine.raw_rows import objects_to_arrow, to_arrow
 from engine.streams import BALANCE_COLUMNS, StreamSpec
 from engine.stripe_api import StripeAccount, verify_account
 from engine.warehouse import (
@@ -66,8 +66,11 @@ SETTLE_SECONDS = 2
 CHUNK_ROWS = 5_000
 # A chunk also ends at this much raw JSON: 5,000 invoices with their lines were ~150 MB of
 # text, and DuckDB staging them (typed columns, unnested lines) took a sync to 1.3 GB. At
-# ~3 KB a charge, 5,000 charges stay under it and still end at the count.
-CHUNK_BYTES = 16 * 1024 * 1024
+# ~3 KB a charge, a chunk holds ~2,700 charges: 1M charges synced in 182 s at 361 MB with it
+# (16 MB: 220 s, 395 MB, busier machine), invoices with 60 lines peaked 20-40 MB lower.
+CHUNK_BYTES = 8 * 1024 * 1024
+# Chunks handed to writers and not yet written, over the whole process (_PendingChunks).
+PENDING_BYTES = 16 * 1024 * 1024
 FLUSH_SECONDS = 5.0
 # How long the chunk writer may keep the warehouse while chunks keep arriving.
 HOLD_SECONDS = 2.0
@@ -178,27 +181,58 @@ class _StreamLoader:
 
     # Rows are stamped when their page arrived: a full listing flags as deleted only rows
     # stamped before it began, never one written meanwhile (by any run).
-    # Lists a parent embeds only in part are paged to their end first (engine/child_pages.py).
+    # Lists a parent embeds only in part are paged to their end first, and lists kept apart
+    # from the parent's raw cut out of it (engine/child_pages.py).
     def rows(self, raw_objects: list[bytes]) -> pa.Table:
         if self.account is not None and raw_objects:
             raw_objects = complete_raw(self.account, self.spec, raw_objects)
-        return to_arrow(self.client_id, raw_objects, datetime.now(UTC))
+        return batch_of_raw(self.client_id, self.spec, raw_objects, datetime.now(UTC))
 
     def rows_of_objects(self, objects: list[dict], deleted_ids: frozenset[str]) -> pa.Table:
         if self.account is not None:
             complete_objects(self.account, self.spec, objects, deleted_ids)
-        return objects_to_arrow(self.client_id, objects, datetime.now(UTC), deleted_ids)
+        return batch_of_objects(self.client_id, self.spec, objects, datetime.now(UTC),
+                                deleted_ids)
+
+
+class _PendingChunks:
+    """Bytes of chunks handed to writers and not yet written, over every stream and client
+    of the process, under a limit: a chunk waits for room unless none is pending.
+
+    Each stream lists ahead of its writer; with 16 streams waiting for the file's one
+    writer, each with a chunk in hand and one queued, those chunks were most of a wide
+    first sync's peak. Writers never wait for room, so what is pending always drains."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self.changed = threading.Condition()
+
+    def reserve(self, size: int) -> None:
+        with self.changed:
+            while self.total and self.total + size > self.limit:
+                self.changed.wait()
+            self.total += size
+
+    def release(self, size: int) -> None:
+        with self.changed:
+            self.total -= size
+            self.changed.notify_all()
+
+
+PENDING_CHUNKS = _PendingChunks(PENDING_BYTES)
 
 
 class _ChunkWriter:
     """Writes chunks in its own thread, in order, so fetching goes on while DuckDB works.
 
-    At most `depth` chunks wait; the cursor given with a chunk is committed with it.
+    At most `depth` chunks wait, and all writers' chunks together stay within
+    PENDING_BYTES; the cursor given with a chunk is committed with it.
     """
 
     def __init__(self, loader: _StreamLoader, depth: int = 1) -> None:
         self.loader = loader
-        self.chunks: queue.Queue[tuple[pa.Table, int, bool] | None] = queue.Queue(depth)
+        self.chunks: queue.Queue[tuple[pa.Table, int, bool, int] | None] = queue.Queue(depth)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -207,7 +241,9 @@ class _ChunkWriter:
         if self.error is not None:
             raise self.error
         rows = pa.concat_tables(batches) if batches else self.loader.rows([])
-        self.chunks.put((rows, cursor, final))
+        del batches[:]  # the concatenated copy is all that is kept
+        PENDING_CHUNKS.reserve(rows.nbytes)
+        self.chunks.put((rows, cursor, final, rows.nbytes))
 
     def close(self) -> None:
         self.chunks.put(None)
@@ -224,32 +260,36 @@ class _ChunkWriter:
                 time.sleep(READER_GAP_SECONDS)
                 item = self.chunks.get()
 
-    def _write_while_busy(self, item: tuple[pa.Table, int, bool]) -> object:
+    def _write_while_busy(self, item: tuple[pa.Table, int, bool, int]) -> object:
         """Write chunks on one connection while more are waiting, for at most HOLD_SECONDS.
 
         Reopening DuckDB for every chunk cost a checkpoint each time; holding it briefly
         amortises that, and letting go within seconds keeps readers waiting little.
         Returns the next queue item (None: the end) or _IDLE.
         """
+        current: tuple[pa.Table, int, bool, int] | None = item
         try:
             with self.loader.warehouse.writer() as conn:
                 deadline = time.monotonic() + HOLD_SECONDS
-                while True:
-                    rows, cursor, final = item
+                while current is not None:
+                    rows, cursor, final, size = current
                     self.loader.state.created_cursor = cursor
                     self.loader.flush(rows, final=final, conn=conn)
+                    current = None
+                    PENDING_CHUNKS.release(size)
                     if time.monotonic() >= deadline or self.loader.warehouse.readers_waiting():
                         return _IDLE
                     try:  # go on only with a chunk already waiting: never hold the lock idle
-                        item = self.chunks.get_nowait()
+                        current = self.chunks.get_nowait()
                     except queue.Empty:
                         return _IDLE
-                    if item is None:
-                        return None
+                return None
         except BaseException as error:  # handed to the consumer thread, which re-raises
             self.error = error
-            while self.chunks.get() is not None:  # drain so the consumer never blocks
-                pass
+            if current is not None:
+                PENDING_CHUNKS.release(current[3])
+            while (left := self.chunks.get()) is not None:  # drain: the consumer never blocks
+                PENDING_CHUNKS.release(left[3])
             return None
 
 
@@ -562,6 +602,7 @@ def sync_client(
     lists its new objects, for a Stripe imitation without creation events.
     """
     started = time.monotonic()
+    hand_back_freed_memory()
     with warehouse.client_lock(account.client_id, on_wait=on_wait), \
             _failures_recorded(warehouse, account.client_id):
         # Said first: a sync killed outright records nothing, the widgets then see it gone.

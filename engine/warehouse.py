@@ -99,13 +99,20 @@ BALANCE_DESCRIPTION = ("A snapshot of the Stripe balance (available and pending,
 
 def stream_description(spec: StreamSpec) -> str:
     """The table's description: its Dagster asset's and its warehouse COMMENT."""
-    children = "".join(
-        f" Its `{child.path[0]}` land in `stripe.{child.table}`"
-        + (f" (all of them: `raw` holds the `{child.path[0]}` Stripe embeds and the rest, "
-           f"paged from GET {child.more_endpoint})" if child.more_endpoint else "") + "."
-        for child in spec.children
-    )
+    children = "".join(_children_sentence(child) for child in spec.children)
     return f"{spec.description}{children} Source: GET {spec.endpoint}."
+
+
+def _children_sentence(child: ChildSpec) -> str:
+    name = child.path[0]
+    if not child.in_parent_raw:
+        return (f" Its `{name}` land in `stripe.{child.table}` (all of them, paged past the "
+                f"embedded ones from GET {child.more_endpoint}), not in `raw`: there "
+                f"`{'.'.join(child.path)}` is empty, and `{name}.has_more` true when there "
+                "are any.")
+    return (f" Its `{name}` land in `stripe.{child.table}`"
+            + (f" (all of them: `raw` holds the `{name}` Stripe embeds and the rest, "
+               f"paged from GET {child.more_endpoint})" if child.more_endpoint else "") + ".")
 
 
 def child_description(spec: StreamSpec, child: ChildSpec) -> str:
@@ -396,19 +403,30 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
     staged table that the count, the merge and the child tables all read. `known_new`
     (the client had no rows in the table when this listing began) skips looking for rows
     to replace: that lookup scans the client's ids, the largest cost of a first sync.
+    Children kept apart from the parent's raw (ChildSpec.in_parent_raw false) come in
+    their own column of `rows` (engine.child_pages.batch_of_raw).
     """
     if rows.num_rows == 0:
         return MergeCounts()
+    apart = [child for child in spec.children if not child.in_parent_raw]
+    missing = [child.items_column for child in apart
+               if child.items_column not in rows.column_names]
+    if missing:  # a batch built without cutting them out would lose the items
+        raise ValueError(f"rows for stripe.{spec.table} lack {missing}: build them with "
+                         "engine.child_pages.batch_of_raw")
     conn.register("incoming", rows)
+    raw_rows = "(SELECT client_id, is_deleted, raw, _synced_at FROM incoming)" if apart \
+        else "incoming"
     try:
-        with _staged(conn, "_incoming", typed_select(spec.columns, "raw", "incoming")) as staged:
+        with _staged(conn, "_incoming", typed_select(spec.columns, "raw", raw_rows)) as staged:
             existing = 0 if known_new else conn.execute(
                 f"SELECT count(*) FROM stripe.{spec.table} t SEMI JOIN {staged} i "
                 "ON t.client_id = i.client_id AND t.id = i.id"
             ).fetchone()[0]
             _replace_from(conn, spec.table, staged, delete=existing > 0)
             for child in spec.children:
-                replace_children(conn, child, staged, delete=not known_new)
+                replace_children(conn, child, staged, delete=not known_new,
+                                 items_from=None if child.in_parent_raw else "incoming")
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
@@ -430,16 +448,26 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> 
 
 
 def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: str,
-                     delete: bool = True) -> None:
+                     delete: bool = True, items_from: str | None = None) -> None:
     """A parent's child list is replaced whole: items removed in Stripe disappear here too.
 
-    `parents` names a table of merged parent rows (client_id, id, raw, _synced_at).
+    `parents` names a table of merged parent rows (client_id, id, raw, _synced_at); the
+    items are cut out of their raw, or, for a list kept apart, read from `items_from`
+    (the batch: its `_parent` id and the list's items column).
     """
     if delete:
         conn.execute(
             f"DELETE FROM stripe.{child.table} c USING {parents} p "
             f"WHERE c.client_id = p.client_id AND c.{child.parent_column} = p.id"
         )
+    if items_from is not None:
+        items = (
+            f"SELECT client_id, _parent AS {child.parent_column}, _synced_at, "
+            f"false AS is_deleted, unnest({child.items_column}) AS raw FROM {items_from}"
+        )
+        with _staged(conn, "_children", typed_select(child.columns, "raw", f"({items})")) as staged:
+            _replace_from(conn, child.table, staged, delete=delete)
+        return
     # The lists are cut out of the parents' raw JSON first: unnesting straight from a chunk
     # of large raw objects held them all in memory (a 5,000-subscription chunk needed more
     # than the writer's 128 MB and failed the sync).
