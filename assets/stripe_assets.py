@@ -44,7 +44,7 @@ from engine.connection_store import ClientConnection, ClientNotConnected, Connec
 from engine.credentials import record_check_outcome
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
-from engine.reporting.checked import checked_without_build
+from engine.reporting.checked import checked_without_build, no_build_due
 from engine.streams import (
     BALANCE_COLUMNS,
     STREAMS,
@@ -305,14 +305,19 @@ def credential_passed(account: StripeAccount, report: SyncReport) -> dict[str, s
 
 def settle_check(store: ConnectionStore, warehouse: Warehouse, account: StripeAccount,
                  connection: ClientConnection | None, report: SyncReport, *,
-                 full_refresh: bool = False) -> bool:
+                 full_refresh: bool = False, checked_at: datetime | None = None) -> bool:
     """After a sync: the key recorded as working; with nothing new and no reporting build
     due (the day has not turned), the client recorded as checked now. Whether so: then
-    nothing is materialized. One rule for a client run and a batch run's check."""
+    nothing is materialized. One rule for a client run and a batch run's check.
+
+    With `checked_at`, the client is judged at that time and not marked: the caller (a
+    batch run) marks its checked clients together (engine.reporting.checked)."""
     _record_key_works(store, account, report, connection)
     if full_refresh or report.errors or not report.nothing_new:
         return False
     with explained_errors():
+        if checked_at is not None:
+            return no_build_due(store, warehouse, account.client_id, checked_at)
         return checked_without_build(store, warehouse, account.client_id)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from dagster import AssetObservation, DagsterInstance, MetadataValue
 
@@ -34,12 +35,14 @@ from assets.client_health import (
 from assets.handover import ClientCheck
 from assets.stripe_assets import (
     credential_passed,
+    explained_errors,
     observations,
     settle_check,
     stripe_sync,
     sync_account,
 )
 from engine.connection_store import ClientNotConnected
+from engine.reporting.checked import mark_clients_checked
 from engine.streams import STREAMS
 from engine.warehouse import Warehouse
 from resources.dagster_resources import StripeResource
@@ -56,12 +59,13 @@ class Checked:
     quiet: bool
     check: ClientCheck | None
     seconds: float
+    at: datetime | None = None  # when a quiet client was judged: its figures count as built
 
 
 def check_client(client_id: str, stripe: StripeResource, warehouse: Warehouse,
                  log: Callable[[str], None]) -> Checked:
     """Sync the client as its full `stripe_sync_job` run would, then settle it: quiet when
-    it found nothing new and no reporting build is due (then recorded as checked now)."""
+    it found nothing new and no reporting build is due (the batch then marks it checked)."""
     started = time.monotonic()
     try:
         account, connection = stripe.account_for(client_id)
@@ -76,9 +80,20 @@ def check_client(client_id: str, stripe: StripeResource, warehouse: Warehouse,
     except Exception as error:  # noqa: BLE001 (the client's run raises it where it fails)
         check.error = error
         return Checked(False, check, time.monotonic() - started)
-    with stripe.store() as store:
-        quiet = settle_check(store, warehouse, account, connection, check.report)
-    return Checked(quiet, check, time.monotonic() - started)
+    at = datetime.now(UTC)
+    with stripe.store() as store:  # marked checked with the batch's others: mark_checked
+        quiet = settle_check(store, warehouse, account, connection, check.report,
+                             checked_at=at)
+    return Checked(quiet, check, time.monotonic() - started, at)
+
+
+def mark_checked(stripe: StripeResource, warehouse: Warehouse,
+                 checked: dict[str, datetime]) -> None:
+    """The quiet clients' figures count as built, and they as synced, when each was judged:
+    one writer session for the batch (the DuckDB file's writer lock serialises every
+    session across threads and processes: 4 a no-change client before)."""
+    with stripe.store() as store, explained_errors():
+        mark_clients_checked(store, warehouse, checked)
 
 
 def record_checked(instance: DagsterInstance, check: ClientCheck, batch_run_id: str) -> None:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
+from datetime import UTC, datetime
 
 from dagster import (
     Config,
@@ -45,7 +46,12 @@ from engine.settings import load_settings
 from engine.user_errors import explain
 from engine.warehouse import Warehouse
 from pipelines.batch_assets import declaring_assets, sync_job_asset_keys
-from pipelines.batch_checks import check_client, publish_health, record_checked
+from pipelines.batch_checks import (
+    check_client,
+    mark_checked,
+    publish_health,
+    record_checked,
+)
 from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
 from resources.dagster_resources import StripeResource, WarehouseResource
@@ -168,7 +174,7 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
     sync_job = context.repository_def.get_job(SYNC_JOB_NAME)
     tags = _child_tags(context)
     opened = threading.local()  # one warehouse per thread: its schema checked once
-    quiet: list[str] = []
+    quiet: dict[str, datetime] = {}  # the clients checked without a run, and when
 
     def open_warehouse() -> Warehouse:
         if not hasattr(opened, "warehouse"):
@@ -184,7 +190,7 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
                 problem = explain(error)
                 return ClientSyncOutcome(client, False, message=problem.message if problem
                                          else f"{type(error).__name__}: {error}")
-            quiet.append(client)
+            quiet[client] = checked.at or datetime.now(UTC)
             return ClientSyncOutcome(client, True)
         with handing_over(checked.check) if checked.check else nullcontext():
             return materialize_client(client, job=sync_job, launched_by=config.launched_by,
@@ -192,7 +198,10 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
 
     outcomes = _side_by_side(config.clients, sync,
                              config.side_by_side or default_side_by_side())
-    publish_health(context.instance, stripe, open_warehouse(), quiet, context.log.warning)
+    # Their figures count as built when checked (one writer session), then their health.
+    mark_checked(stripe, open_warehouse(), quiet)
+    publish_health(context.instance, stripe, open_warehouse(), list(quiet),
+                   context.log.warning)
     failed = []
     for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
         verdict = ("synced" if outcome.run_id else "checked: nothing new, no run needed"

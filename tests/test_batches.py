@@ -203,6 +203,7 @@ def test_a_batch_run_checks_its_clients_and_runs_only_those_with_something_new(
     from dagster._core.event_api import PartitionKeyFilter
 
     from assets.client_health import BALANCE_KEY, CREDENTIAL_CHECK_KEY
+    from engine.freshness import read_built_at
     from engine.sync import SETTLE_SECONDS
 
     names = ("acme", "globex", "initech")
@@ -236,6 +237,9 @@ def test_a_batch_run_checks_its_clients_and_runs_only_those_with_something_new(
         synced = dict(conn.execute(
             "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
     assert synced == {"acme": 20, "globex": 23, "initech": 20}
+    with warehouse_from_settings().reader() as conn:  # their figures count as built now
+        built = {c: read_built_at(conn, c).timestamp() for c in names}
+    assert min(built.values()) > batch_started
     # The quiet clients: checked now, by this batch run, each under its own partition.
     observed = {}
     for record in instance.fetch_observations(BALANCE_KEY, limit=10).records:
