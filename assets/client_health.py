@@ -305,12 +305,20 @@ def refresh_reconnect_entry(instance: DagsterInstance, store: ConnectionStore,
     changed (it is failing, or it was listed). A healthy client that was not listed costs
     one look at the published list, not a pass over every client (which made a cycle of
     runs grow with the square of the clients)."""
+    return refresh_reconnect_entries(instance, store, [client_id])
+
+
+def refresh_reconnect_entries(instance: DagsterInstance, store: ConnectionStore,
+                              clients: Iterable[str]) -> bool:
+    """refresh_reconnect_entry for several clients at once (a batch run's checked clients):
+    one look at the published list, and the list again at most once."""
     published = _published_clients(instance)
-    connection = store.get(client_id)
-    failing = connection is not None and connection.state is ConnectionState.FAILED
-    if published is not None and not failing and client_id not in published:
-        return False
-    return refresh_reconnect_list(instance, store)
+    for client_id in clients:
+        connection = store.get(client_id)
+        failing = connection is not None and connection.state is ConnectionState.FAILED
+        if published is None or failing or client_id in published:
+            return refresh_reconnect_list(instance, store)
+    return False
 
 
 def _published_clients(instance: DagsterInstance) -> set[str] | None:

@@ -7,7 +7,8 @@ single rate limiter and the credential check runs once, first.
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ from assets.client_health import (
     refresh_reconnect_entry,
     report_freshness,
 )
+from assets.handover import taken_over
 from assets.known_failure import KnownFailure
 from assets.metadata import column_schema
 from assets.partitions import clients_partitions
@@ -42,7 +44,7 @@ from engine.connection_store import ClientConnection, ClientNotConnected, Connec
 from engine.credentials import record_check_outcome
 from engine.failures import CredentialFailure, StripeAccessError
 from engine.progress import report_progress
-from engine.reporting.checked import checked_without_build
+from engine.reporting.checked import checked_without_build, no_build_due
 from engine.streams import (
     BALANCE_COLUMNS,
     STREAMS,
@@ -55,6 +57,7 @@ from engine.sync import StreamResult, SyncReport, sync_client
 from engine.user_errors import explain
 from engine.warehouse import (
     BALANCE_DESCRIPTION,
+    Warehouse,
     child_columns,
     child_description,
     stream_columns,
@@ -256,12 +259,19 @@ def stripe_sync(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     client_id = context.partition_key
     specs = _chosen_specs(context, config)
+    # A batch run that checked this client a moment ago hands over what its sync found.
+    checked = taken_over(client_id, specs, config.full_refresh,
+                         context.selected_asset_keys)
+    if checked is not None:
+        account, connection = checked.account, checked.connection
+    else:
+        try:
+            account, connection = stripe.account_for(client_id)
+        except ClientNotConnected as missing:
+            raise KnownFailure(description=str(missing), allow_retries=False) from None
     try:
-        account, connection = stripe.account_for(client_id)
-    except ClientNotConnected as missing:
-        raise KnownFailure(description=str(missing), allow_retries=False) from None
-    try:
-        report = _sync(context, stripe, warehouse, account, connection, specs, config)
+        report = checked.outcome() if checked is not None else _sync(
+            context, stripe, warehouse, account, connection, specs, config)
     except CredentialFailure as failure:
         if _checking(context):
             yield _failed_check(failure)
@@ -270,23 +280,45 @@ def stripe_sync(
         _publish_health(context, stripe, warehouse)
         raise _access_failure(error) from None
     with stripe.store() as store:
-        _record_key_works(store, account, report, connection)
-        quiet = _checked_without_build(context, config, store, warehouse, report)
+        quiet = settle_check(store, warehouse.open(), account, connection, report,
+                             full_refresh=config.full_refresh)
     if quiet:  # observed, not materialized: Dagster skips the reporting step
-        for key, metadata in _observations(context, specs, report):
+        for key, metadata in observations(context.selected_asset_keys, specs, report):
             context.log_event(AssetObservation(asset_key=key, metadata=metadata))
     else:
         yield from _materializations(context, specs, report)
     if _checking(context):  # after the balance: the check judges this materialization
         yield AssetCheckResult(
             check_name=CREDENTIAL_CHECK, asset_key=BALANCE_KEY, passed=True,
-            metadata={"account": report.account_id or "", "masked_key": account.masked_key},
-        )
+            metadata=credential_passed(account, report))
     # A sync that fails, or finds nothing new, skips the reporting tables and their
     # freshness check: say it here (reported only where the verdict changed).
     _publish_health(context, stripe, warehouse if report.errors or quiet else None)
     if report.errors:
         raise _stream_errors_failure(report.errors)
+
+
+def credential_passed(account: StripeAccount, report: SyncReport) -> dict[str, str]:
+    """The credential check's metadata when Stripe took the key."""
+    return {"account": report.account_id or "", "masked_key": account.masked_key}
+
+
+def settle_check(store: ConnectionStore, warehouse: Warehouse, account: StripeAccount,
+                 connection: ClientConnection | None, report: SyncReport, *,
+                 full_refresh: bool = False, checked_at: datetime | None = None) -> bool:
+    """After a sync: the key recorded as working; with nothing new and no reporting build
+    due (the day has not turned), the client recorded as checked now. Whether so: then
+    nothing is materialized. One rule for a client run and a batch run's check.
+
+    With `checked_at`, the client is judged at that time and not marked: the caller (a
+    batch run) marks its checked clients together (engine.reporting.checked)."""
+    _record_key_works(store, account, report, connection)
+    if full_refresh or report.errors or not report.nothing_new:
+        return False
+    with explained_errors():
+        if checked_at is not None:
+            return no_build_due(store, warehouse, account.client_id, checked_at)
+        return checked_without_build(store, warehouse, account.client_id)
 
 
 def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
@@ -305,44 +337,43 @@ def _publish_health(context: AssetExecutionContext, stripe: StripeResource,
 def _sync(context: AssetExecutionContext, stripe: StripeResource, warehouse: WarehouseResource,
           account: StripeAccount, connection: ClientConnection | None, specs: list[StreamSpec],
           config: SyncConfig) -> SyncReport:
+    return sync_account(account, connection, warehouse.open(), specs, log=context.log.info,
+                        concurrency=stripe.concurrency, full_refresh=config.full_refresh,
+                        include_balance=BALANCE_KEY in context.selected_asset_keys)
+
+
+def sync_account(account: StripeAccount, connection: ClientConnection | None,
+                 warehouse: Warehouse, specs: list[StreamSpec], *, log: Callable[[str], None],
+                 concurrency: int, full_refresh: bool = False,
+                 include_balance: bool = True) -> SyncReport:
+    """The engine's sync of one client with its stored guards (the account it must be, the
+    permissions it was connected without): a client run's and a batch run's check."""
     def progress(client: str, stream: str, rows: int, requests: int) -> None:
         # A stream with nothing new says so in its materialization's metadata: a log line
         # each is 9 more events to store per no-change client run (issue 21).
         if rows:
-            context.log.info(f"{client}/{stream}: {rows} rows landed, {requests} requests")
+            log(f"{client}/{stream}: {rows} rows landed, {requests} requests")
         report_progress(client, stream, rows, requests)
 
     with explained_errors():
         return sync_client(
-            account, warehouse.open(), specs,
+            account, warehouse, specs,
             expected_account_id=connection.account_id if connection else None,
-            full_refresh=config.full_refresh,
-            include_balance=BALANCE_KEY in context.selected_asset_keys,
-            concurrency=stripe.concurrency, progress=progress,
+            full_refresh=full_refresh, include_balance=include_balance,
+            concurrency=concurrency, progress=progress,
             accepted_missing=frozenset(connection.missing_permissions if connection else ()),
         )
 
 
-def _checked_without_build(context: AssetExecutionContext, config: SyncConfig,
-                           store: ConnectionStore, warehouse: WarehouseResource,
-                           report: SyncReport) -> bool:
-    """Nothing new for the client and no reporting build due (the day has not turned):
-    recorded as checked now, and nothing is materialized."""
-    if config.full_refresh or not report.nothing_new:
-        return False
-    with explained_errors():
-        return checked_without_build(store, warehouse.open(), context.partition_key)
-
-
-def _observations(context: AssetExecutionContext, specs: list[StreamSpec],
-                  report: SyncReport) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
+def observations(selected: AbstractSet[AssetKey], specs: list[StreamSpec],
+                 report: SyncReport) -> Iterator[tuple[AssetKey, dict[str, Any]]]:
     """What a check that found nothing new says of each selected asset: when it was
     checked, the requests it cost, the cursor (the Dagster UI shows it as an observation)."""
     checked = datetime.now(UTC).isoformat(timespec="seconds")
-    selected = context.selected_asset_keys
     if BALANCE_KEY in selected:
         yield BALANCE_KEY, {"checked_at": checked, "changed": False,
-                            "api_requests": report.requests}
+                            "api_requests": report.requests,
+                            "seconds": round(report.seconds, 2)}
     for spec in specs:
         result = report.streams[spec.name]
         keys = [stream_asset_key(spec), *(AssetKey(["stripe", c.table]) for c in spec.children)]

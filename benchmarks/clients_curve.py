@@ -19,9 +19,11 @@ For each deployment, number of clients N and number of run workers W (the queue'
    `dagster-daemon run`; every client is declared in clients.yaml on "* * * * *", so the tick
    of the schedule `stripe_sync_x_x_x_x_x` asks for batch runs (pipelines/batches.py). The
    schedule is stopped as soon as the tick's batch runs exist, so one cycle runs.
-3. A cycle is measured from the tick's scheduled time to the end of the last client's
-   `stripe_sync_job` run: wall time, runs, the sandbox's request count, the charges landed in
-   the warehouse per client against what the API lists for the account ("verified").
+3. A cycle is measured from the tick's scheduled time to the end of the last batch run: wall
+   time, clients (each either its own `stripe_sync_job` run, or, with nothing new, checked by
+   its batch run without one: an observation of its stripe/balance naming the batch run),
+   the sandbox's request count, the charges landed in the warehouse per client against what
+   the API lists for the account ("verified").
 4. The schedule is started again for a second cycle: nothing changed in the sandbox, so this
    is the fixed cost per client at scale.
 A JSON summary is printed, and a row appended to benchmarks/clients_curve.md.
@@ -353,16 +355,36 @@ def _verify(sandbox: Sandbox, synced: set[str]) -> dict:
             "verified": bool(expected) and not wrong}
 
 
-def _medians_by_tenth(finished: list) -> list[float]:
-    """The median client run time in each tenth of the cycle, in start order: flat if the
-    per-client cost does not grow with what the warehouse already holds."""
-    runs = sorted((r.start_time, r.end_time - r.start_time) for r in finished if r.start_time)
+def _medians_by_tenth(spans: list[tuple[float, float]]) -> list[float]:
+    """The median client time (its run, or its check in the batch run) in each tenth of
+    the cycle, in start order: flat if the per-client cost does not grow with what the
+    warehouse already holds."""
+    runs = sorted(spans)
     tenth = max(1, len(runs) // 10)
     medians = []
     for start in range(0, len(runs), tenth):
         durations = sorted(d for _, d in runs[start:start + tenth])
         medians.append(round(durations[len(durations) // 2], 2))
     return medians
+
+
+def _checked_without_run(instance: Any, batch_ids: set[str], since: float) -> list:
+    """The observations of stripe/balance the cycle's batch runs made for the clients they
+    checked without a run (pipelines/batch_checks.py): one per client."""
+    from dagster import AssetRecordsFilter
+
+    from assets.client_health import BALANCE_KEY
+
+    records, cursor = [], None
+    while True:
+        page = instance.fetch_observations(
+            AssetRecordsFilter(asset_key=BALANCE_KEY, after_timestamp=since), limit=1000,
+            cursor=cursor)
+        records += [r for r in page.records if getattr(r.asset_observation.metadata.get(
+            "batch_run"), "value", None) in batch_ids]
+        if not page.has_more:
+            return records
+        cursor = page.cursor
 
 
 def _maintain() -> dict:
@@ -378,22 +400,26 @@ def _maintain() -> dict:
             "snapshots_after": done.snapshots_after, "seconds": round(done.seconds, 1)}
 
 
-def _figures(batches: list, children: list, tick: float, end: float, clients: int,
+def _figures(batches: list, children: list, checked: list, tick: float, end: float,
              workers: int) -> dict:
     ok = sum(r.dagster_run.status.value == "SUCCESS" for r in children)
     finished = [r for r in children if r.dagster_run.status.value in FINISHED]
+    spans = [(r.start_time, r.end_time - r.start_time) for r in finished if r.start_time]
+    spans += [(r.timestamp - r.asset_observation.metadata["seconds"].value,
+               r.asset_observation.metadata["seconds"].value) for r in checked]
+    clients_done = len(finished) + len(checked)
     wall = end - tick
     return {
         "wall_s": round(wall, 1), "tick_to_first_batch_run_s": round(
             min(r.create_timestamp.timestamp() for r in batches) - tick, 1),
         "batch_runs": len(batches),
         "batch_runs_failed": sum(r.dagster_run.status.value != "SUCCESS" for r in batches),
-        "client_runs": len(children), "client_runs_finished": len(finished), "runs_ok": ok,
-        "runs_failed": len(finished) - ok,
-        "client_run_mean_s": round(sum(r.end_time - (r.start_time or r.end_time)
-                                       for r in finished) / max(1, len(finished)), 2),
-        "client_run_median_by_tenth_s": _medians_by_tenth(finished),
-        "s_per_client": round(wall * workers / max(1, len(finished)), 2)}
+        "client_runs": len(children), "client_runs_finished": len(finished),
+        "checked_without_run": len(checked), "clients_finished": clients_done,
+        "runs_ok": ok + len(checked), "runs_failed": len(finished) - ok,
+        "client_mean_s": round(sum(d for _, d in spans) / max(1, len(spans)), 2),
+        "client_median_by_tenth_s": _medians_by_tenth(spans),
+        "s_per_client": round(wall * workers / max(1, clients_done), 2)}
 
 
 def _cycle(instance: Any, sandbox: Sandbox, workers: int, workspace: list[str],
@@ -411,14 +437,18 @@ def _cycle(instance: Any, sandbox: Sandbox, workers: int, workspace: list[str],
     batches, children, complete = _wait_for_clients(
         instance, {r.dagster_run.run_id for r in batches}, since, clients, processes,
         since + timeout_s)
-    ended = [r.end_time for r in children if r.end_time]
+    batch_ids = {r.dagster_run.run_id for r in batches}
+    checked = _checked_without_run(instance, batch_ids, since)
+    # The last client ends its batch run (its run, or its check in the batch).
+    ended = [r.end_time for r in [*children, *batches] if r.end_time]
     end = max(ended) if complete and ended else time.time()
     requests, by_path = sandbox.requests(), sandbox.requests_by_path()
     synced = set(sandbox.accounts) if complete else {
         r.dagster_run.tags.get("dagster/partition") for r in children
-        if r.dagster_run.status.value == "SUCCESS"}
-    figures = _figures(batches, children, tick, end, clients, workers)
-    per_client = requests / max(1, figures["client_runs_finished"])
+        if r.dagster_run.status.value == "SUCCESS"} | {
+        r.asset_observation.partition for r in checked}
+    figures = _figures(batches, children, checked, tick, end, workers)
+    per_client = requests / max(1, figures["clients_finished"])
     return {"complete": complete, "schedule_starts": starts, **figures,
             "requests": requests, "requests_per_client": round(per_client, 1),
             "requests_by_path": by_path,
@@ -493,7 +523,7 @@ def _pair(first: dict, second: dict | None, key: str, fmt: str = "{:,}") -> str:
 def _wall(cycle: dict) -> str:
     if cycle["complete"]:
         return f"{cycle['wall_s']:,}"
-    return (f"**stopped at {cycle['wall_s']:,}**: {cycle['client_runs_finished']:,} clients "
+    return (f"**stopped at {cycle['wall_s']:,}**: {cycle['clients_finished']:,} clients "
             "finished")
 
 

@@ -5,9 +5,12 @@ imports, the run's launch (about 7 s for one client from the CLI, measured in
 benchmarks/README.md). A tick of 1,000 clients also asked Dagster to check and submit 1,000
 run requests, which overran its 60 s schedule limit. So a tick requests a few batch runs;
 each batch run executes its clients' `stripe_sync_job` runs in its own process, a few side
-by side (threads): separate Stripe accounts, so their network waits overlap. Each client
-keeps a run of its own (its partition's status, its checks, its failure and what to do),
-launched without a process of its own.
+by side (threads): separate Stripe accounts, so their network waits overlap. The batch run
+checks each client first (its sync, made as its run would make it: pipelines/batch_checks.py):
+a client with nothing new is recorded as checked without a run of its own (a run cost ~1.8 s
+of Dagster's bookkeeping per client); any other client keeps a run of its own (its partition's
+status, its checks, its failure and what to do), launched without a process of its own, which
+takes over what the check's sync found.
 
 Why not Dagster's single run over a partition range (`BackfillPolicy.single_run`): a range
 is a contiguous slice of the partitions in the order they were added, while a cadence's
@@ -18,8 +21,11 @@ it. A run per client keeps Dagster's per-client status, checks and messages as t
 
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from datetime import UTC, datetime
 
 from dagster import (
     Config,
@@ -34,10 +40,20 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.handover import handing_over
 from assets.known_failure import KnownFailure
+from engine.user_errors import explain
+from engine.warehouse import Warehouse
 from pipelines.batch_assets import declaring_assets, sync_job_asset_keys
+from pipelines.batch_checks import (
+    check_client,
+    mark_checked,
+    publish_health,
+    record_checked,
+)
 from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
+from resources.dagster_resources import StripeResource, WarehouseResource
 
 BATCH_JOB_NAME = "stripe_sync_batch_job"
 BATCH_TAG = "stripe_reports/batch_run_id"
@@ -136,27 +152,55 @@ def _child_tags(context: OpExecutionContext) -> dict[str, str]:
     return {BATCH_TAG: context.run_id, **origin}
 
 
-@op(description="Run each client's stripe_sync_job in this process, a few clients side by "
-    "side; fails at the end, naming the clients that failed, if any did.")
-def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig) -> None:
+@op(description="Check each client (its sync, as its run would make it), a few side by "
+    "side: a client with nothing new is recorded as checked, the others get their own "
+    "stripe_sync_job run, which takes over what the check found. Fails at the end, naming "
+    "the clients that failed, if any did.")
+def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
+                         stripe: StripeResource, warehouse: WarehouseResource) -> None:
     prepare_instance(context.instance, config.clients)
     # The sync job of the code location this batch runs in: no import of the Definitions.
     sync_job = context.repository_def.get_job(SYNC_JOB_NAME)
     tags = _child_tags(context)
+    opened = threading.local()  # one warehouse per thread: its schema checked once
+    quiet: dict[str, datetime] = {}  # the clients checked without a run, and when
+
+    def open_warehouse() -> Warehouse:
+        if not hasattr(opened, "warehouse"):
+            opened.warehouse = warehouse.open()
+        return opened.warehouse
 
     def sync(client: str) -> ClientSyncOutcome:
-        return materialize_client(client, job=sync_job, launched_by=config.launched_by,
-                                  instance=context.instance, tags=tags)
+        checked = check_client(client, stripe, open_warehouse(), context.log.info)
+        if checked.quiet and checked.check is not None:
+            try:
+                record_checked(context.instance, checked.check, context.run_id)
+            except Exception as error:  # noqa: BLE001 (the others go on)
+                problem = explain(error)
+                return ClientSyncOutcome(client, False, message=problem.message if problem
+                                         else f"{type(error).__name__}: {error}")
+            quiet[client] = checked.at or datetime.now(UTC)
+            return ClientSyncOutcome(client, True)
+        with handing_over(checked.check) if checked.check else nullcontext():
+            return materialize_client(client, job=sync_job, launched_by=config.launched_by,
+                                      instance=context.instance, tags=tags)
 
     outcomes = _side_by_side(config.clients, sync,
                              config.side_by_side or SIDE_BY_SIDE)
+    # Their figures count as built when checked (one writer session), then their health.
+    mark_checked(stripe, open_warehouse(), quiet)
+    publish_health(context.instance, stripe, open_warehouse(), list(quiet),
+                   context.log.warning)
     failed = []
     for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
-        verdict = "synced" if outcome.success else f"failed: {outcome.message}"
-        context.log.info(f"{number}/{len(config.clients)} {client} {verdict} "
-                         f"(run {outcome.run_id or 'not started'})")
+        verdict = ("synced" if outcome.run_id else "checked: nothing new, no run needed"
+                   ) if outcome.success else f"failed: {outcome.message}"
+        context.log.info(f"{number}/{len(config.clients)} {client} {verdict}"
+                         + (f" (run {outcome.run_id})" if outcome.run_id else ""))
         if not outcome.success:
             failed.append(f"- {client}: {outcome.message}")
+    context.log.info(f"{len(quiet)} of {len(config.clients)} clients had nothing new: "
+                     "checked without a run of their own (see their assets' observations)")
     if failed:
         raise KnownFailure(
             description=f"{len(failed)} of {len(config.clients)} clients failed; the others "

@@ -12,7 +12,8 @@ log opens one per write), and each costs the disk twice over:
 - When the last connection to a WAL file closes, SQLite checkpoints the log into the file
   and deletes it: an fsync, two unlinks and a new log at the next write, per event. While a
   run writes, this thread keeps one idle connection open on each file it writes (the
-  run's own file, the index), so the log is checkpointed once, when the run ends.
+  run's own file), so the log is checkpointed once, when the run ends; the shared files
+  (runs, the event index, schedules) keep one for the whole process.
 
 Only files under the instance's folder: the connection store's SQLite keeps its full sync.
 """
@@ -42,6 +43,12 @@ KEPT_ENGINES = 16
 # Per thread (runs execute side by side in a batch's threads): the files the run in this
 # thread keeps open, by path, while `files_kept_open` is active.
 _kept = threading.local()
+# Dagster's shared files, written by every run and by a batch run checking its clients
+# without runs of their own (~17 events a client): one idle connection each, kept for the
+# process, so each event does not end with a checkpoint.
+SHARED_FILES = ("index.db", "runs.db", "schedules.db")
+_shared: dict[str, sqlite3.Connection] = {}
+_shared_lock = threading.Lock()
 
 
 def sqlite_commits_without_fsync(instance: Any) -> None:
@@ -84,11 +91,18 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         wal = dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     except sqlite3.OperationalError:  # another process holds the file: Dagster's way, later
         wal = False
+    if not wal:
+        return
+    for path in ours:  # the shared files: kept for the process (a batch run's own events)
+        if os.path.basename(path) in SHARED_FILES and path not in _shared:
+            with _shared_lock:
+                if path not in _shared:
+                    _shared[path] = _idle_reader(path)
     kept = getattr(_kept, "files", None)
-    if kept is None or not wal:
+    if kept is None:
         return
     for path in ours:
-        if path not in kept:
+        if path not in kept and path not in _shared:
             kept[path] = _idle_reader(path)
 
 

@@ -179,3 +179,68 @@ def test_a_client_run_starting_leaves_the_processes_logging_alone(home):
         assert logging._handlers.get("side-by-side-probe") is probe
     finally:
         logging._handlers.pop("side-by-side-probe", None)
+
+
+def test_a_batch_run_checks_its_clients_and_runs_only_those_with_something_new(
+        home, sandbox_factory):
+    """Issue 21: a client with nothing new costs no run of its own. The batch run checks
+    it (its sync), records it as checked (an observation of its stripe/balance, its
+    credential check passed); a client with new charges gets its run, which takes over the
+    batch's sync: its rows show in the run, and no request is made twice."""
+    import time
+
+    from dagster import AssetKey
+    from dagster._core.event_api import PartitionKeyFilter
+
+    from assets.client_health import BALANCE_KEY, CREDENTIAL_CHECK_KEY
+    from engine.freshness import read_built_at
+    from engine.sync import SETTLE_SECONDS
+
+    names = ("acme", "globex", "initech")
+    server = sandbox_factory([AccountSpec(name, charges=20, customers=4, subscriptions=2)
+                              for name in names])
+    for name, account in server.world.accounts.items():
+        connect_and_register(name, account.secret_key, api_base=server.base_url)
+    instance = get_instance()
+    assert run_batch(instance, list(names)).success
+    time.sleep(SETTLE_SECONDS + 1)
+    server.world.add_charges("globex", 3)
+    time.sleep(SETTLE_SECONDS + 1)  # a sync leaves the last seconds' objects to the next
+    server.reset_stats()
+    batch_started = time.time()
+
+    batch = run_batch(instance, list(names))
+
+    assert batch.success
+    runs = instance.get_runs(filters=RunsFilter(job_name=SYNC_JOB_NAME,
+                                                tags={BATCH_TAG: batch.run_id}))
+    assert [r.tags["dagster/partition"] for r in runs] == ["globex"]  # the one with news
+    charges = instance.get_latest_materialization_event(AssetKey(["stripe", "charges"]))
+    assert charges.run_id == runs[0].run_id
+    assert charges.asset_materialization.partition == "globex"
+    # What the batch's sync landed shows in the client's run, which did not sync again.
+    assert charges.asset_materialization.metadata["rows_inserted"].value == 3
+    requests = server.stats()["by_account"]
+    assert requests[server.world.accounts["globex"].account_id] <= 8
+    assert max(requests[server.world.accounts[n].account_id] for n in ("acme", "initech")) <= 5
+    with warehouse_from_settings().reader() as conn:
+        synced = dict(conn.execute(
+            "SELECT client_id, count(*) FROM stripe.charges GROUP BY client_id").fetchall())
+    assert synced == {"acme": 20, "globex": 23, "initech": 20}
+    with warehouse_from_settings().reader() as conn:  # their figures count as built now
+        built = {c: read_built_at(conn, c).timestamp() for c in names}
+    assert min(built.values()) > batch_started
+    # The quiet clients: checked now, by this batch run, each under its own partition.
+    observed = {}
+    for record in instance.fetch_observations(BALANCE_KEY, limit=10).records:
+        observation = record.asset_observation
+        observed.setdefault(observation.partition, observation.metadata)
+    for client in ("acme", "initech"):
+        assert observed[client]["batch_run"].value == batch.run_id
+        assert observed[client]["changed"].value is False
+        verdict = instance.event_log_storage.get_asset_check_execution_history(
+            CREDENTIAL_CHECK_KEY, limit=1, partition_filter=PartitionKeyFilter(key=client))[0]
+        evaluation = verdict.event.dagster_event.asset_check_evaluation_data
+        assert evaluation.passed  # the credential check's pass, per client, checked now
+        assert verdict.event.timestamp > batch_started
+    assert "globex" not in observed or observed["globex"].get("batch_run") is None

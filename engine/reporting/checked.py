@@ -28,16 +28,35 @@ def client_state(store: ConnectionStore, client_id: str) -> str:
 def checked_without_build(store: ConnectionStore, warehouse: Warehouse, client_id: str) -> bool:
     """Record the client as checked now if its reporting tables need no build; whether so."""
     now = datetime.now(UTC)
+    if not no_build_due(store, warehouse, client_id, now):
+        return False
+    mark_clients_checked(store, warehouse, {client_id: now})
+    return True
+
+
+def no_build_due(store: ConnectionStore, warehouse: Warehouse, client_id: str,
+                 now: datetime) -> bool:
+    """Whether the client's reporting tables need no build at `now` (nothing new since the
+    last build, the day not turned, nothing failed since): then it can be marked checked."""
     state = client_state(store, client_id)
     with warehouse.reader() as conn:
-        if build_due(conn, client_id, state=state, now=now) or _failed_since_build(conn,
-                                                                                   client_id):
-            return False
+        return not (build_due(conn, client_id, state=state, now=now)
+                    or _failed_since_build(conn, client_id))
+
+
+def mark_clients_checked(store: ConnectionStore, warehouse: Warehouse,
+                         checked: dict[str, datetime]) -> None:
+    """Each client's figures count as built, and it as synced, when it was checked: in one
+    writer session for all of them (a batch run's clients: the file's writer lock is taken
+    once, not once per client)."""
+    if not checked:
+        return
     with warehouse.writer() as conn:
-        mark_checked(conn, client_id, now)
-    with contextlib.suppress(ClientNotConnected):  # env-only clients have no row
-        store.record_sync(client_id, now)
-    return True
+        for client_id, at in checked.items():
+            mark_checked(conn, client_id, at)
+    for client_id, at in checked.items():
+        with contextlib.suppress(ClientNotConnected):  # env-only clients have no row
+            store.record_sync(client_id, at)
 
 
 def _failed_since_build(conn: duckdb.DuckDBPyConnection, client_id: str) -> bool:
