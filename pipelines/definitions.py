@@ -1,6 +1,8 @@
 """The one Definitions object: every asset, check, job, schedule, sensor and resource."""
 
-from dagster import Definitions
+import warnings
+
+from dagster import BetaWarning, Definitions
 
 from assets.client_health import health_assets, health_checks
 from assets.reconcile_check import reconciles_with_stripe
@@ -19,6 +21,12 @@ from pipelines.sensors import (
     register_clients_sensor,
 )
 from resources.dagster_resources import StripeResource, WarehouseResource
+
+# Dagster's own false alarm: binding the resources to a sensor's job (the batch job needs
+# `stripe` and `warehouse`) re-creates the sensor with `owners` passed, and every command
+# then printed a BetaWarning to stderr. No sensor here names owners.
+warnings.filterwarnings("ignore", message="Parameter `owners` of initializer "
+                        "`SensorDefinition.__init__`", category=BetaWarning)
 
 RESOURCES = {"stripe": StripeResource(), "warehouse": WarehouseResource()}
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
+from assets.client_health import BALANCE_KEY
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.warehouse_factory import warehouse_from_settings
+from pipelines.batches import BATCH_JOB_NAME, BATCH_TAG
 from pipelines.instance import ensure_dagster_home, get_instance
 from pipelines.jobs import SYNC_JOB_NAME
 from sandbox import AccountSpec
@@ -48,8 +50,29 @@ def _errors(instance: DagsterInstance, run: DagsterRun) -> str:
 
 
 def _acme_runs(instance: DagsterInstance) -> list[DagsterRun]:
-    return list(instance.get_runs(
-        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={"dagster/partition": "acme"})))
+    """acme's sync runs, and the scheduled batch runs: a batch that finds nothing new for
+    acme checks it without a sync run of its own (pipelines/batch_checks.py)."""
+    syncs = instance.get_runs(
+        filters=RunsFilter(job_name=SYNC_JOB_NAME, tags={"dagster/partition": "acme"}))
+    batches = instance.get_runs(
+        filters=RunsFilter(job_name=BATCH_JOB_NAME, tags={"dagster/schedule_name": SCHEDULE}))
+    return [*syncs, *batches]
+
+
+def _checked_by(instance: DagsterInstance, run: DagsterRun) -> bool:
+    """Whether `run` synced acme, or (a batch run) checked it: its stripe/balance observation
+    names the batch, or acme's sync run carries the batch's tag."""
+    if run.job_name == SYNC_JOB_NAME:
+        return True
+    if instance.get_runs(filters=RunsFilter(job_name=SYNC_JOB_NAME,
+                                            tags={BATCH_TAG: run.run_id})):
+        return True
+    for record in instance.fetch_observations(BALANCE_KEY, limit=20).records:
+        observation = record.asset_observation
+        batch = observation.metadata.get("batch_run")
+        if observation.partition == "acme" and batch is not None and batch.value == run.run_id:
+            return True
+    return False
 
 
 def _wait_for_finished_runs(instance: DagsterInstance, daemon: subprocess.Popen,
@@ -111,6 +134,7 @@ def test_the_daemon_runs_a_clients_every_minute_schedule_end_to_end(
     assert instance.get_dynamic_partitions(CLIENTS_PARTITION_NAME) == ["acme"]
     assert runs["sensor"].tags.get("dagster/sensor_name") == SENSOR, runs["sensor"].tags
     assert runs["schedule"].tags.get("dagster/schedule_name") == SCHEDULE, runs["schedule"].tags
+    assert _checked_by(instance, runs["schedule"]), "the scheduled run did not sync or check acme"
     with warehouse_from_settings().reader() as conn:
         rows = conn.execute(
             "SELECT count(*) FROM stripe.charges WHERE client_id = 'acme'").fetchone()[0]
