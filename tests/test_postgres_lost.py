@@ -25,11 +25,12 @@ def test_postgres_stopped_mid_sync_is_one_clear_line(lake, postgres_server,  # n
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     assert run_cli("connect", "acme",
                    stdin=server.world.accounts["acme"].secret_key).returncode == 0
-    server.latency_ms = 400
+    server.latency_ms = 1500  # 7 pages of charges, one after the other: over 10 s
+    server.reset_stats()
     sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy(), cwd=os.environ["STRIPE_REPORTS_HOME"])
-    time.sleep(8)
+    _wait_until_paging(server, sync)  # the run has started and its first pages are in
     postgres_server.stop()
     try:
         out, err = sync.communicate(timeout=240)
@@ -48,16 +49,26 @@ def test_postgres_stopped_mid_sync_is_one_clear_line(lake, postgres_server,  # n
         assert dump not in out + err, out + err
 
 
+def _wait_until_paging(server, sync: subprocess.Popen, pages: int = 20) -> None:
+    """Until the sync has asked Stripe for `pages` pages: past its start, amid its writes
+    (a fixed sleep landed before the run on a busy machine, after it on an idle one)."""
+    deadline = time.monotonic() + 120
+    while server.stats()["total"] < pages:
+        assert sync.poll() is None and time.monotonic() < deadline, sync.communicate()
+        time.sleep(0.05)
+
+
 def test_a_brief_postgres_restart_mid_sync_is_retried_and_the_sync_succeeds(
         lake, postgres_server, sandbox_factory):  # noqa: F811
     server = sandbox_factory([AccountSpec("acme", charges=600)])
     assert run_cli("connect", "acme",
                    stdin=server.world.accounts["acme"].secret_key).returncode == 0
-    server.latency_ms = 150
+    server.latency_ms = 1000
+    server.reset_stats()
     sync = subprocess.Popen([str(CLI), "sync", "acme", "--full-refresh"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy(), cwd=os.environ["STRIPE_REPORTS_HOME"])
-    time.sleep(12)
+    _wait_until_paging(server, sync)
     postgres_server.stop()
     time.sleep(1)
     postgres_server.start()
