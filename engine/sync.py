@@ -50,12 +50,13 @@ from engine.warehouse import (
     StreamState,
     Warehouse,
     flag_unseen_as_deleted,
-    has_client_rows,
     in_transaction,
     insert_rows,
     merge_rows,
-    read_state,
+    read_states,
+    record_start,
     save_state,
+    tables_with_client_rows,
 )
 
 EVENT_RETENTION = timedelta(days=30)
@@ -334,6 +335,7 @@ class _Stream:
     changed: list[dict] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
     always_list: bool = False
+    had_rows: bool = True  # the client had rows in the stream's table when the sync began
     # An event of another object said a new object of this stream may exist (new_with).
     hinted: bool = False
     # Objects another object's event changed without an event of their own (refetch_with).
@@ -385,21 +387,44 @@ class _Stream:
             self.changed, self.deleted = [], set()
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What a sync starts from, read in the session that records its start: each stream's
+    state, the tables already holding the client's rows, the latest balance snapshot.
+    One session, not four: a client with nothing new is mostly these fixed costs."""
+
+    states: dict[str, StreamState]
+    tables_with_rows: frozenset[str]
+    balance: dict[str, dict[str, int]]
+
+
+def _begin(warehouse: Warehouse, client_id: str, specs: list[StreamSpec]) -> _Start:
+    """Say the sync began (said first: a sync killed outright records nothing else, the
+    widgets then see it gone), and read what it starts from."""
+    with warehouse.writer() as conn:
+        record_start(conn, client_id, this_process())
+        return _Start(
+            states=read_states(conn, client_id, [spec.name for spec in specs]),
+            tables_with_rows=tables_with_client_rows(conn, [spec.table for spec in specs],
+                                                     client_id),
+            balance=_latest_balance_in(conn, client_id))
+
+
 def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
-             hi: int, full_refresh: bool) -> list[_Stream]:
-    """Every stream's state, read at once, and its plan for this run."""
+             start: _Start, hi: int, full_refresh: bool) -> list[_Stream]:
+    """Every stream's plan for this run, from its state at the start."""
     streams = []
     synced_at = datetime.now(UTC)
-    with warehouse.reader() as conn:
-        states = [read_state(conn, account.client_id, spec.name) for spec in specs]
-    for spec, state in zip(specs, states, strict=True):
+    for spec in specs:
+        state = start.states[spec.name]
         result = StreamResult(spec.name, created_cursor=state.created_cursor,
                               events_cursor=state.events_cursor)
         loader = _StreamLoader(spec, account.client_id, warehouse, state, result, synced_at,
                                account)
         reason, apply_events = _plan(spec, state, hi, full_refresh)
         streams.append(_Stream(spec, loader, reason, apply_events,
-                               events_lo=state.events_cursor or hi))
+                               events_lo=state.events_cursor or hi,
+                               had_rows=spec.table in start.tables_with_rows))
     return streams
 
 
@@ -488,8 +513,9 @@ def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _Str
     lo = state.created_cursor
     if lo is None:
         lo = min(options.account_created or EPOCH_START, hi)
-    with loader.warehouse.reader() as conn:  # after the events, which may have added rows
-        loader.known_new = not has_client_rows(conn, spec.table, account.client_id)
+    # Nothing to replace: no rows when the sync began (it holds the client's lock), and
+    # none landed by its events since.
+    loader.known_new = not stream.had_rows and loader.result.inserted == 0
     _list_created(account, loader, lo, hi, options.concurrency,
                   (options.chunk_rows, CHUNK_BYTES), options.progress)
     return loader.result
@@ -538,9 +564,11 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
         writer.close()
 
 
-def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
+def snapshot_balance(account: StripeAccount, warehouse: Warehouse,
+                     latest: dict[str, dict[str, int]] | None = None) -> int:
     """One row per currency: what is available and pending right now; nothing written when
-    it is what the latest snapshot already says (a client with nothing new writes nothing)."""
+    it is what the latest snapshot (`latest`, else read now) already says (a client with
+    nothing new writes nothing)."""
     balance = account.tagged("balance").get("/v1/balance")
     captured_at = datetime.now(UTC).replace(microsecond=0)
     totals: dict[str, dict[str, int]] = {}
@@ -548,7 +576,10 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
         for entry in balance.get(kind) or []:
             currency = entry["currency"]
             totals.setdefault(currency, {"available": 0, "pending": 0})[kind] += entry["amount"]
-    if not totals or totals == _latest_balance(warehouse, account.client_id):
+    if latest is None:
+        with warehouse.reader() as conn:
+            latest = _latest_balance_in(conn, account.client_id)
+    if not totals or totals == latest:
         return 0  # nothing new: the latest snapshot still says it all
     currencies = sorted(totals)
     names = [c.name for c in BALANCE_COLUMNS]
@@ -566,13 +597,13 @@ def snapshot_balance(account: StripeAccount, warehouse: Warehouse) -> int:
     return len(currencies)
 
 
-def _latest_balance(warehouse: Warehouse, client_id: str) -> dict[str, dict[str, int]]:
+def _latest_balance_in(conn: duckdb.DuckDBPyConnection, client_id: str
+                       ) -> dict[str, dict[str, int]]:
     """The client's latest balance snapshot, as snapshot_balance totals it."""
-    with warehouse.reader() as conn:
-        rows = conn.execute(
-            "SELECT currency, available, pending FROM stripe.balance WHERE client_id = ? "
-            "AND captured_at = (SELECT max(captured_at) FROM stripe.balance "
-            "WHERE client_id = ?)", [client_id, client_id]).fetchall()
+    rows = conn.execute(
+        "SELECT currency, available, pending FROM stripe.balance WHERE client_id = ? "
+        "AND captured_at = (SELECT max(captured_at) FROM stripe.balance "
+        "WHERE client_id = ?)", [client_id, client_id]).fetchall()
     return {currency: {"available": available, "pending": pending}
             for currency, available, pending in rows}
 
@@ -605,16 +636,16 @@ def sync_client(
     hand_back_freed_memory()
     with warehouse.client_lock(account.client_id, on_wait=on_wait), \
             _failures_recorded(warehouse, account.client_id):
-        # Said first: a sync killed outright records nothing, the widgets then see it gone.
-        warehouse.record_start(account.client_id, this_process())
+        specs = list(streams)
+        start = _begin(warehouse, account.client_id, specs)
         info = verify_account(account, expected_account_id)
         report = SyncReport(account.client_id, info.get("id"))
         options = _StreamOptions(full_refresh, info.get("created"), concurrency, progress,
                                  chunk_rows, accepted_missing, list_created=list_created)
         with ThreadPoolExecutor(max_workers=1) as beside:  # the balance beside the streams
             balance = beside.submit(_balance_unless_accepted_missing, account, warehouse,
-                                    accepted_missing) if include_balance else None
-            report.streams = _sync_streams(account, warehouse, list(streams), options)
+                                    start, accepted_missing) if include_balance else None
+            report.streams = _sync_streams(account, warehouse, specs, start, options)
             if balance is not None:
                 report.balance_rows, report.balance_skipped = balance.result()
         if report.errors:
@@ -689,12 +720,12 @@ def _run_listing(account: StripeAccount, stream: _Stream, hi: int, options: _Str
 
 
 def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
-                  options: _StreamOptions) -> dict[str, StreamResult]:
+                  start: _Start, options: _StreamOptions) -> dict[str, StreamResult]:
     """The events of every stream in one listing, and the created-listings that are needed,
     side by side: balance transactions (no events) and streams listed in full start at
     once, beside the events; a stream resuming a full listing lists after its events."""
     hi = int(options.now if options.now is not None else time.time()) - SETTLE_SECONDS
-    streams = _prepare(account, warehouse, specs, hi, options.full_refresh)
+    streams = _prepare(account, warehouse, specs, start, hi, options.full_refresh)
     for stream in streams:
         stream.always_list = options.list_created
     failed = threading.Event()
@@ -735,9 +766,10 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
 
 
 def _balance_unless_accepted_missing(account: StripeAccount, warehouse: Warehouse,
-                                     accepted_missing: frozenset[str]) -> tuple[int, str | None]:
+                                     start: _Start, accepted_missing: frozenset[str]
+                                     ) -> tuple[int, str | None]:
     try:
-        return snapshot_balance(account, warehouse), None
+        return snapshot_balance(account, warehouse, start.balance), None
     except PermissionMissing as gap:
         if not gap.accepted(accepted_missing):
             raise

@@ -257,12 +257,12 @@ class Warehouse(ABC):
                 "client_id": client_id, "failed_at": failed_at or datetime.now(UTC),
                 "message": message})
 
-    def record_start(self, client_id: str, owner: str) -> None:
-        """Remember that a sync of the client began now in process `owner`
-        (engine.processes): if that process dies first, its figures turn `stale`."""
-        with self.writer() as conn:
-            _upsert(conn, STARTS_TABLE, ("client_id",), {
-                "client_id": client_id, "started_at": datetime.now(UTC), "owner": owner})
+
+def record_start(conn: duckdb.DuckDBPyConnection, client_id: str, owner: str) -> None:
+    """Remember that a sync of the client began now in process `owner`
+    (engine.processes): if that process dies first, its figures turn `stale`."""
+    _upsert(conn, STARTS_TABLE, ("client_id",), {
+        "client_id": client_id, "started_at": datetime.now(UTC), "owner": owner})
 
 
 def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
@@ -298,15 +298,19 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:
-    row = conn.execute(
-        "SELECT created_cursor, events_cursor, last_full_sync, full_started_at "
-        f"FROM {STATE_TABLE} "
-        "WHERE client_id = ? AND stream = ?",
-        [client_id, stream],
-    ).fetchone()
-    if row is None:
-        return StreamState(client_id, stream)
-    return StreamState(client_id, stream, *row)
+    return read_states(conn, client_id, [stream])[stream]
+
+
+def read_states(conn: duckdb.DuckDBPyConnection, client_id: str, streams: list[str]
+                ) -> dict[str, StreamState]:
+    """The client's state of each stream, in one query (a new stream's state is empty)."""
+    rows = conn.execute(
+        "SELECT stream, created_cursor, events_cursor, last_full_sync, full_started_at "
+        f"FROM {STATE_TABLE} WHERE client_id = ? AND list_contains(?, stream)",
+        [client_id, streams],
+    ).fetchall()
+    found = {row[0]: StreamState(client_id, *row) for row in rows}
+    return {stream: found.get(stream) or StreamState(client_id, stream) for stream in streams}
 
 
 def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
@@ -432,9 +436,15 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
 
 
-def has_client_rows(conn: duckdb.DuckDBPyConnection, table: str, client_id: str) -> bool:
-    return bool(conn.execute(
-        f"SELECT 1 FROM stripe.{table} WHERE client_id = ? LIMIT 1", [client_id]).fetchall())
+def tables_with_client_rows(conn: duckdb.DuckDBPyConnection, tables: list[str],
+                            client_id: str) -> frozenset[str]:
+    """Which of the stripe.* `tables` hold rows of the client, in one query."""
+    if not tables:
+        return frozenset()
+    probes = " UNION ALL ".join(
+        f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM stripe.{table} WHERE client_id = $1)"
+        for table in tables)
+    return frozenset(row[0] for row in conn.execute(probes, [client_id]).fetchall())
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
