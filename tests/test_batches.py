@@ -45,7 +45,7 @@ def test_a_tick_of_1000_clients_asks_for_few_runs_covering_each_client_once(home
     assert sorted(covered) == clients  # every client once: none left out, none twice
     assert len({r.run_key for r in requests}) == len(requests)
     assert {r.tags[LAUNCHED_BY_TAG] for r in requests} == {"schedule"}
-    # Run monitoring's 6 h limit (dagster.yaml) holds per client, not per batch of 25.
+    # Run monitoring's 6 h limit (dagster.yaml) holds per client, not per batch.
     assert {r.tags["dagster/max_runtime"] for r in requests} == {str(21600 * MAX_BATCH_SIZE)}
 
 
@@ -86,8 +86,8 @@ def test_the_queue_starts_four_batches_and_leaves_room_for_their_client_runs(hom
 def test_few_clients_still_sync_side_by_side_on_the_run_workers():
     assert client_batches(["a", "b", "c"], run_workers=4) == [["a"], ["b"], ["c"]]
     assert client_batches([f"c{i}" for i in range(10)], run_workers=4)[0] == ["c0", "c1", "c2"]
-    many = client_batches([str(i) for i in range(120)], run_workers=2)
-    assert [len(batch) for batch in many] == [25] * 4 + [20]
+    many = client_batches([str(i) for i in range(250)], run_workers=2)
+    assert [len(batch) for batch in many] == [MAX_BATCH_SIZE] * 2 + [250 - 2 * MAX_BATCH_SIZE]
 
 
 def test_a_batch_run_syncs_each_client_in_its_own_run_and_names_the_one_that_failed(
