@@ -53,10 +53,10 @@ from engine.warehouse import (
     in_transaction,
     insert_rows,
     merge_rows,
-    read_states,
     record_start,
     save_state,
-    tables_with_client_rows,
+    save_states,
+    saved_states,
 )
 
 EVENT_RETENTION = timedelta(days=30)
@@ -335,7 +335,9 @@ class _Stream:
     changed: list[dict] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
     always_list: bool = False
-    had_rows: bool = True  # the client had rows in the stream's table when the sync began
+    # A state was saved before this sync: rows land with their cursor in one transaction,
+    # so a stream without one has no rows of the client yet.
+    saved_before: bool = True
     # An event of another object said a new object of this stream may exist (new_with).
     hinted: bool = False
     # Objects another object's event changed without an event of their own (refetch_with).
@@ -390,12 +392,15 @@ class _Stream:
 @dataclass(frozen=True)
 class _Start:
     """What a sync starts from, read in the session that records its start: each stream's
-    state, the tables already holding the client's rows, the latest balance snapshot.
-    One session, not four: a client with nothing new is mostly these fixed costs."""
+    saved state, the latest balance snapshot. One session, not four: a client with nothing
+    new is mostly these fixed costs."""
 
-    states: dict[str, StreamState]
-    tables_with_rows: frozenset[str]
+    client_id: str
+    saved: dict[str, StreamState]
     balance: dict[str, dict[str, int]]
+
+    def state(self, stream: str) -> StreamState:
+        return self.saved.get(stream) or StreamState(self.client_id, stream)
 
 
 def _begin(warehouse: Warehouse, client_id: str, specs: list[StreamSpec]) -> _Start:
@@ -403,11 +408,8 @@ def _begin(warehouse: Warehouse, client_id: str, specs: list[StreamSpec]) -> _St
     widgets then see it gone), and read what it starts from."""
     with warehouse.writer() as conn:
         record_start(conn, client_id, this_process())
-        return _Start(
-            states=read_states(conn, client_id, [spec.name for spec in specs]),
-            tables_with_rows=tables_with_client_rows(conn, [spec.table for spec in specs],
-                                                     client_id),
-            balance=_latest_balance_in(conn, client_id))
+        return _Start(client_id, saved_states(conn, client_id, [spec.name for spec in specs]),
+                      _latest_balance_in(conn, client_id))
 
 
 def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpec],
@@ -416,7 +418,7 @@ def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpe
     streams = []
     synced_at = datetime.now(UTC)
     for spec in specs:
-        state = start.states[spec.name]
+        state = start.state(spec.name)
         result = StreamResult(spec.name, created_cursor=state.created_cursor,
                               events_cursor=state.events_cursor)
         loader = _StreamLoader(spec, account.client_id, warehouse, state, result, synced_at,
@@ -424,7 +426,7 @@ def _prepare(account: StripeAccount, warehouse: Warehouse, specs: list[StreamSpe
         reason, apply_events = _plan(spec, state, hi, full_refresh)
         streams.append(_Stream(spec, loader, reason, apply_events,
                                events_lo=state.events_cursor or hi,
-                               had_rows=spec.table in start.tables_with_rows))
+                               saved_before=spec.name in start.saved))
     return streams
 
 
@@ -500,7 +502,7 @@ def _land_without_listing(warehouse: Warehouse, streams: list[_Stream], hi: int)
         stream.loader.result.events_cursor = hi
     if streams:
         with warehouse.writer() as conn:
-            in_transaction(conn, lambda: [save_state(conn, s.loader.state) for s in streams])
+            in_transaction(conn, lambda: save_states(conn, [s.loader.state for s in streams]))
 
 
 def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions
@@ -515,7 +517,7 @@ def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _Str
         lo = min(options.account_created or EPOCH_START, hi)
     # Nothing to replace: no rows when the sync began (it holds the client's lock), and
     # none landed by its events since.
-    loader.known_new = not stream.had_rows and loader.result.inserted == 0
+    loader.known_new = not stream.saved_before and loader.result.inserted == 0
     _list_created(account, loader, lo, hi, options.concurrency,
                   (options.chunk_rows, CHUNK_BYTES), options.progress)
     return loader.result

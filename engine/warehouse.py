@@ -298,42 +298,56 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def read_state(conn: duckdb.DuckDBPyConnection, client_id: str, stream: str) -> StreamState:
-    return read_states(conn, client_id, [stream])[stream]
+    return saved_states(conn, client_id, [stream]).get(stream) or StreamState(client_id, stream)
 
 
-def read_states(conn: duckdb.DuckDBPyConnection, client_id: str, streams: list[str]
-                ) -> dict[str, StreamState]:
-    """The client's state of each stream, in one query (a new stream's state is empty)."""
+def saved_states(conn: duckdb.DuckDBPyConnection, client_id: str, streams: list[str]
+                 ) -> dict[str, StreamState]:
+    """The client's saved state of each of these streams that has one, in one query."""
     rows = conn.execute(
         "SELECT stream, created_cursor, events_cursor, last_full_sync, full_started_at "
         f"FROM {STATE_TABLE} WHERE client_id = ? AND list_contains(?, stream)",
         [client_id, streams],
     ).fetchall()
-    found = {row[0]: StreamState(client_id, *row) for row in rows}
-    return {stream: found.get(stream) or StreamState(client_id, stream) for stream in streams}
+    return {row[0]: StreamState(client_id, *row) for row in rows}
 
 
 def save_state(conn: duckdb.DuckDBPyConnection, state: StreamState) -> None:
-    """Save the cursors, stamped with the time they were saved."""
-    _upsert(conn, STATE_TABLE, ("client_id", "stream"), {
+    save_states(conn, [state])
+
+
+def save_states(conn: duckdb.DuckDBPyConnection, states: list[StreamState]) -> None:
+    """Save the cursors, stamped with the time they were saved, in one statement (on
+    DuckLake every statement costs catalog round trips)."""
+    now = datetime.now(UTC)
+    _upsert_rows(conn, STATE_TABLE, ("client_id", "stream"), [{
         "client_id": state.client_id, "stream": state.stream,
         "created_cursor": state.created_cursor, "events_cursor": state.events_cursor,
-        "last_full_sync": state.last_full_sync, "updated_at": datetime.now(UTC),
+        "last_full_sync": state.last_full_sync, "updated_at": now,
         "full_started_at": state.full_started_at,
-    })
+    } for state in states])
 
 
 def _upsert(conn: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...],
             values: dict[str, object]) -> None:
     """Insert or replace one row by `key`, in one statement (no PRIMARY KEY needed)."""
-    names = list(values)
-    source = ", ".join(f"? AS {name}" for name in names)
+    _upsert_rows(conn, table, key, [values])
+
+
+def _upsert_rows(conn: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...],
+                 rows: list[dict[str, object]]) -> None:
+    """Insert or replace rows (all with the same columns) by `key`, in one statement."""
+    if not rows:
+        return
+    names = list(rows[0])
+    row = "(" + ", ".join("?" for _ in names) + ")"
+    values = ", ".join([row] * len(rows))
     on = " AND ".join(f"t.{name} = s.{name}" for name in key)
     conn.execute(
-        f"MERGE INTO {table} t USING (SELECT {source}) s ON {on} "
-        f"WHEN MATCHED THEN UPDATE SET {', '.join(f'{n} = s.{n}' for n in names)} "
+        f"MERGE INTO {table} t USING (SELECT * FROM (VALUES {values}) v({', '.join(names)})) s "
+        f"ON {on} WHEN MATCHED THEN UPDATE SET {', '.join(f'{n} = s.{n}' for n in names)} "
         "WHEN NOT MATCHED THEN INSERT BY NAME",
-        list(values.values()),
+        [r[name] for r in rows for name in names],
     )
 
 
@@ -434,17 +448,6 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
     finally:
         conn.unregister("incoming")
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
-
-
-def tables_with_client_rows(conn: duckdb.DuckDBPyConnection, tables: list[str],
-                            client_id: str) -> frozenset[str]:
-    """Which of the stripe.* `tables` hold rows of the client, in one query."""
-    if not tables:
-        return frozenset()
-    probes = " UNION ALL ".join(
-        f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM stripe.{table} WHERE client_id = $1)"
-        for table in tables)
-    return frozenset(row[0] for row in conn.execute(probes, [client_id]).fetchall())
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
