@@ -82,10 +82,20 @@ def _failures(conn: duckdb.DuckDBPyConnection, client_ids: Sequence[str]
     for client, started_at, owner in _rows_of(
             conn, "meta", "sync_starts",
             f"SELECT client_id, started_at, owner FROM {STARTS_TABLE}", client_ids):
-        known = failed.get(client)
-        if (known is None or known[0] < started_at) and process_gone(owner):
-            failed[client] = (started_at, GONE)
+        latest = latest_failure(failed.get(client), (started_at, owner))
+        if latest is not None:
+            failed[client] = latest
     return failed
+
+
+def latest_failure(recorded: tuple[datetime, str] | None, started: tuple[datetime, str] | None
+                   ) -> tuple[datetime, str] | None:
+    """A client's latest failed sync: its recorded failure, or its latest sync start (at,
+    process) when that process died before it could record anything."""
+    if started is not None and (recorded is None or recorded[0] < started[0]) \
+            and process_gone(started[1]):
+        return (started[0], GONE)
+    return recorded
 
 
 def _rows_of(conn: duckdb.DuckDBPyConnection, schema: str, table: str, select: str,

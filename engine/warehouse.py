@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.streams import (
     BALANCE_COLUMNS,
@@ -33,6 +34,9 @@ STATE_TABLE = "meta.sync_state"
 FAILURES_TABLE = "meta.sync_failures"
 # The latest sync each client began, and its process: a sync killed outright records nothing.
 STARTS_TABLE = "meta.sync_starts"
+# When each client's stripe.* tables were last written, table by table: the reporting build
+# compares it with what it read (engine.reporting.build.tables_due), scanning no table.
+WRITES_TABLE = "meta.stripe_writes"
 T = TypeVar("T")
 
 
@@ -164,6 +168,8 @@ def schema_statements() -> list[str]:
     )
     statements.append(f"CREATE TABLE IF NOT EXISTS {STARTS_TABLE} (client_id VARCHAR, "
                       "started_at TIMESTAMPTZ, owner VARCHAR)")
+    statements.append(f"CREATE TABLE IF NOT EXISTS {WRITES_TABLE} (client_id VARCHAR, "
+                      "stripe_table VARCHAR, written_at TIMESTAMPTZ)")
     return statements
 
 
@@ -447,6 +453,7 @@ def merge_rows(conn: duckdb.DuckDBPyConnection, spec: StreamSpec, rows: pa.Table
                                  items_from=None if child.in_parent_raw else "incoming")
     finally:
         conn.unregister("incoming")
+    note_written(conn, _clients_of(rows), [spec.table, *(c.table for c in spec.children)])
     return MergeCounts(inserted=rows.num_rows - existing, updated=existing)
 
 
@@ -458,6 +465,27 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> 
             _replace_from(conn, table, staged)
     finally:
         conn.unregister("incoming_typed")
+    note_written(conn, _clients_of(rows), [table])
+
+
+def note_written(conn: duckdb.DuckDBPyConnection, client_ids: list[str],
+                 tables: list[str]) -> None:
+    """Record that the clients' rows of these stripe.* tables changed now, in the write's
+    own transaction (WRITES_TABLE)."""
+    now = datetime.now(UTC)
+    _upsert_rows(conn, WRITES_TABLE, ("client_id", "stripe_table"), [
+        {"client_id": client_id, "stripe_table": table, "written_at": now}
+        for client_id in client_ids for table in tables])
+
+
+def written_at(conn: duckdb.DuckDBPyConnection, client_id: str) -> dict[str, datetime]:
+    """When each of the client's stripe.* tables was last written (WRITES_TABLE)."""
+    return dict(conn.execute(f"SELECT stripe_table, written_at FROM {WRITES_TABLE} "
+                             "WHERE client_id = ?", [client_id]).fetchall())
+
+
+def _clients_of(rows: pa.Table) -> list[str]:
+    return [str(client) for client in pc.unique(rows.column("client_id")).to_pylist()]
 
 
 def replace_children(conn: duckdb.DuckDBPyConnection, child: ChildSpec, parents: str,
@@ -506,4 +534,7 @@ def flag_unseen_as_deleted(
         "AND _synced_at < ? AND NOT coalesce(is_deleted, false)",
         [client_id, listed_since],
     ).fetchone()
-    return int(result[0]) if result else 0
+    flagged = int(result[0]) if result else 0
+    if flagged:
+        note_written(conn, [client_id], [table])
+    return flagged

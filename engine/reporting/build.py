@@ -21,7 +21,14 @@ from engine.reporting.tables import FRESHNESS, REPORTING_TABLES, ReportingTable
 from engine.schema_digests import apply_unless_recorded, digest_of
 from engine.sql import bound
 from engine.table_comments import apply_comments, comment_statements
-from engine.warehouse import in_transaction, schema_statements
+from engine.warehouse import (
+    FAILURES_TABLE,
+    STARTS_TABLE,
+    WRITES_TABLE,
+    in_transaction,
+    schema_statements,
+    written_at,
+)
 
 _STAGE = re.compile(r"CREATE OR REPLACE TEMP TABLE (\w+)", re.IGNORECASE)
 _TABLE_REF = re.compile(r"\breporting\.(\w+)\b(?!\s*\()")  # a table, not a macro call
@@ -62,7 +69,7 @@ def reporting_schema_statements() -> list[str]:
         *MACROS,
         *(table.ddl() for table in REPORTING_TABLES),
         *(statement for table in REPORTING_TABLES for statement in table.added_columns()),
-        # What each client's last build read (build_due): its inputs' newest writes.
+        # What each client's last build read (due_after): when its inputs were last written.
         "CREATE TABLE IF NOT EXISTS meta.reporting_inputs "
         "(client_id VARCHAR, input VARCHAR, synced_at TIMESTAMPTZ)",
     ]
@@ -197,11 +204,10 @@ INPUTS = tuple(sorted({name for table in REPORTING_TABLES for name in table.read
 
 def _input_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str
                       ) -> dict[str, datetime | None]:
-    """Each input's newest write for the client (a sync stamps every row it writes)."""
-    parts = [f"SELECT '{name}', max({'captured_at' if name == 'balance' else '_synced_at'}) "
-             f"FROM stripe.{name} WHERE client_id = $client_id" for name in INPUTS]
-    sql = " UNION ALL ".join(parts)
-    return dict(conn.execute(sql, {"client_id": client_id}).fetchall())
+    """When each input was last written for the client (None: never since it was recorded):
+    every write records it in its own transaction (engine.warehouse.note_written)."""
+    written = written_at(conn, client_id)
+    return {name: written.get(name) for name in INPUTS}
 
 
 def _record_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str,
@@ -223,39 +229,82 @@ def tables_fed_by(inputs: set[str]) -> tuple[ReportingTable, ...]:
     return tuple(table for table in REPORTING_TABLES if table.name in chosen)
 
 
+@dataclass(frozen=True)
+class LastBuild:
+    """What the client's last build recorded, and what was written or failed since: all a
+    judgement of whether to build again reads, in one query (on DuckLake each statement
+    costs catalog round trips: ten of them were most of a quiet client's check)."""
+
+    built_at: datetime | None
+    state: str | None
+    read: dict[str, datetime | None]  # each input's latest write when the build read it
+    written: dict[str, datetime]  # each stripe.* table's latest write now
+    failed: tuple[datetime, str] | None  # the client's recorded failure (meta.sync_failures)
+    started: tuple[datetime, str] | None  # its latest sync start, and that sync's process
+
+
+_LAST_BUILD_SQL = f"""
+SELECT f.built_at, c.state,
+  (SELECT list({{'name': input, 'at': synced_at}}) FROM {INPUTS_TABLE}
+   WHERE client_id = $client_id),
+  (SELECT list({{'name': stripe_table, 'at': written_at}}) FROM {WRITES_TABLE}
+   WHERE client_id = $client_id),
+  (SELECT list({{'at': failed_at, 'by': message}}) FROM {FAILURES_TABLE}
+   WHERE client_id = $client_id),
+  (SELECT list({{'at': started_at, 'by': owner}}) FROM {STARTS_TABLE}
+   WHERE client_id = $client_id)
+FROM {FRESHNESS.qualified} f JOIN reporting.clients c USING (client_id)
+WHERE client_id = $client_id
+"""
+
+
+def read_last_build(conn: duckdb.DuckDBPyConnection, client_id: str) -> LastBuild | None:
+    """The client's last build and what happened since (None: never built, or no reporting
+    tables in the warehouse yet)."""
+    try:
+        row = conn.execute(_LAST_BUILD_SQL, {"client_id": client_id}).fetchone()
+    except duckdb.CatalogException:  # a warehouse no build has reached yet
+        return None
+    if row is None:
+        return None
+    built_at, state, read, written, failed, started = row
+    return LastBuild(built_at, state, _by_name(read), _by_name(written),
+                     _latest(failed), _latest(started))
+
+
+def _by_name(entries: list[dict] | None) -> dict:
+    return {entry["name"]: entry["at"] for entry in entries or ()}
+
+
+def _latest(entries: list[dict] | None) -> tuple[datetime, str] | None:
+    latest = max(entries or (), key=lambda entry: entry["at"], default=None)
+    return None if latest is None else (latest["at"], latest["by"])
+
+
 def tables_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
                now: datetime | None = None) -> tuple[ReportingTable, ...]:
+    """The client's reporting tables to build now (due_after its last build)."""
+    return due_after(read_last_build(conn, client_id), client_id, state=state, now=now)
+
+
+def due_after(last: LastBuild | None, client_id: str, *, state: str | None = None,
+              now: datetime | None = None) -> tuple[ReportingTable, ...]:
     """The client's reporting tables to build now: all of them when never built or when the
     client's calendar day has turned since (daily figures move on); those fed by inputs
     written since the last build (by this run, or by one that failed after landing some)
     or by a changed connection state; none when nothing changed."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    tables = {name for (name,) in conn.execute(
-        "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
-        "WHERE schema_name IN ('reporting', 'meta')").fetchall()}
-    if not {FRESHNESS.qualified, INPUTS_TABLE, "reporting.clients"} <= tables:
-        return REPORTING_TABLES
-    recorded = conn.execute(
-        f"SELECT f.built_at, c.state FROM {FRESHNESS.qualified} f JOIN reporting.clients c "
-        "USING (client_id) WHERE client_id = ?", [client_id]).fetchone()
-    if recorded is None or recorded[0] is None:
+    if last is None or last.built_at is None:
         return REPORTING_TABLES
     timezone = ZoneInfo(client_config(client_id).timezone)
-    if recorded[0].astimezone(timezone).date() != now.astimezone(timezone).date():
+    if last.built_at.astimezone(timezone).date() != now.astimezone(timezone).date():
         return REPORTING_TABLES
-    marks = dict(conn.execute(f"SELECT input, synced_at FROM {INPUTS_TABLE} "
-                              "WHERE client_id = ?", [client_id]).fetchall())
-    current = _input_watermarks(conn, client_id)
-    changed = {name for name, at in current.items() if name not in marks or marks[name] != at}
-    if changed or recorded[1] != state:
+    current = {name: last.written.get(name) for name in INPUTS}
+    changed = {name for name, at in current.items()
+               if name not in last.read or last.read[name] != at}
+    if changed or last.state != state:
         return tables_fed_by(changed)
     return ()
-
-
-def build_due(conn: duckdb.DuckDBPyConnection, client_id: str, *, state: str | None = None,
-              now: datetime | None = None) -> bool:
-    """Whether any of the client's reporting tables must be built (tables_due)."""
-    return bool(tables_due(conn, client_id, state=state, now=now))
 
 
 def mark_checked(conn: duckdb.DuckDBPyConnection, client_id: str, now: datetime) -> None:

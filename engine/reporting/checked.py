@@ -1,7 +1,7 @@
 """A client checked with nothing new: its reporting tables stay as built, counted as current.
 
 The stripe_sync op asks this after a sync that landed nothing. When no build is due
-(engine.reporting.build.build_due), the freshness and last-sync records move to now and
+(engine.reporting.build.due_after), the freshness and last-sync records move to now and
 the op materializes nothing, so Dagster skips the reporting step: no work for no change.
 """
 
@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 
-import duckdb
-
 from engine.client_config import client_config
 from engine.clients import client_status
 from engine.connection_store import ClientNotConnected, ConnectionStore
-from engine.freshness import last_failure, read_built_at
-from engine.reporting.build import build_due, mark_checked
+from engine.freshness import latest_failure
+from engine.reporting.build import due_after, mark_checked, read_last_build
 from engine.warehouse import Warehouse
 
 
@@ -37,11 +35,16 @@ def checked_without_build(store: ConnectionStore, warehouse: Warehouse, client_i
 def no_build_due(store: ConnectionStore, warehouse: Warehouse, client_id: str,
                  now: datetime) -> bool:
     """Whether the client's reporting tables need no build at `now` (nothing new since the
-    last build, the day not turned, nothing failed since): then it can be marked checked."""
+    last build, the day not turned, nothing failed since): then it can be marked checked.
+    A failure since the last build makes the run go the whole way (its checks run again and
+    say whether it still holds), never hiding it."""
     state = client_state(store, client_id)
     with warehouse.reader() as conn:
-        return not (build_due(conn, client_id, state=state, now=now)
-                    or _failed_since_build(conn, client_id))
+        last = read_last_build(conn, client_id)
+    if last is None or due_after(last, client_id, state=state, now=now):
+        return False
+    failure = latest_failure(last.failed, last.started)
+    return failure is None or (last.built_at is not None and failure[0] < last.built_at)
 
 
 def mark_clients_checked(store: ConnectionStore, warehouse: Warehouse,
@@ -57,10 +60,3 @@ def mark_clients_checked(store: ConnectionStore, warehouse: Warehouse,
     for client_id, at in checked.items():
         with contextlib.suppress(ClientNotConnected):  # env-only clients have no row
             store.record_sync(client_id, at)
-
-
-def _failed_since_build(conn: duckdb.DuckDBPyConnection, client_id: str) -> bool:
-    """A sync, build or reconciliation failed after the last build: the run goes the whole
-    way (its checks run again and say whether it still holds), never hiding it."""
-    built_at, failure = read_built_at(conn, client_id), last_failure(conn, client_id)
-    return failure is not None and (built_at is None or failure[0] >= built_at)
