@@ -64,6 +64,10 @@ EVENT_RETENTION = timedelta(days=30)
 EVENT_SAFETY_MARGIN = timedelta(hours=6)
 # Objects created in the last seconds may not be listed yet; the next run takes them.
 SETTLE_SECONDS = 2
+# A quiet stream's saved cursors move on once they are this old (seconds): each save was a
+# commit per quiet client (on DuckLake a turn at the catalog), and an older cursor costs
+# nothing but a wider events listing, well inside the 30 days Stripe keeps.
+CURSOR_REFRESH = 6 * 3600
 CHUNK_ROWS = 5_000
 # A chunk also ends at this much raw JSON: 5,000 invoices with their lines were ~150 MB of
 # text, and DuckDB staging them (typed columns, unnested lines) took a sync to 1.3 GB. At
@@ -492,17 +496,25 @@ def _start_listing(stream: _Stream, hi: int) -> None:
     stream.loader.result.full_refresh_reason = stream.reason
 
 
-def _land_without_listing(warehouse: Warehouse, streams: list[_Stream], hi: int) -> None:
-    """Streams with nothing new since their cursors (no event, no listing needed): the
-    cursors move to `hi` together, in one transaction, and nothing else is written: a
-    client with nothing new commits once, not once per stream."""
-    for stream in streams:
+def _land_without_listing(warehouse: Warehouse, applying: list[_Stream], hi: int) -> None:
+    """Streams with nothing new since their cursors (no event, no listing needed): their
+    cursors move to `hi` together, in one transaction, and nothing else is written.
+
+    When no stream had events (a quiet client), they are saved only once CURSOR_REFRESH
+    old: the next sync lists from them and finds the same nothing, so such a client writes
+    nothing. Beside a stream with events they are saved as it is, so that every stream's
+    cursor stays where the shared events listing starts."""
+    quiet = [stream for stream in applying if not stream.needs_listing]
+    save = len(quiet) < len(applying) or any(
+        hi - min(s.events_lo, s.loader.state.created_cursor or hi) >= CURSOR_REFRESH
+        for s in quiet)
+    for stream in quiet:
         stream.loader.state.created_cursor = hi
         stream.loader.result.created_cursor = hi
         stream.loader.result.events_cursor = hi
-    if streams:
+    if quiet and save:
         with warehouse.writer() as conn:
-            in_transaction(conn, lambda: save_states(conn, [s.loader.state for s in streams]))
+            in_transaction(conn, lambda: save_states(conn, [s.loader.state for s in quiet]))
 
 
 def _list_stream(account: StripeAccount, stream: _Stream, hi: int, options: _StreamOptions
@@ -561,9 +573,21 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
             writer.submit(batches, coverage.frontier)
         raise
     else:
-        writer.submit(batches, hi, final=True)
+        if buffered or submitted_cursor != lo or _cursor_due(loader, lo, hi):
+            writer.submit(batches, hi, final=True)
+        else:  # nothing new since a recent cursor: nothing to write (CURSOR_REFRESH)
+            loader.result.created_cursor = hi
+            loader.result.events_cursor = loader.state.events_cursor
     finally:
         writer.close()
+
+
+def _cursor_due(loader: _StreamLoader, lo: int, hi: int) -> bool:
+    """Whether a listing that found nothing saves its cursor anyway: a stream with events
+    (its cursors stay together with the others'), a full listing (it flags what it did
+    not see), or a cursor CURSOR_REFRESH old."""
+    return bool(loader.spec.event_types) or loader.state.full_started_at is not None \
+        or hi - lo >= CURSOR_REFRESH
 
 
 def snapshot_balance(account: StripeAccount, warehouse: Warehouse,
@@ -755,7 +779,7 @@ def _sync_streams(account: StripeAccount, warehouse: Warehouse, specs: list[Stre
             applying = []
         for stream in applying:
             _start_listing(stream, hi)
-        _land_without_listing(warehouse, [s for s in applying if not s.needs_listing], hi)
+        _land_without_listing(warehouse, applying, hi)
         for stream in applying:
             if stream.needs_listing:
                 futures[stream.spec.name] = pool.submit(run, stream)

@@ -29,7 +29,7 @@ from engine.lake.retrying import RetryingConnection
 from engine.lake.target import catalog_dsn, masked
 from engine.lake.turns import TURN_NAMESPACE
 from engine.lake.warehouse import LakeWarehouse
-from engine.reporting.build import build_reporting_tables
+from engine.reporting.build import build_reporting_tables, mark_checked
 from engine.streams import STREAMS
 from engine.user_errors import CommandError
 from engine.warehouse import (
@@ -655,3 +655,20 @@ def test_a_statement_of_its_own_that_conflicts_again_in_its_turn_is_run_again():
     with pytest.raises(duckdb.TransactionException, match="conflict"):
         RetryingConnection(endless, _Turn()).execute("MERGE INTO meta.sync_starts ...")
     assert endless.runs == retrying.COMMIT_ATTEMPTS
+
+
+def test_clients_checked_together_count_as_built_each_when_it_was_checked(any_warehouse):
+    with any_warehouse.writer() as conn:
+        for client in ("acme", "beta", "gamma"):
+            build_reporting_tables(conn, client)
+    first = datetime.now(UTC) + timedelta(minutes=1)
+    second = first + timedelta(minutes=1)
+    with any_warehouse.writer() as conn:
+        mark_checked(conn, {"acme": first, "beta": second})
+    with any_warehouse.reader() as conn:
+        built = dict(conn.execute("SELECT client_id, built_at FROM reporting.freshness"
+                                  ).fetchall())
+        synced = dict(conn.execute("SELECT client_id, last_sync_at FROM reporting.clients"
+                                   ).fetchall())
+    assert (built["acme"], built["beta"]) == (first, second) and built["gamma"] < first
+    assert (synced["acme"], synced["beta"]) == (first, second)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import engine.sync
 from engine.pager import event_type_groups
 from engine.streams import STREAMS, STREAMS_BY_NAME
 from engine.sync import EVENTS_TOO_OLD, SETTLE_SECONDS
@@ -204,4 +205,40 @@ def test_a_refund_told_only_by_its_charge_is_listed(sandbox_factory, tmp_path):
     report = run_sync(server, "acme", warehouse)
     assert report.streams["refunds"].inserted == 1
     assert refund["id"] in source_objects(server, "acme", STREAMS_BY_NAME["refunds"])
+    assert compare_with_source(server, "acme", warehouse) == []
+
+
+def _saved_states(warehouse) -> dict[str, tuple]:
+    with warehouse.reader() as conn:
+        return {stream: rest for stream, *rest in conn.execute(
+            "SELECT stream, created_cursor, events_cursor, updated_at FROM meta.sync_state "
+            "WHERE client_id = 'acme'").fetchall()}
+
+
+def test_a_client_with_nothing_new_writes_nothing_until_its_cursors_are_old(
+        sandbox_factory, tmp_path, monkeypatch):
+    """A quiet client's sync commits nothing (each commit was a writer session, on DuckLake
+    a turn at the catalog); its cursors move on once they are CURSOR_REFRESH old, and what
+    comes after a quiet sync lands exactly."""
+    server = sandbox_factory([AccountSpec("acme", charges=60, customers=10)])
+    warehouse = new_warehouse(tmp_path)
+    run_sync(server, "acme", warehouse)
+    time.sleep(SETTLE_SECONDS + 1)
+    saved = _saved_states(warehouse)
+
+    assert run_sync(server, "acme", warehouse).nothing_new
+    assert _saved_states(warehouse) == saved
+
+    monkeypatch.setattr(engine.sync, "CURSOR_REFRESH", 1)
+    assert run_sync(server, "acme", warehouse).nothing_new
+    moved = _saved_states(warehouse)
+    assert set(moved) == set(saved)
+    assert all(moved[s][0] > saved[s][0] and moved[s][2] > saved[s][2] for s in saved)
+
+    monkeypatch.setattr(engine.sync, "CURSOR_REFRESH", 6 * 3600)
+    time.sleep(SETTLE_SECONDS + 1)
+    assert run_sync(server, "acme", warehouse).nothing_new
+    server.world.add_charges("acme", 3)
+    time.sleep(SETTLE_SECONDS + 1)
+    assert run_sync(server, "acme", warehouse).streams["charges"].inserted == 3
     assert compare_with_source(server, "acme", warehouse) == []

@@ -55,8 +55,7 @@ def mark_clients_checked(store: ConnectionStore, warehouse: Warehouse,
     if not checked:
         return
     with warehouse.writer() as conn:
-        for client_id, at in checked.items():
-            mark_checked(conn, client_id, at)
+        mark_checked(conn, checked)
     for client_id, at in checked.items():
         with contextlib.suppress(ClientNotConnected):  # env-only clients have no row
             store.record_sync(client_id, at)
