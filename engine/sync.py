@@ -501,8 +501,8 @@ def _land_without_listing(warehouse: Warehouse, applying: list[_Stream], hi: int
     cursors move to `hi` together, in one transaction, and nothing else is written.
 
     When no stream had events (a quiet client), they are saved only once CURSOR_REFRESH
-    old: the next sync lists from them and finds the same nothing, so such a client writes
-    nothing. Beside a stream with events they are saved as it is, so that every stream's
+    old: the next sync lists from them and finds the same nothing (one commit fewer a quiet
+    client). Beside a stream with events they are saved as it is, so that every stream's
     cursor stays where the shared events listing starts."""
     quiet = [stream for stream in applying if not stream.needs_listing]
     save = len(quiet) < len(applying) or any(
@@ -573,21 +573,11 @@ def _list_created(account: StripeAccount, loader: _StreamLoader, lo: int, hi: in
             writer.submit(batches, coverage.frontier)
         raise
     else:
-        if buffered or submitted_cursor != lo or _cursor_due(loader, lo, hi):
-            writer.submit(batches, hi, final=True)
-        else:  # nothing new since a recent cursor: nothing to write (CURSOR_REFRESH)
-            loader.result.created_cursor = hi
-            loader.result.events_cursor = loader.state.events_cursor
+        # Saved even when nothing was found: the balance transactions' cursor is also how
+        # far the reconciliation may judge the balance (engine/reconcile.py).
+        writer.submit(batches, hi, final=True)
     finally:
         writer.close()
-
-
-def _cursor_due(loader: _StreamLoader, lo: int, hi: int) -> bool:
-    """Whether a listing that found nothing saves its cursor anyway: a stream with events
-    (its cursors stay together with the others'), a full listing (it flags what it did
-    not see), or a cursor CURSOR_REFRESH old."""
-    return bool(loader.spec.event_types) or loader.state.full_started_at is not None \
-        or hi - lo >= CURSOR_REFRESH
 
 
 def snapshot_balance(account: StripeAccount, warehouse: Warehouse,

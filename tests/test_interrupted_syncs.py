@@ -178,6 +178,9 @@ def test_ctrl_c_on_a_parallel_sync_stops_every_worker_in_one_line(synced):
     """Ctrl-C at a terminal reaches the whole process group: the workers' syncs stop and
     record it, and no worker reports a lost progress queue ("ConnectionRefusedError")."""
     server, before = synced
+    # Three clients are waited for in turn: slower still, so none has finished by then (at
+    # 1 s a request the pager's side-by-side pages let a busy CI machine's syncs end first).
+    server.latency_ms = 3000
     since = datetime.now(UTC)
     sync = start_sync(*CLIENTS, "--parallel", "3", "--full-refresh")
     for client in CLIENTS:
