@@ -206,7 +206,11 @@ def _input_watermarks(conn: duckdb.DuckDBPyConnection, client_id: str
                       ) -> dict[str, datetime | None]:
     """When each input was last written for the client (None: never since it was recorded):
     every write records it in its own transaction (engine.warehouse.note_written)."""
-    written = written_at(conn, client_id)
+    return _as_inputs(written_at(conn, client_id))
+
+
+def _as_inputs(written: dict[str, datetime]) -> dict[str, datetime | None]:
+    """Each input's latest write (None: none recorded), from every stripe.* table's."""
     return {name: written.get(name) for name in INPUTS}
 
 
@@ -299,7 +303,7 @@ def due_after(last: LastBuild | None, client_id: str, *, state: str | None = Non
     timezone = ZoneInfo(client_config(client_id).timezone)
     if last.built_at.astimezone(timezone).date() != now.astimezone(timezone).date():
         return REPORTING_TABLES
-    current = {name: last.written.get(name) for name in INPUTS}
+    current = _as_inputs(last.written)
     changed = {name for name, at in current.items()
                if name not in last.read or last.read[name] != at}
     if changed or last.state != state:
