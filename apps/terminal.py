@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # only a type: importing Dagster here would slow every comman
 
 # One word per state everywhere (docs/interface.md): connection states, check and sync outcomes.
 STATE_STYLES = {
-    "connected": "green", "ok": "green", "synced": "green",
+    "connected": "green", "ok": "green", "synced": "green", "checked": "green",
     "failed": "bold red", "FAILED": "bold red",
     "disconnected": "yellow", "no_data": "yellow", "stale": "yellow",
     "reconnect_required": "bold red",
@@ -152,7 +152,13 @@ def print_outcome(outcome: ClientSyncOutcome, out: TextIO) -> None:
     """A client's sync in words: each stream's changes, or the failure and its steps."""
     view = console(out)
     head = Text(f"{outcome.client_id}: ")
-    head.append(state_text("synced" if outcome.success else "FAILED"))
+    if outcome.checked_without_run:
+        head.append(state_text("checked"))
+        requests = outcome.assets.get("stripe/balance", {}).get("api_requests", 0)
+        head.append(f": nothing new since the last sync ({plural(requests, 'request')}), so "
+                    "no run was needed (Dagster records the check on stripe/balance)")
+    else:
+        head.append(state_text("synced" if outcome.success else "FAILED"))
     if outcome.run_id:  # none when the run could not even be created
         head.append(f" (Dagster run {outcome.run_id})")
     view.print(head)

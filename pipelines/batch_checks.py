@@ -1,4 +1,8 @@
-"""A batch run checks each of its clients itself; only a client with something new gets a run.
+"""A client is checked before its run; only a client with something new gets a run.
+
+Both a batch run (pipelines/batches.py) and a sync the apps start without a full refresh or
+chosen streams (apps/launch.py: the CLI, the report page, the demo) check each client first
+with `check_or_run`, so a quiet client costs neither path a run.
 
 Measured on a batch of 20 no-change clients (benchmarks/clients_curve.md, issue 21): a
 client's `stripe_sync_job` run cost ~2.4 s of a worker, of which the sync ~0.6 s (mostly
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -32,7 +37,7 @@ from assets.client_health import (
     report_check,
     report_freshness,
 )
-from assets.handover import ClientCheck
+from assets.handover import ClientCheck, handing_over
 from assets.stripe_assets import (
     credential_passed,
     explained_errors,
@@ -44,11 +49,13 @@ from assets.stripe_assets import (
 from engine.connection_store import ClientNotConnected
 from engine.reporting.checked import mark_clients_checked
 from engine.streams import STREAMS
+from engine.user_errors import explain
 from engine.warehouse import Warehouse
+from pipelines.client_runs import ClientSyncOutcome
 from resources.dagster_resources import StripeResource
 
-CHECKED = ("Checked by a batch run: nothing new in any stream, no reporting build due; no run "
-           "of its own. Its last sync is the latest materialization.")
+CHECKED = ("Checked without a run of its own: nothing new in any stream, no reporting build "
+           "due. Its last sync is the latest materialization.")
 
 
 @dataclass
@@ -96,15 +103,42 @@ def mark_checked(stripe: StripeResource, warehouse: Warehouse,
         mark_clients_checked(store, warehouse, checked)
 
 
-def record_checked(instance: DagsterInstance, check: ClientCheck, batch_run_id: str) -> None:
+def check_or_run(client_id: str, stripe: StripeResource, warehouse: Warehouse,
+                 instance: DagsterInstance, run: Callable[[], ClientSyncOutcome],
+                 log: Callable[[str], None], *, launched: dict[str, str]
+                 ) -> tuple[ClientSyncOutcome, datetime | None]:
+    """The client checked: quiet, it is recorded as checked (the outcome has no run, and the
+    time says when it was judged: the caller marks it checked, with any others); otherwise
+    `run` (the client's `stripe_sync_job` run) takes over what the check found."""
+    checked = check_client(client_id, stripe, warehouse, log)
+    if checked.quiet and checked.check is not None:
+        try:
+            record_checked(instance, checked.check, launched)
+        except Exception as error:  # noqa: BLE001 (a batch's others go on)
+            problem = explain(error)
+            return ClientSyncOutcome(client_id, False, message=problem.message if problem
+                                     else f"{type(error).__name__}: {error}"), None
+        requests = checked.check.outcome().requests
+        return (ClientSyncOutcome(client_id, True, checked_without_run=True,
+                                  assets={BALANCE_KEY.to_user_string(): {
+                                      "api_requests": requests}}),
+                checked.at or datetime.now(UTC))
+    with handing_over(checked.check) if checked.check else nullcontext():
+        return run(), None
+
+
+def record_checked(instance: DagsterInstance, check: ClientCheck,
+                   launched: dict[str, str]) -> None:
     """What a client run that found nothing new records, in fewer events: one observation
     of the client's stripe/balance (its partition: when it was checked, the requests, the
-    seconds, which batch run), where its credential check hangs, and that check's pass.
+    seconds, by what: a batch run, or who launched it), where its credential check hangs,
+    and that check's pass.
     Not one per Stripe asset as a client run makes: each stored event costs ~10-35 ms on
     SQLite, and 14 of them doubled a checked client's cost (benchmarks/clients_curve.md)."""
     assert check.report is not None
     client = check.account.client_id
-    batch = {"batch_run": MetadataValue.dagster_run(batch_run_id)}
+    batch = {key: MetadataValue.dagster_run(value) if key == "batch_run" else value
+             for key, value in launched.items()}
     for key, metadata in observations({BALANCE_KEY}, [], check.report):
         instance.report_runless_asset_event(AssetObservation(
             asset_key=key, partition=client, description=CHECKED,

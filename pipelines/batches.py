@@ -24,8 +24,7 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
-from datetime import UTC, datetime
+from datetime import datetime
 
 from dagster import (
     Config,
@@ -40,17 +39,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.handover import handing_over
 from assets.known_failure import KnownFailure
-from engine.user_errors import explain
 from engine.warehouse import Warehouse
 from pipelines.batch_assets import declaring_assets, sync_job_asset_keys
-from pipelines.batch_checks import (
-    check_client,
-    mark_checked,
-    publish_health,
-    record_checked,
-)
+from pipelines.batch_checks import check_or_run, mark_checked, publish_health
 from pipelines.client_runs import ClientSyncOutcome, materialize_client, prepare_instance
 from pipelines.jobs import LAUNCHED_BY_TAG, SYNC_JOB_NAME, launcher_tags
 from resources.dagster_resources import StripeResource, WarehouseResource
@@ -174,19 +166,14 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
         return opened.warehouse
 
     def sync(client: str) -> ClientSyncOutcome:
-        checked = check_client(client, stripe, open_warehouse(), context.log.info)
-        if checked.quiet and checked.check is not None:
-            try:
-                record_checked(context.instance, checked.check, context.run_id)
-            except Exception as error:  # noqa: BLE001 (the others go on)
-                problem = explain(error)
-                return ClientSyncOutcome(client, False, message=problem.message if problem
-                                         else f"{type(error).__name__}: {error}")
-            quiet[client] = checked.at or datetime.now(UTC)
-            return ClientSyncOutcome(client, True)
-        with handing_over(checked.check) if checked.check else nullcontext():
-            return materialize_client(client, job=sync_job, launched_by=config.launched_by,
-                                      instance=context.instance, tags=tags)
+        outcome, checked_at = check_or_run(
+            client, stripe, open_warehouse(), context.instance,
+            lambda: materialize_client(client, job=sync_job, launched_by=config.launched_by,
+                                       instance=context.instance, tags=tags),
+            context.log.info, launched={"batch_run": context.run_id})
+        if checked_at is not None:
+            quiet[client] = checked_at
+        return outcome
 
     outcomes = _side_by_side(config.clients, sync,
                              config.side_by_side or SIDE_BY_SIDE)
@@ -196,8 +183,8 @@ def sync_clients_in_turn(context: OpExecutionContext, config: BatchConfig,
                    context.log.warning)
     failed = []
     for number, (client, outcome) in enumerate(zip(config.clients, outcomes, strict=True), 1):
-        verdict = ("synced" if outcome.run_id else "checked: nothing new, no run needed"
-                   ) if outcome.success else f"failed: {outcome.message}"
+        verdict = ("checked: nothing new, no run needed" if outcome.checked_without_run
+                   else "synced") if outcome.success else f"failed: {outcome.message}"
         context.log.info(f"{number}/{len(config.clients)} {client} {verdict}"
                          + (f" (run {outcome.run_id})" if outcome.run_id else ""))
         if not outcome.success:

@@ -48,6 +48,8 @@ class ClientSyncOutcome:
     # asset key -> its materialization metadata (rows_inserted, api_requests, ...)
     assets: dict[str, dict[str, Any]] = field(default_factory=dict)
     message: str | None = None
+    # Nothing new and no build due: recorded as checked, without a run (batch_checks)
+    checked_without_run: bool = False
 
 
 def asset_selection(streams: list[str] | None) -> list | None:
