@@ -17,13 +17,14 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.home import HOME_ENV, resolve_home
+
 STRIPE_DEFAULT_API_BASE = "https://api.stripe.com"
 # STRIPE_REPORTS_WAREHOUSE in DuckDB's ATTACH form for a DuckLake catalog.
 DUCKLAKE_PREFIX = "ducklake:"
 DEFAULT_RETRY_SECONDS = 180.0
 DEFAULT_CLIENTS_FILE = Path(__file__).resolve().parent.parent / "workspace_config" / "clients.yaml"
 
-HOME_ENV = "STRIPE_REPORTS_HOME"
 WAREHOUSE_ENV = "STRIPE_REPORTS_WAREHOUSE"
 LAKE_DATA_PATH_ENV = "STRIPE_REPORTS_LAKE_DATA_PATH"
 CONNECTIONS_URL_ENV = "STRIPE_REPORTS_CONNECTIONS_URL"
@@ -159,7 +160,7 @@ def load_settings() -> Settings:
 @functools.lru_cache(maxsize=8)
 def _resolve(_cwd: str, _values: tuple[str | None, ...]) -> Settings:
     env = _read_environment()
-    home = (env.home or Path.cwd() / ".stripe-reports").resolve()
+    home = resolve_home(env.home)
     configured = env.warehouse or ""
     lake = configured if configured.startswith(DUCKLAKE_PREFIX) else ""
     return Settings(

@@ -190,6 +190,10 @@ ENVIRONMENT_WRITES = {
         "the demo's sandbox URL, for this process's settings and the workers it starts",
     ("apps/launch.py", "{**os.environ, LAUNCHER_ENV: 'web'}"):
         "the CLI the report page starts inherits everything, plus who launched it",
+    ("apps/resident.py", "environment = dict(os.environ)"):
+        "a command handed to the resident process runs in the caller's whole environment",
+    ("apps/resident.py", "os.environ"):
+        "the resident process's copy takes that environment in place of its own",
 }
 _ENVIRONMENT_NAMES = ("environ", "environb", "getenv", "getenvb", "putenv", "unsetenv")
 
