@@ -1,6 +1,7 @@
 """A lone `stripe-reports sync CLIENT` with nothing new: wall time and Stripe requests.
 
     .venv/bin/python -m benchmarks.no_change [--charges 20000] [--repeat 5] [--code DIR]
+                                              [--resident]
 
 One live-mode account (20,000 charges, all streams) in the sandbox's own process, connected
 and synced once; then the sandbox answers at 150 ms a request (100 requests/s, as Stripe)
@@ -8,7 +9,11 @@ and each figure is a no-change `stripe-reports sync CLIENT` in a fresh process: 
 end to end (interpreter start, imports, the Dagster run, the sync), its CPU time (user +
 system: on a shared machine, wall time grows with the load, CPU time much less; on a quiet
 one, wall is about CPU plus the two Stripe round trips), the requests the sandbox served
-for the account (its own count) and the events the run stored in Dagster.
+for the account (its own count), and the runs and events it stored in Dagster (a client
+with nothing new is recorded as checked without a run: apps/launch.py).
+`--resident` first starts `stripe-reports resident` (apps/resident.py), so each sync is run
+by a copy of that process: the wall time is still the typed command's, end to end, but its
+CPU time is then the caller's alone (the copy is not the benchmark's child).
 `--code DIR` runs the CLI of another checkout (to measure before and after on the same
 machine). Prints a JSON summary.
 """
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,16 +56,30 @@ def _cli(code: Path, *args: str, stdin: str = "") -> tuple[float, float]:
     return seconds, _cpu_of_children() - cpu
 
 
-def _events_of_last_run() -> int:
-    """Events the latest run stored in the Dagster instance (DAGSTER_HOME)."""
-    from dagster import DagsterInstance
+def _dagster_records() -> tuple[int, int]:
+    """Runs and events stored so far in the Dagster instance's SQLite files (DAGSTER_HOME):
+    the run shards and the index, where observations made without a run are kept."""
+    history = Path(os.environ["DAGSTER_HOME"]) / "history"
+    with sqlite3.connect(history / "runs.db") as runs_db:
+        runs = runs_db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    events = 0
+    for shard in (history / "runs").glob("*.db"):
+        with sqlite3.connect(shard) as events_db:
+            events += events_db.execute("SELECT count(*) FROM event_logs").fetchone()[0]
+    return runs, events
 
-    with DagsterInstance.get() as instance:
-        run = instance.get_runs(limit=1)[0]
-        return len(instance.all_logs(run.run_id))
+
+def _start_resident(code: Path) -> subprocess.Popen:
+    resident = subprocess.Popen([sys.executable, "-m", "apps.cli", "resident"], cwd=code,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = resident.stdout.readline()  # type: ignore[union-attr]
+    if not ready.startswith("Resident process ready"):
+        raise SystemExit(f"stripe-reports resident did not start: {ready}")
+    say(ready.strip())
+    return resident
 
 
-def measure(charges: int, repeat: int, code: Path) -> dict:
+def measure(charges: int, repeat: int, code: Path, resident: bool = False) -> dict:
     load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="no-change-"))
     os.environ.update({"STRIPE_REPORTS_HOME": str(work / "home"),
@@ -75,19 +95,28 @@ def measure(charges: int, repeat: int, code: Path) -> dict:
         first, _ = _cli(code, "sync", name)
         sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)
         time.sleep(3)  # past the sync's settle window: nothing is new
-        walls, cpus, requests, events = [], [], [], []
-        for _ in range(repeat):
-            sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
-            wall, cpu = _cli(code, "sync", name)
-            walls.append(wall)
-            cpus.append(cpu)
-            requests.append(sandbox.requests_served(name))
-            events.append(_events_of_last_run())
-            say(f"  no-change sync: {walls[-1]:.2f} s ({cpus[-1]:.2f} s CPU), "
-                f"{requests[-1]} requests, {events[-1]} Dagster events")
+        resident_process = _start_resident(code) if resident else None
+        walls, cpus, requests, runs, events = [], [], [], [], []
+        try:
+            for _ in range(repeat):
+                sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
+                runs_before, events_before = _dagster_records()
+                wall, cpu = _cli(code, "sync", name)
+                runs_after, events_after = _dagster_records()
+                walls.append(wall)
+                cpus.append(cpu)
+                requests.append(sandbox.requests_served(name))
+                runs.append(runs_after - runs_before)
+                events.append(events_after - events_before)
+                say(f"  no-change sync: {walls[-1]:.2f} s ({cpus[-1]:.2f} s CPU), "
+                    f"{requests[-1]} requests, {runs[-1]} Dagster runs, {events[-1]} events")
+        finally:
+            if resident_process is not None:
+                resident_process.terminate()
+                resident_process.wait(timeout=60)
     return {
         "charges": charges, "latency_ms": LATENCY_MS, "repeat": repeat,
-        "code": str(code),
+        "code": str(code), "resident": resident,
         "first_sync_s": round(first, 1),
         "no_change_wall_s_median": round(statistics.median(walls), 2),
         "no_change_wall_s_min": round(min(walls), 2),
@@ -95,7 +124,8 @@ def measure(charges: int, repeat: int, code: Path) -> dict:
         "no_change_cpu_s_median": round(statistics.median(cpus), 2),
         "no_change_cpu_s_min": round(min(cpus), 2),
         "requests_per_no_change_sync": sorted(set(requests)),
-        "dagster_events_per_no_change_run": sorted(set(events)),
+        "dagster_runs_per_no_change_sync": sorted(set(runs)),
+        "dagster_events_per_no_change_sync": sorted(set(events)),
         "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
     }
@@ -107,8 +137,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="the checkout whose CLI is measured (default: this one)")
+    parser.add_argument("--resident", action="store_true",
+                        help="run the syncs through `stripe-reports resident`")
     args = parser.parse_args()
-    print(json.dumps(measure(args.charges, args.repeat, args.code.resolve()), indent=2))
+    print(json.dumps(measure(args.charges, args.repeat, args.code.resolve(), args.resident),
+                     indent=2))
 
 
 if __name__ == "__main__":

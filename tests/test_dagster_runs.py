@@ -10,6 +10,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from apps.launch import run_client_syncs
 from assets.partitions import CLIENTS_PARTITION_NAME
 from engine.credentials import connect_client
+from engine.sync import SETTLE_SECONDS
 from engine.warehouse_factory import warehouse_from_settings
 from sandbox import AccountSpec
 
@@ -90,6 +91,9 @@ def test_cli_and_demo_syncs_are_stripe_sync_job_runs_tagged_with_their_launcher(
     monkeypatch.delenv(LAUNCHER_ENV, raising=False)
 
     cli, = run_client_syncs(["acme"], full_refresh=True)
+    time.sleep(SETTLE_SECONDS + 1)
+    server.world.add_charges("acme", 2)  # something new: the demo's sync gets a run
+    time.sleep(SETTLE_SECONDS + 1)
     demo, = run_client_syncs(["acme"], launched_by="demo")
 
     assert cli.success and demo.success, (cli.message, demo.message)
