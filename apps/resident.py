@@ -315,7 +315,7 @@ def _from_caller(connection: socket.socket, selector: selectors.BaseSelector,
 def _reap(selector: selectors.BaseSelector, running: dict[int, _Running],
           say: Callable[[str], None]) -> None:
     while running:
-        pid, status = os.waitpid(-1, os.WNOHANG)
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
         if pid == 0:
             return
         run = running.pop(pid, None)
@@ -328,4 +328,5 @@ def _reap(selector: selectors.BaseSelector, running: dict[int, _Running],
         if run.connection in (key.fileobj for key in selector.get_map().values()):
             selector.unregister(run.connection)
         run.connection.close()
-        say(f"pid {pid}: exit {code} after {time.monotonic() - run.started:.2f} s")
+        say(f"pid {pid}: exit {code} after {time.monotonic() - run.started:.2f} s "
+            f"({usage.ru_utime + usage.ru_stime:.2f} s CPU)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import sqlite3
 import statistics
@@ -69,14 +70,29 @@ def _dagster_records() -> tuple[int, int]:
     return runs, events
 
 
-def _start_resident(code: Path) -> subprocess.Popen:
-    resident = subprocess.Popen([sys.executable, "-m", "apps.cli", "resident"], cwd=code,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = resident.stdout.readline()  # type: ignore[union-attr]
-    if not ready.startswith("Resident process ready"):
-        raise SystemExit(f"stripe-reports resident did not start: {ready}")
-    say(ready.strip())
-    return resident
+class _Resident:
+    """`stripe-reports resident`, and the CPU seconds of each copy it ran (from its log)."""
+
+    def __init__(self, code: Path) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "apps.cli", "resident"],
+                                        cwd=code, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        ready = self.process.stdout.readline()  # type: ignore[union-attr]
+        if not ready.startswith("Resident process ready"):
+            raise SystemExit(f"stripe-reports resident did not start: {ready}")
+        say(ready.strip())
+
+    def cpu_of_last_copy(self) -> float:
+        """Read the log up to the copy's end: `pid N: exit 0 after 0.91 s (0.62 s CPU)`."""
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            ended = re.search(r": exit \d+ after .* \(([\d.]+) s CPU\)", line)
+            if ended:
+                return float(ended[1])
+        raise SystemExit("stripe-reports resident ended")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
 
 
 def measure(charges: int, repeat: int, code: Path, resident: bool = False) -> dict:
@@ -95,8 +111,8 @@ def measure(charges: int, repeat: int, code: Path, resident: bool = False) -> di
         first, _ = _cli(code, "sync", name)
         sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)
         time.sleep(3)  # past the sync's settle window: nothing is new
-        resident_process = _start_resident(code) if resident else None
-        walls, cpus, requests, runs, events = [], [], [], [], []
+        resident_process = _Resident(code) if resident else None
+        walls, cpus, copy_cpus, requests, runs, events = [], [], [], [], [], []
         try:
             for _ in range(repeat):
                 sandbox.configure(LATENCY_MS, RATE_LIMIT_RPS)  # also resets the request count
@@ -105,15 +121,17 @@ def measure(charges: int, repeat: int, code: Path, resident: bool = False) -> di
                 runs_after, events_after = _dagster_records()
                 walls.append(wall)
                 cpus.append(cpu)
+                if resident_process is not None:
+                    copy_cpus.append(resident_process.cpu_of_last_copy())
                 requests.append(sandbox.requests_served(name))
                 runs.append(runs_after - runs_before)
                 events.append(events_after - events_before)
-                say(f"  no-change sync: {walls[-1]:.2f} s ({cpus[-1]:.2f} s CPU), "
+                copy = f" + {copy_cpus[-1]:.2f} s in the copy" if copy_cpus else ""
+                say(f"  no-change sync: {walls[-1]:.2f} s ({cpus[-1]:.2f} s CPU{copy}), "
                     f"{requests[-1]} requests, {runs[-1]} Dagster runs, {events[-1]} events")
         finally:
             if resident_process is not None:
-                resident_process.terminate()
-                resident_process.wait(timeout=60)
+                resident_process.stop()
     return {
         "charges": charges, "latency_ms": LATENCY_MS, "repeat": repeat,
         "code": str(code), "resident": resident,
@@ -123,6 +141,9 @@ def measure(charges: int, repeat: int, code: Path, resident: bool = False) -> di
         # CPU (user + system) of the CLI process: what a loaded machine inflates least.
         "no_change_cpu_s_median": round(statistics.median(cpus), 2),
         "no_change_cpu_s_min": round(min(cpus), 2),
+        # With --resident: the CPU of the copy that ran each sync (from the resident's log).
+        "resident_copy_cpu_s_median": round(statistics.median(copy_cpus), 2) if copy_cpus
+        else None,
         "requests_per_no_change_sync": sorted(set(requests)),
         "dagster_runs_per_no_change_sync": sorted(set(runs)),
         "dagster_events_per_no_change_sync": sorted(set(events)),
