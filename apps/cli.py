@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import click
 
+from apps.resident import hand_over
 from engine.streams import resolve_streams, stream_names
 
 EXIT_CODES = ("\b\nExit codes:\n  0  success\n  1  a client, key or check failed "
@@ -568,12 +569,13 @@ def resident() -> int:
     again (a lone sync with nothing new: ~4 s -> under 1 s). Output, exit codes and Ctrl-C
     are the command's own. Without it, commands run as before. It stops on Ctrl-C or
     SIGTERM (after the commands running), or by itself when the code changes."""
+    # The resident process and the settings: loaded only by this command.
     from apps.resident import preload, serve
     from engine.settings import load_settings
 
     home = load_settings().home  # a setting that cannot be used: one line, nothing loaded
     preload()
-    return serve(home, click.echo)
+    return serve(home, main, click.echo)
 
 
 @cli.command(short_help="Sandbox + demo clients, synced and reported.",
@@ -595,8 +597,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     (engine/user_errors.py) end as one line on stderr; anything else is a bug and keeps its
     traceback. A reader that goes away (`clients | head`) ends the command quietly."""
     if argv is None:  # typed, not run by a resident process's copy (apps/resident.py)
-        from apps.resident import hand_over
-
         handed = hand_over(sys.argv[1:])
         if handed is not None:
             return handed

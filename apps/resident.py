@@ -31,6 +31,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,9 +180,11 @@ def code_files() -> dict[str, int]:
     return files
 
 
-def serve(home: Path, say: Callable[[str], None]) -> int:
-    """Take handed-over commands for `home` until SIGTERM or Ctrl-C; then wait for the
-    commands still running. Returns 0, or 1 when another resident process holds the home."""
+def serve(home: Path, run_command: Callable[[list[str]], int],
+          say: Callable[[str], None]) -> int:
+    """Take handed-over commands for `home`, each run by `run_command` (the CLI's main) in
+    a copy, until SIGTERM or Ctrl-C; then wait for the commands still running. Returns 0,
+    or 1 when another resident process holds the home."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(socket_name(home))
@@ -210,7 +213,7 @@ def serve(home: Path, say: Callable[[str], None]) -> int:
             say(f"Stopping: waiting for {len(running)} command(s) to finish.")
         for key, _events in selector.select(timeout=0.2):
             if key.fileobj is listener:
-                _accept(listener, selector, running, loaded, say)
+                _accept(listener, selector, running, loaded, run_command, say)
             else:
                 _from_caller(key.fileobj, selector, running)  # type: ignore[arg-type]
         _reap(selector, running, say)
@@ -222,7 +225,7 @@ def serve(home: Path, say: Callable[[str], None]) -> int:
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector,
             running: dict[int, _Running], loaded: dict[str, int],
-            say: Callable[[str], None]) -> None:
+            run_command: Callable[[list[str]], int], say: Callable[[str], None]) -> None:
     connection, _ = listener.accept()
     connection.settimeout(5)
     try:
@@ -247,7 +250,7 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
     pid = os.fork()
     if pid == 0:
         _run_copy(request, fds, [listener, connection, *running_connections(running)],
-                  selector)
+                  selector, run_command)
     for fd in fds:
         os.close(fd)
     running[pid] = _Running(connection, request["argv"], time.monotonic())
@@ -261,7 +264,8 @@ def running_connections(running: dict[int, _Running]) -> list[socket.socket]:
 
 
 def _run_copy(request: dict, fds: list[int], sockets: list[socket.socket],
-              selector: selectors.BaseSelector) -> None:
+              selector: selectors.BaseSelector, run_command: Callable[[list[str]], int]
+              ) -> None:
     """In the forked copy: become the caller's command, run it, and exit with its code."""
     code = _CRASHED
     try:
@@ -281,14 +285,10 @@ def _run_copy(request: dict, fds: list[int], sockets: list[socket.socket],
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["environment"])
-        from apps.cli import main
-
-        code = main(request["argv"])
+        code = run_command(request["argv"])
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:  # noqa: BLE001 (as an uncaught error in the CLI: its traceback)
-        import traceback
-
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
