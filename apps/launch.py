@@ -49,30 +49,25 @@ def materialize_client(
     *,
     launched_by: str | None = None,
     progress: ProgressSink | None = None,
+    check_first: bool = False,
 ) -> ClientSyncOutcome:
-    """One client's sync in this process, recorded in the settings' Dagster instance."""
-    return client_runs.materialize_client(
-        client_id, full_refresh, streams, job=sync_job(),
-        launched_by=launched_by or default_launcher(), progress=progress)
-
-
-def sync_client(
-    client_id: str,
-    full_refresh: bool = False,
-    streams: list[str] | None = None,
-    *,
-    launched_by: str | None = None,
-    progress: ProgressSink | None = None,
-) -> ClientSyncOutcome:
-    """One client's sync, as a batch run makes it: checked first (pipelines.batch_checks);
-    with nothing new and no build due it is recorded as checked in Dagster (an observation of
-    its stripe/balance) without a run, whose bookkeeping was ~40 % of a lone no-change sync
-    (benchmarks/README.md). Anything else gets its run, which takes over what the check found.
-    A full refresh or chosen streams is always a run of its own."""
+    """One client's sync in this process, recorded in the settings' Dagster instance: a run
+    of `stripe_sync_job`. With `check_first` (the apps' syncs) and neither a full refresh nor
+    chosen streams, the client is first checked as a batch run checks it (_checked_first)."""
     launched_by = launched_by or default_launcher()
-    if full_refresh or streams:
-        return materialize_client(client_id, full_refresh, streams, launched_by=launched_by,
-                                  progress=progress)
+    if check_first and not (full_refresh or streams):
+        return _checked_first(client_id, launched_by, progress)
+    return client_runs.materialize_client(
+        client_id, full_refresh, streams, job=sync_job(), launched_by=launched_by,
+        progress=progress)
+
+
+def _checked_first(client_id: str, launched_by: str,
+                   progress: ProgressSink | None) -> ClientSyncOutcome:
+    """The client checked (pipelines.batch_checks); with nothing new and no build due it is
+    recorded as checked in Dagster (an observation of its stripe/balance) without a run,
+    whose bookkeeping was ~40 % of a lone no-change sync (benchmarks/README.md). Anything
+    else gets its run, which takes over what the check found."""
     stripe, warehouse_resource = RESOURCES["stripe"], RESOURCES["warehouse"]
     try:
         with progress_sink(progress), files_kept_open():
@@ -105,7 +100,7 @@ def run_client_syncs(
     on_done: Callable[[ClientSyncOutcome], None] | None = None,
     launched_by: str | None = None,
 ) -> list[ClientSyncOutcome]:
-    """Sync clients, each checked first and given a run if it had anything new (sync_client);
+    """Sync clients, each checked first and given a run if it had anything new;
     outcomes in the given order. One client (or
     `parallel` 1) syncs in this process: worker processes would only add their start-up."""
     launched_by = launched_by or default_launcher()
@@ -113,12 +108,13 @@ def run_client_syncs(
     if len(client_ids) == 1 or parallel == 1:
         outcomes = []
         for client in client_ids:
-            outcomes.append(sync_client(client, full_refresh, streams,
-                                        launched_by=launched_by, progress=progress))
+            outcomes.append(materialize_client(client, full_refresh, streams,
+                                               launched_by=launched_by, progress=progress,
+                                               check_first=True))
             done(outcomes[-1])
         return outcomes
-    sync_one = partial(sync_client, full_refresh=full_refresh, streams=streams,
-                       launched_by=launched_by)
+    sync_one = partial(materialize_client, full_refresh=full_refresh, streams=streams,
+                       launched_by=launched_by, check_first=True)
     by_client = sync_in_workers(client_ids, sync_one, parallel, progress, done)
     return [by_client[client] for client in client_ids]
 
