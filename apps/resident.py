@@ -228,35 +228,55 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector,
             run_command: Callable[[list[str]], int], say: Callable[[str], None]) -> None:
     connection, _ = listener.accept()
     connection.settimeout(5)
+    taken = _read_request(connection)
+    if taken is None:
+        connection.close()
+        return
+    request, fds = taken
     try:
-        if _peer_uid(connection) != os.getuid():
+        if loaded != code_files():  # the caller runs it itself, on the new code
+            _send(connection, {"declined": "its code changed since it started"})
             connection.close()
             return
+        pid = os.fork()
+        if pid == 0:
+            _run_copy(request, fds, [listener, connection, *running_connections(running)],
+                      selector, run_command)
+    except OSError:  # no fork (out of memory, processes) or the caller gone: it runs alone
+        connection.close()
+        return
+    finally:
+        for fd in fds:
+            os.close(fd)
+    running[pid] = _Running(connection, request["argv"], time.monotonic())
+    selector.register(connection, selectors.EVENT_READ)
+    say(f"pid {pid}: stripe-reports {request['argv'][0]} ...")
+    try:
+        _send(connection, {"started": pid})
+    except OSError:  # the caller went away meanwhile: so does its command
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+
+
+def _read_request(connection: socket.socket) -> tuple[dict, list[int]] | None:
+    """The caller's request and its three descriptors, from its owner only; None (and the
+    descriptors closed) for anything else."""
+    fds: list[int] = []
+    try:
+        if _peer_uid(connection) != os.getuid():
+            return None
         request, fds = _receive(connection, max_fds=3)
-    except OSError:
-        connection.close()
-        return
-    if request is None or len(fds) != 3:
-        for fd in fds:
-            os.close(fd)
-        connection.close()
-        return
-    if loaded != code_files():  # the caller runs it itself, on the new code
-        _send(connection, {"declined": "the code changed since the resident process started"})
-        connection.close()
-        for fd in fds:
-            os.close(fd)
-        return
-    pid = os.fork()
-    if pid == 0:
-        _run_copy(request, fds, [listener, connection, *running_connections(running)],
-                  selector, run_command)
+        if (len(fds) == 3 and isinstance(request, dict)
+                and isinstance(request.get("argv"), list) and request["argv"]
+                and request["argv"][0] in HANDED_OVER
+                and isinstance(request.get("cwd"), str)
+                and isinstance(request.get("environment"), dict)):
+            return request, fds
+    except (OSError, ValueError):  # gone, or not our protocol
+        pass
     for fd in fds:
         os.close(fd)
-    running[pid] = _Running(connection, request["argv"], time.monotonic())
-    _send(connection, {"started": pid})
-    selector.register(connection, selectors.EVENT_READ)
-    say(f"pid {pid}: stripe-reports {' '.join(request['argv'][:1])} ...")
+    return None
 
 
 def running_connections(running: dict[int, _Running]) -> list[socket.socket]:
