@@ -137,14 +137,14 @@ def record_checked(instance: DagsterInstance, check: ClientCheck,
     SQLite, and 14 of them doubled a checked client's cost (benchmarks/clients_curve.md)."""
     assert check.report is not None
     client = check.account.client_id
-    batch = {key: MetadataValue.dagster_run(value) if key == "batch_run" else value
-             for key, value in launched.items()}
+    by = {key: MetadataValue.dagster_run(value) if key == "batch_run" else value
+          for key, value in launched.items()}
     for key, metadata in observations({BALANCE_KEY}, [], check.report):
         instance.report_runless_asset_event(AssetObservation(
             asset_key=key, partition=client, description=CHECKED,
-            metadata={**metadata, "streams_checked": len(check.streams), **batch}))
+            metadata={**metadata, "streams_checked": len(check.streams), **by}))
     report_check(instance, CREDENTIAL_CHECK_KEY, client, BALANCE_KEY, passed=True,
-                 metadata={**credential_passed(check.account, check.report), **batch})
+                 metadata={**credential_passed(check.account, check.report), **by})
 
 
 def publish_health(instance: DagsterInstance, stripe: StripeResource, warehouse: Warehouse,
