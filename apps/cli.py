@@ -202,8 +202,10 @@ def reconcile(clients: tuple[str, ...]) -> int:
 def sync(clients: tuple[str, ...], all_clients: bool, full_refresh: bool, streams: str | None,
          parallel: int) -> int:
     """Sync each CLIENT's Stripe data through Dagster: a run of stripe_sync_job, shown in
-    the Dagster UI. Progress on a terminal; each client's changes, or its failure and what to
-    do, at the end. Exits 1 if any client failed."""
+    the Dagster UI. Each client is checked first: with nothing new (and no reporting build
+    due) it is recorded as checked, without a run. --full-refresh or --streams always runs.
+    Progress on a terminal; each client's changes, or its failure and what to do, at the
+    end. Exits 1 if any client failed."""
     if not clients and not all_clients:
         raise click.UsageError("Name the clients to sync, or use --all for every client.")
     if clients and all_clients:
