@@ -21,6 +21,7 @@ anything else.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib
 import json
@@ -188,8 +189,9 @@ def serve(home: Path, run_command: Callable[[list[str]], int],
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(socket_name(home))
-    except OSError:
-        say(f"error: a resident process already serves {home}.")
+    except OSError as error:  # another one, or no abstract sockets (Linux only)
+        say(f"error: a resident process already serves {home}." if error.errno ==
+            errno.EADDRINUSE else f"error: cannot take commands here: {error.strerror}.")
         return 1
     listener.listen(16)
     loaded = code_files()
