@@ -45,6 +45,8 @@ HANDED_OVER = frozenset({"sync", "check", "clients", "widget", "widgets", "recon
 _PEER = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 _LENGTH = struct.Struct("!I")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How often an idle resident process looks for changed code (each request looks too).
+CODE_CHECK_SECONDS = 2.0
 # What a copy ends with when the command raised something main() did not catch.
 _CRASHED = 70
 
@@ -208,6 +210,7 @@ def serve(home: Path, run_command: Callable[[list[str]], int],
     selector.register(listener, selectors.EVENT_READ)
     say(f"Resident process ready for {home} (pid {os.getpid()}): `stripe-reports "
         f"{'|'.join(sorted(HANDED_OVER))}` start here now. Ctrl-C stops it.")
+    next_code_check = 0.0
     while not stopping or running:
         if stopping and listener.fileno() != -1:
             selector.unregister(listener)
@@ -219,7 +222,10 @@ def serve(home: Path, run_command: Callable[[list[str]], int],
             else:
                 _from_caller(key.fileobj, selector, running)  # type: ignore[arg-type]
         _reap(selector, running, say)
-        if loaded != code_files() and not running and not stopping:
+        if running or stopping or time.monotonic() < next_code_check:
+            continue
+        next_code_check = time.monotonic() + CODE_CHECK_SECONDS  # ~300 stat calls each
+        if loaded != code_files():
             say("The code changed since this process started: stopping (start it again).")
             stopping = True
     return 0
