@@ -59,7 +59,7 @@ class LakeDatabase:
         self._mutex = threading.Lock()
         # Once per process, not per Warehouse object: widgets make one for every call.
         self.schema_ready = False
-        self.turn_sessions = TurnSessions(catalog_dsn(target))
+        self.turn_sessions = TurnSessions(catalog_dsn(target), keep=SESSIONS_PER_PROCESS)
         self._sessions = threading.BoundedSemaphore(SESSIONS_PER_PROCESS)
         self._held = threading.local()  # how many sessions this thread has open
 
@@ -117,7 +117,7 @@ class LakeDatabase:
         close (closing a session would end the parent's), so they are set aside, kept."""
         _inherited.append((self._db, self.turn_sessions))
         self._db, self._mutex, self.schema_ready = None, threading.Lock(), False
-        self.turn_sessions = TurnSessions(self.turn_sessions.dsn)
+        self.turn_sessions = TurnSessions(self.turn_sessions.dsn, keep=SESSIONS_PER_PROCESS)
         self._sessions = threading.BoundedSemaphore(SESSIONS_PER_PROCESS)
         self._held = threading.local()
 

@@ -14,8 +14,6 @@ from engine.user_errors import FAILED, CommandError
 
 # The commit turn's advisory lock (see CommitTurn): namespace "SRET", key 0.
 TURN_NAMESPACE = 0x53524554
-# Sessions kept for later turns, per process: as many as its writers commit at once.
-IDLE_TURN_SESSIONS = 4
 # A writer waits at most this long for its turn to commit, then fails with a message.
 TURN_TIMEOUT_SECONDS = 600
 
@@ -24,8 +22,8 @@ class TurnSessions:
     """Idle PostgreSQL sessions for commit turns, kept between writers of one process:
     opening one for every writer took ~4% of a busy run worker, and a server process each."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, dsn: str, keep: int) -> None:
+        self.dsn, self._keep = dsn, keep  # as many as the process's writers commit at once
         self._idle: list[Any] = []
         self._mutex = threading.Lock()
 
@@ -41,7 +39,7 @@ class TurnSessions:
 
     def give_back(self, session: Any) -> None:
         with self._mutex:
-            if len(self._idle) < IDLE_TURN_SESSIONS:
+            if len(self._idle) < self._keep:
                 self._idle.append(session)
                 return
         session.close()
