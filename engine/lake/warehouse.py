@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from engine.lake.catalog_indexes import ensure_catalog_indexes
 from engine.lake.client_copy import copies_of
 from engine.lake.client_lock import postgres_client_lock
 from engine.lake.database import LakeDatabase, lake_database
@@ -82,6 +83,7 @@ class LakeWarehouse(Warehouse):
             try:
                 if not database.schema_ready:
                     _create_schema(conn)
+                    ensure_catalog_indexes(database.turn_sessions)
                     database.schema_ready = True
                 yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
             finally:
