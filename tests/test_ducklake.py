@@ -24,11 +24,11 @@ import pytest
 from dagster import DagsterInstance, RunsFilter
 
 from engine.lake import retrying, turns
-from engine.lake.catalog_indexes import CATALOG_INDEXES
+from engine.lake.catalog_indexes import CATALOG_INDEXES, ensure_catalog_indexes
 from engine.lake.database import SESSIONS_PER_PROCESS, close_databases, extension_path
 from engine.lake.retrying import RetryingConnection
 from engine.lake.target import catalog_dsn, masked
-from engine.lake.turns import TURN_NAMESPACE
+from engine.lake.turns import TURN_NAMESPACE, TurnSessions
 from engine.lake.warehouse import LakeWarehouse
 from engine.reporting.build import build_reporting_tables, mark_checked
 from engine.streams import STREAMS
@@ -458,6 +458,26 @@ def test_ducklakes_file_list_lookups_use_the_catalog_indexes_a_writer_builds(
     close_databases()  # another process's first use: nothing to build, nothing fails
     with warehouse.writer() as conn:
         conn.execute("SELECT 1")
+
+
+def test_a_catalog_role_that_may_not_build_the_indexes_still_reads(lake):
+    with warehouse_from_settings().writer() as conn:  # the catalog and its indexes made
+        conn.execute("SELECT 1")
+    with psycopg2.connect(catalog_dsn(lake)) as pg, pg.cursor() as cursor:
+        for name in CATALOG_INDEXES:
+            cursor.execute(f"DROP INDEX {name}")
+        cursor.execute("CREATE ROLE report_reader LOGIN PASSWORD 'reader'")
+        cursor.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO report_reader")
+    pg.close()
+    reader_dsn = catalog_dsn(lake).replace("user=postgres", "user=report_reader password=reader")
+    sessions = TurnSessions(reader_dsn, keep=1)
+    try:
+        assert ensure_catalog_indexes(sessions) == []  # left to a writer, without an error
+        assert ensure_catalog_indexes(sessions) == []  # and its session is still usable
+    finally:
+        sessions.close()
+    with warehouse_from_settings().reader() as conn:
+        assert conn.execute("SELECT count(*) FROM stripe.charges").fetchone() == (0,)
 
 def _widgets_only(warehouse: Warehouse, client: str) -> str:
     results = run_widgets(client, warehouse=warehouse, now=NOW,

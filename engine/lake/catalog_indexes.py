@@ -30,21 +30,28 @@ def ensure_catalog_indexes(sessions: TurnSessions) -> list[str]:
     names built. A role that may not build them (a reader's) leaves them to a writer."""
     session = sessions.take()
     try:
-        with session.cursor() as cursor:
-            if not _missing(cursor):  # a plain read: building would lock out commits
-                return []
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", (TURN_NAMESPACE, _BUILDING))
-            try:
-                missing = _missing(cursor)  # another process may have built them meanwhile
-                for name in missing:
-                    cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {CATALOG_INDEXES[name]}")
-                return missing
-            except psycopg2.errors.InsufficientPrivilege:
-                return []
-            finally:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (TURN_NAMESPACE, _BUILDING))
-    finally:
-        sessions.give_back(session)
+        built = _build_missing(session)
+    except psycopg2.Error:
+        session.close()  # not given back: it may be broken, or hold the lock
+        raise
+    sessions.give_back(session)
+    return built
+
+
+def _build_missing(session: psycopg2.extensions.connection) -> list[str]:
+    with session.cursor() as cursor:
+        if not _missing(cursor):  # a plain read: building would lock out commits
+            return []
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", (TURN_NAMESPACE, _BUILDING))
+        try:
+            missing = _missing(cursor)  # another process may have built them meanwhile
+            for name in missing:
+                cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {CATALOG_INDEXES[name]}")
+            return missing
+        except psycopg2.errors.InsufficientPrivilege:
+            return []
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (TURN_NAMESPACE, _BUILDING))
 
 
 def _missing(cursor: psycopg2.extensions.cursor) -> list[str]:

@@ -82,8 +82,9 @@ class LakeWarehouse(Warehouse):
             conn = RetryingConnection(cursor, CommitTurn(database.turn_sessions))
             try:
                 if not database.schema_ready:
-                    _create_schema(conn)
+                    # First, while no commit turn holds a session: the one it takes is reused.
                     ensure_catalog_indexes(database.turn_sessions)
+                    _create_schema(conn)
                     database.schema_ready = True
                 yield conn  # type: ignore[misc]  # a DuckDB connection in all that is used
             finally:
