@@ -180,7 +180,9 @@ def test_two_writer_processes_commit_at_once_readers_see_committed_rows(
     # default 100 connections are far away: unbounded, these two held 46 of 50 and failed.
     per_writer = 2 * SESSIONS_PER_PROCESS + 1
     print("catalog sessions at most:", max(sessions))
-    assert max(sessions) <= 2 * per_writer + 2, max(sessions)  # + the reader's two
+    # + the reader's two, + one a writer's DuckDB may open beyond its pool for a parallel
+    # catalog scan (its pg_pool_max_connections setting says it can): 30, not 46.
+    assert max(sessions) <= 2 * per_writer + 2 + 2, max(sessions)
     for name in ("north", "south"):
         assert compare_with_source(server, name, warehouse) == []
     # No lock file anywhere: the writers never waited for each other on one.
