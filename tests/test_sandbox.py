@@ -419,14 +419,16 @@ def test_invoice_lines_and_expand(world, server):
 
 
 def test_small_answers_on_a_kept_alive_connection_are_fast(world, server):
-    # Headers and body used to leave in two packets, costing a delayed ACK (~40 ms) each.
+    # Headers and body used to leave in two packets, costing a delayed ACK (~40 ms) each:
+    # 100 answers took at least 4 s. Under 3 s leaves room for a busy machine
+    # and still fails that.
     conn = http.client.HTTPConnection("127.0.0.1", server.port)
     headers = {"Authorization": f"Bearer {world.accounts['shop'].secret_key}"}
     started = time.perf_counter()
-    for _ in range(50):
+    for _ in range(100):
         conn.request("GET", "/v1/customers?limit=1", headers=headers)
         response = conn.getresponse()
         response.read()
         assert response.status == 200
     conn.close()
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 3.0
