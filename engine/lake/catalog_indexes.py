@@ -2,11 +2,11 @@
 
 Every query of a lake table reads that table's files and their column statistics from the
 catalog (`WHERE table_id = … AND column_id = …`). Without an index PostgreSQL reads the
-whole list for it, and the list grows with every file any client ever wrote: ~40 files a
-client, 10 statistics rows a file. A quiet client's check (~12 such reads) read 441,000
-catalog rows at 100 clients and slowed from 0.6 s to ~5 s at 1,000 (benchmarks/
-lake_catalog_growth.md). DuckLake uses an index where one exists (duckdb/ducklake#1147
-names this one for the statistics); the two others serve the file lists' `table_id`.
+whole list for it, and the list grows with every file any client ever wrote: ~46 files a
+client, ~10 statistics rows a file. A quiet client's check read 456,100 statistics rows at
+100 clients and 1,650,631 at 300 (benchmarks/lake_catalog_growth.md). DuckLake uses an
+index where one exists (duckdb/ducklake#1147 names this one for the statistics); the two
+others serve the file lists' `table_id`.
 """
 
 from __future__ import annotations
