@@ -14,7 +14,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,10 @@ from sandbox import AccountSpec
 from tests.test_cli import CLI, run_cli
 from tests.test_interrupted_syncs import (
     CLIENTS,
+    answered_listings,
     assert_whole_after_a_new_sync,
     start_sync,
-    wait_until_syncing,
+    wait_until_listing,
     widget,
 )
 from tests.test_interrupted_syncs import synced as synced  # noqa: F401 (a fixture)
@@ -125,10 +125,9 @@ def _states(listing: str) -> dict[str, str]:
 def test_ctrl_c_reaches_the_command_the_resident_process_runs(synced, resident):  # noqa: F811
     server, before = synced
     server.latency_ms = 3000  # a full refresh of minutes: stopped halfway
-    since = datetime.now(UTC)
+    before_listing = answered_listings(server)
     sync = start_sync("c1", "c2", "--parallel", "2", "--full-refresh")
-    for client in CLIENTS[:2]:
-        wait_until_syncing(client, since)
+    wait_until_listing(server, CLIENTS[:2], before_listing)
     # Only the CLI gets the signal (its own session): the resident passes it on.
     os.kill(sync.pid, signal.SIGINT)
     out, err = sync.communicate(timeout=120)
