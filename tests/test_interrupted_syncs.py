@@ -31,9 +31,16 @@ def widget(client: str) -> dict:
 
 
 def start_sync(*args: str) -> subprocess.Popen:
+    """The CLI as a terminal's foreground job starts: Ctrl-C not ignored. A test run started
+    in the background of a script inherits SIGINT ignored, and its workers kept it so."""
     return subprocess.Popen([str(CLI), "sync", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-                            cwd=os.environ["STRIPE_REPORTS_HOME"], start_new_session=True)
+                            cwd=os.environ["STRIPE_REPORTS_HOME"], start_new_session=True,
+                            preexec_fn=_ctrl_c_not_ignored)
+
+
+def _ctrl_c_not_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def answered_listings(server) -> Counter[str]:
